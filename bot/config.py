@@ -1,0 +1,232 @@
+"""Configuration: `sstp-bot.toml` (DESIGN 7) plus secrets from the environment.
+
+Path: `--config`, else `SSTP_BOT_CONFIG`, else `./sstp-bot.toml`. Unknown keys and bad values are
+refused with a message naming the key, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from commands.errors import ConfigError, UnknownServer
+from commands.server import AUTH_METHODS, SERVER_NAME_RE, TRANSPORTS, ServerConfig
+
+DEFAULT_CONFIG_PATH = "sstp-bot.toml"
+SLACK_ID_RE = re.compile(r"^[UWS][A-Z0-9]{2,}$")
+CHANNEL_ID_RE = re.compile(r"^[CGD][A-Z0-9]{2,}$")
+HEX64_RE = re.compile(r"^[0-9A-Fa-f]{64}$")
+HOST_RE = re.compile(r"^[A-Za-z0-9.\-]{1,253}$|^\[?[0-9A-Fa-f:]+\]?$")
+
+
+@dataclass(frozen=True)
+class SlackConfig:
+    mode: str = "socket"
+    http_host: str = "127.0.0.1"
+    http_port: int = 3000
+    api_url: str = ""
+    allowed_channels: tuple[str, ...] = ()
+    operators: tuple[str, ...] = ()
+    approvers: tuple[str, ...] = ()
+    two_person_rule: bool = True
+    plan_ttl_minutes: int = 15
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    url: str = "sqlite:///sstp-bot.db"
+    auto_upgrade: bool = True
+
+
+@dataclass(frozen=True)
+class Config:
+    slack: SlackConfig = field(default_factory=SlackConfig)
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    servers: dict[str, ServerConfig] = field(default_factory=dict)
+    path: Path | None = None
+
+    def server(self, name: str) -> ServerConfig:
+        """The inventory entry for `name` (case-insensitive); UnknownServer otherwise."""
+        if name in self.servers:
+            return self.servers[name]
+        for key, server in self.servers.items():
+            if key.lower() == name.lower():
+                return server
+        raise UnknownServer(name, list(self.servers))
+
+    def group(self, group: str) -> list[ServerConfig]:
+        members = [s for s in self.servers.values() if s.group is not None and s.group.lower() == group.lower()]
+        if not members:
+            known = sorted({s.group for s in self.servers.values() if s.group})
+            hint = f" Known groups: {', '.join(known)}." if known else " No server has a group."
+            raise ConfigError(f"Unknown group {group!r}.{hint}")
+        return members
+
+
+# Keys a server may set (in [defaults] or [servers.NAME]) and their types.
+_SERVER_KEYS: dict[str, type | tuple[type, ...]] = {
+    "host": str,
+    "public_name": str,
+    "group": str,
+    "transport": str,
+    "port": int,
+    "auth": str,
+    "username": str,
+    "password_env": str,
+    "password_file": str,
+    "verify_tls": bool,
+    "ca_bundle": str,
+    "connect_timeout": (int, float),
+    "operation_timeout": (int, float),
+    "cert_expiry_warning_days": int,
+    "offload_sha256": str,
+}
+_DEFAULTS_ONLY = {"host", "public_name", "group", "offload_sha256"}
+_SLACK_KEYS: dict[str, type | tuple[type, ...]] = {
+    "mode": str,
+    "http_host": str,
+    "http_port": int,
+    "api_url": str,
+    "allowed_channels": list,
+    "operators": list,
+    "approvers": list,
+    "two_person_rule": bool,
+    "plan_ttl_minutes": int,
+}
+_DATABASE_KEYS: dict[str, type | tuple[type, ...]] = {"url": str, "auto_upgrade": bool}
+_TOP_KEYS = {"slack", "database", "defaults", "servers"}
+
+
+def resolve_config_path(cli_path: str | None, environ: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if environ is None else environ
+    return Path(cli_path or env.get("SSTP_BOT_CONFIG") or DEFAULT_CONFIG_PATH)
+
+
+def load_config(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Read and validate the configuration file. Raises ConfigError with a message naming the key."""
+    config_path = resolve_config_path(str(path) if path is not None else None, environ)
+    try:
+        text = config_path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"configuration file {config_path} not found (use --config PATH or set SSTP_BOT_CONFIG)"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration file {config_path}: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{config_path}: not valid TOML: {exc}") from None
+    return parse_config(data, path=config_path)
+
+
+def parse_config(data: Mapping[str, Any], path: Path | None = None) -> Config:
+    """Validate an already-parsed TOML document."""
+    _reject_unknown("", data, _TOP_KEYS)
+    slack = _parse_slack(_table(data, "slack"))
+    database = _parse_database(_table(data, "database"))
+    defaults = _table(data, "defaults")
+    _reject_unknown("defaults", defaults, set(_SERVER_KEYS) - _DEFAULTS_ONLY)
+    servers_table = _table(data, "servers")
+    servers: dict[str, ServerConfig] = {}
+    for name, table in servers_table.items():
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"servers.{name}: expected a table")
+        if not SERVER_NAME_RE.match(name):
+            raise ConfigError(
+                f"servers.{name}: server names may contain only letters, digits, '-', '_' and '.'"
+            )
+        if any(existing.lower() == name.lower() for existing in servers):
+            raise ConfigError(f"servers.{name}: duplicate server name (names are case-insensitive)")
+        _reject_unknown(f"servers.{name}", table, set(_SERVER_KEYS))
+        merged = {**defaults, **table}
+        servers[name] = _parse_server(name, merged)
+    return Config(slack=slack, database=database, servers=servers, path=path)
+
+
+def _table(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = data.get(key, {})
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"[{key}] must be a table")
+    return value
+
+
+def _reject_unknown(where: str, table: Mapping[str, Any], allowed: set[str]) -> None:
+    for key in table:
+        if key not in allowed:
+            place = f"{where}.{key}" if where else key
+            raise ConfigError(f"unknown configuration key {place!r} (allowed: {', '.join(sorted(allowed))})")
+
+
+def _typed(where: str, key: str, value: Any, expected: type | tuple[type, ...]) -> Any:
+    # bool is an int in Python: never accept true/false where a number is expected, or the reverse.
+    bad_bool = isinstance(value, bool) and expected is not bool and expected != (bool,)
+    if bad_bool or not isinstance(value, expected):
+        names = expected.__name__ if isinstance(expected, type) else " or ".join(t.__name__ for t in expected)
+        raise ConfigError(f"{where}.{key}: expected {names}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _parse_slack(table: Mapping[str, Any]) -> SlackConfig:
+    _reject_unknown("slack", table, set(_SLACK_KEYS))
+    values: dict[str, Any] = {k: _typed("slack", k, v, _SLACK_KEYS[k]) for k, v in table.items()}
+    normalised: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    cfg = replace(SlackConfig(), **normalised)
+    if cfg.mode not in ("socket", "http"):
+        raise ConfigError(f"slack.mode: expected 'socket' or 'http', got {cfg.mode!r}")
+    if not 0 < cfg.http_port < 65536:
+        raise ConfigError(f"slack.http_port: {cfg.http_port} is not a TCP port")
+    if cfg.plan_ttl_minutes < 1:
+        raise ConfigError("slack.plan_ttl_minutes: must be at least 1")
+    if cfg.api_url and not re.match(r"^https?://", cfg.api_url):
+        raise ConfigError(f"slack.api_url: expected an http(s) URL, got {cfg.api_url!r}")
+    for key, pattern in (("allowed_channels", CHANNEL_ID_RE), ("operators", SLACK_ID_RE), ("approvers", SLACK_ID_RE)):
+        for item in getattr(cfg, key):
+            if not isinstance(item, str) or not pattern.match(item):
+                raise ConfigError(f"slack.{key}: {item!r} is not a Slack ID (like U0123ABCD or S0123ABCD)")
+    return cfg
+
+
+def _parse_database(table: Mapping[str, Any]) -> DatabaseConfig:
+    _reject_unknown("database", table, set(_DATABASE_KEYS))
+    values = {k: _typed("database", k, v, _DATABASE_KEYS[k]) for k, v in table.items()}
+    return replace(DatabaseConfig(), **values)
+
+
+def _parse_server(name: str, table: Mapping[str, Any]) -> ServerConfig:
+    where = f"servers.{name}"
+    values = {k: _typed(where, k, v, _SERVER_KEYS[k]) for k, v in table.items()}
+    if "host" not in values or not values["host"]:
+        raise ConfigError(f"{where}.host is required")
+    for optional in ("ca_bundle", "password_env", "password_file", "username", "public_name", "group", "offload_sha256"):
+        if values.get(optional) == "":
+            values[optional] = None
+    known = {f.name for f in fields(ServerConfig)}
+    server = ServerConfig(name=name, **{k: v for k, v in values.items() if k in known})
+    if not HOST_RE.match(server.host):
+        raise ConfigError(f"{where}.host: {server.host!r} is not a host name or IP address")
+    if server.transport not in TRANSPORTS:
+        raise ConfigError(f"{where}.transport: expected one of {', '.join(TRANSPORTS)}, got {server.transport!r}")
+    if server.auth not in AUTH_METHODS:
+        raise ConfigError(f"{where}.auth: expected one of {', '.join(AUTH_METHODS)}, got {server.auth!r}")
+    if server.auth == "basic" and server.transport != "https":
+        raise ConfigError(f"{where}: basic authentication is only allowed over https (it would send the password in clear)")
+    if not 0 < server.port < 65536:
+        raise ConfigError(f"{where}.port: {server.port} is not a TCP port")
+    for key in ("connect_timeout", "operation_timeout"):
+        if getattr(server, key) <= 0:
+            raise ConfigError(f"{where}.{key}: must be positive")
+    if server.cert_expiry_warning_days < 0:
+        raise ConfigError(f"{where}.cert_expiry_warning_days: must be 0 or more")
+    if server.offload_sha256 is not None:
+        if not HEX64_RE.match(server.offload_sha256):
+            raise ConfigError(f"{where}.offload_sha256: expected 64 hex characters (a SHA-256 hash)")
+        server = replace(server, offload_sha256=server.offload_sha256.upper())
+    return replace(
+        server, connect_timeout=float(server.connect_timeout), operation_timeout=float(server.operation_timeout)
+    )

@@ -1,0 +1,71 @@
+"""The one error hierarchy of sstp-bot.
+
+Every layer raises these; `bot.cli` maps them to exit codes and `bot.slack` to Slack text, each in
+one place. Messages are written for a Windows/VPN admin and never contain a secret.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+RemoteErrorKind = Literal[
+    "unreachable", "tls", "auth", "timeout", "script_failed", "bad_output", "not_elevated"
+]
+
+
+class SstpBotError(Exception):
+    """Base class: a problem we can explain to the user."""
+
+
+class ConfigError(SstpBotError):
+    """The configuration file or environment is wrong (error kind `config`)."""
+
+
+class UnknownServer(ConfigError):
+    """A server name that is not in the inventory. The bot never connects to it."""
+
+    def __init__(self, name: str, known: list[str] | None = None) -> None:
+        self.name = name
+        self.known = sorted(known or [])
+        hint = f" Known servers: {', '.join(self.known)}." if self.known else ""
+        super().__init__(f"Unknown server {name!r}: it is not in the inventory.{hint}")
+
+
+class UsageError(SstpBotError):
+    """A malformed command (CLI exit 3, ephemeral usage text in Slack)."""
+
+
+class RemoteError(SstpBotError):
+    """A check or fix could not be carried out on the server."""
+
+    def __init__(self, kind: RemoteErrorKind, server: str, message: str) -> None:
+        self.kind: RemoteErrorKind = kind
+        self.server = server
+        self.message = message
+        super().__init__(f"{server}: {message}")
+
+
+class SnapshotError(SstpBotError):
+    """The probe output is not a valid snapshot v1 (error kind `bad_output`)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        self.message = message
+        super().__init__(f"invalid snapshot: {field}: {message}" if field else f"invalid snapshot: {message}")
+
+
+class NotAuthorised(SstpBotError):
+    """The actor may not do this (not an approver, own request under the two-person rule, ...)."""
+
+
+class PlanStateError(SstpBotError):
+    """A plan is not in the state the action needs (already approved, expired, superseded, ...)."""
+
+    def __init__(self, plan_id: int, state: str, message: str) -> None:
+        self.plan_id = plan_id
+        self.state = state
+        super().__init__(message)
+
+
+class StateChanged(SstpBotError):
+    """The server changed since the plan was made: nothing was touched."""

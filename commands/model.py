@@ -1,0 +1,129 @@
+"""Findings, remediation plans and check results: the data every layer passes around.
+
+The JSON shapes produced here are the CLI contract of DESIGN section 7.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+Severity = Literal["critical", "warning", "info"]
+CheckStatus = Literal["healthy", "unhealthy", "error"]
+SEVERITY_ORDER: dict[str, int] = {"critical": 0, "warning": 1, "info": 2}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing wrong (or worth knowing) about a server. `id` is one of the fixed IDs of DESIGN 4."""
+
+    id: str
+    severity: Severity
+    title: str
+    detail: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+    fixable: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "severity": self.severity,
+            "title": self.title,
+            "detail": self.detail,
+            "evidence": self.evidence,
+            "fixable": self.fixable,
+        }
+
+
+@dataclass(frozen=True)
+class Step:
+    """One remediation step: a shipped fix script (`action`) with typed parameters."""
+
+    action: str
+    params: dict[str, str | int]
+    description: str
+    disruptive: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "action": self.action,
+            "params": dict(self.params),
+            "description": self.description,
+            "disruptive": self.disruptive,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Step:
+        return cls(
+            action=str(data["action"]),
+            params=dict(data.get("params") or {}),
+            description=str(data.get("description", "")),
+            disruptive=bool(data.get("disruptive", False)),
+        )
+
+
+@dataclass(frozen=True)
+class Plan:
+    """An ordered list of steps plus the fingerprint of the snapshot parts it depends on."""
+
+    steps: tuple[Step, ...]
+    fingerprint: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"steps": [s.to_json() for s in self.steps], "fingerprint": self.fingerprint}
+
+    @property
+    def disruptive(self) -> bool:
+        return any(s.disruptive for s in self.steps)
+
+
+def is_healthy(findings: list[Finding]) -> bool:
+    """Healthy means no critical and no warning finding (DESIGN 4)."""
+    return not any(f.severity in ("critical", "warning") for f in findings)
+
+
+def sort_findings(findings: list[Finding]) -> list[Finding]:
+    return sorted(findings, key=lambda f: (SEVERITY_ORDER[f.severity], f.id))
+
+
+def format_time(moment: datetime) -> str:
+    """ISO 8601 in UTC with a Z, the form used in every JSON output. Naive times are taken as UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class CheckResult:
+    """The outcome of checking one server (from a live probe or from a snapshot file)."""
+
+    server: str
+    checked_at: datetime
+    findings: list[Finding] = field(default_factory=list)
+    plan: Plan | None = None
+    error_kind: str | None = None
+    error_message: str | None = None
+    vpn_connections: int | None = None
+    snapshot: dict[str, Any] | None = None
+
+    @property
+    def status(self) -> CheckStatus:
+        if self.error_kind is not None:
+            return "error"
+        return "healthy" if is_healthy(self.findings) else "unhealthy"
+
+    def to_json(self) -> dict[str, Any]:
+        """The `--json` shape of `check` and `diagnose` (DESIGN 7)."""
+        return {
+            "server": self.server,
+            "status": self.status,
+            "checked_at": format_time(self.checked_at),
+            "findings": [f.to_json() for f in sort_findings(self.findings)],
+            "plan": self.plan.to_json() if self.plan is not None else None,
+            "error": (
+                None
+                if self.error_kind is None
+                else {"kind": self.error_kind, "message": self.error_message or ""}
+            ),
+        }

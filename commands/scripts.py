@@ -1,0 +1,129 @@
+"""The shipped PowerShell scripts (DESIGN 9): their names, typed parameters, and validation.
+
+User text never becomes PowerShell source: the runner sends a script's text unchanged and passes every
+value with `add_parameter`, after `validate_params` has checked it here. Each script's own `param()`
+block checks it again on the server. `tests/test_scripts.py` proves the two declarations agree.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from commands.errors import UsageError
+
+THUMBPRINT_RE = re.compile(r"^[0-9A-F]{40}$")
+SHA256_RE = re.compile(r"^[0-9A-F]{64}$")
+# IP:port, [IPv6]:port or hostname:port (DOMAIN 2.2, 11).
+IPV4_ENDPOINT_RE = re.compile(r"^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3}):(\d{1,5})$")
+IPV6_ENDPOINT_RE = re.compile(r"^\[[0-9A-Fa-f:.]+\]:(\d{1,5})$")
+HOSTNAME_ENDPOINT_RE = re.compile(
+    r"^(?=.{1,253}:)(\*|[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*:(\d{1,5})$"
+)
+# IIS site names: printable, no quotes or control characters (they are passed to appcmd as one argument).
+SITE_RE = re.compile(r"^[^\"\x00-\x1f]{1,260}$")
+# IIS bindingInformation "IP:port:host", e.g. "*:443:" or "10.0.0.5:443:vpn.example.com".
+BINDING_INFO_RE = re.compile(r"^(\*|[0-9.]+|\[[0-9A-Fa-f:]+\]):(\d{1,5}):([A-Za-z0-9.*-]{0,253})$")
+URL_RE = re.compile(r"^https?://[^\s\"'`$;|&<>]{1,2000}$", re.IGNORECASE)
+
+SCRIPT_HEADER_RE = re.compile(r"^# sstp-bot-script: ([a-z_]+)\s*$")
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str
+    kind: type  # str or int
+    required: bool
+    pattern: re.Pattern[str] | None = None
+    minimum: int | None = None
+    maximum: int | None = None
+
+
+def _port_ok(port: str) -> bool:
+    return 0 < int(port) < 65536
+
+
+def _endpoint_ok(value: str) -> bool:
+    m = IPV4_ENDPOINT_RE.match(value)
+    if m:
+        return all(int(part) <= 255 for part in m.groups()[:4]) and _port_ok(m.group(5))
+    m = IPV6_ENDPOINT_RE.match(value) or HOSTNAME_ENDPOINT_RE.match(value)
+    return bool(m) and _port_ok(value.rsplit(":", 1)[1])
+
+
+SCRIPTS: dict[str, tuple[ParamSpec, ...]] = {
+    "probe": (ParamSpec("EventHours", int, False, minimum=1, maximum=720),),
+    "remove_iis_binding": (
+        ParamSpec("Site", str, True, SITE_RE),
+        ParamSpec("BindingInformation", str, True, BINDING_INFO_RE),
+    ),
+    "restart_iis": (),
+    "delete_httpsys_binding": (ParamSpec("Endpoint", str, True),),
+    "delete_url_reservation": (ParamSpec("Url", str, True, URL_RE),),
+    "bind_sstp_certificate": (
+        ParamSpec("Thumbprint", str, True, THUMBPRINT_RE),
+        ParamSpec("RestartTimeoutSeconds", int, False, minimum=10, maximum=1800),
+    ),
+    "restart_remoteaccess": (ParamSpec("RestartTimeoutSeconds", int, False, minimum=10, maximum=1800),),
+}
+
+FIX_ACTIONS = tuple(name for name in SCRIPTS if name != "probe")
+
+
+def normalise_thumbprint(value: str) -> str:
+    """Upper-case hex without separators; drops spaces and the invisible U+200E certmgr copy/paste adds (DOMAIN 11)."""
+    return re.sub(r"[\s\u200e\u200f:]", "", value).upper()
+
+
+def validate_params(script: str, params: dict[str, Any]) -> dict[str, str | int]:
+    """Check `params` against the script's declaration; returns them normalised. Raises UsageError."""
+    if script not in SCRIPTS:
+        raise UsageError(f"unknown script {script!r}")
+    specs = {spec.name: spec for spec in SCRIPTS[script]}
+    unknown = set(params) - set(specs)
+    if unknown:
+        raise UsageError(f"{script}: unknown parameter(s) {', '.join(sorted(unknown))}")
+    clean: dict[str, str | int] = {}
+    for spec in specs.values():
+        if spec.name not in params or params[spec.name] is None:
+            if spec.required:
+                raise UsageError(f"{script}: parameter {spec.name} is required")
+            continue
+        value = params[spec.name]
+        if spec.kind is int:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise UsageError(f"{script}: {spec.name} must be a whole number")
+            if (spec.minimum is not None and value < spec.minimum) or (spec.maximum is not None and value > spec.maximum):
+                raise UsageError(f"{script}: {spec.name} must be between {spec.minimum} and {spec.maximum}")
+            clean[spec.name] = value
+            continue
+        if not isinstance(value, str):
+            raise UsageError(f"{script}: {spec.name} must be text")
+        if spec.name == "Thumbprint":
+            value = normalise_thumbprint(value)
+        if spec.name == "Endpoint":
+            ok = _endpoint_ok(value)
+        else:
+            ok = spec.pattern is None or bool(spec.pattern.match(value))
+        if not ok:
+            raise UsageError(f"{script}: {spec.name} {value!r} is not valid")
+        clean[spec.name] = value
+    return clean
+
+
+@cache
+def load_script(name: str) -> str:
+    """The text of a shipped script (package data `commands/scripts/NAME.ps1`)."""
+    if name not in SCRIPTS:
+        raise UsageError(f"unknown script {name!r}")
+    return resources.files("commands").joinpath("scripts", f"{name}.ps1").read_text(encoding="utf-8")
+
+
+def script_name(text: str) -> str | None:
+    """The NAME of a script's `# sstp-bot-script: NAME` header line, or None."""
+    first = text.lstrip("\ufeff").split("\n", 1)[0].rstrip("\r")
+    m = SCRIPT_HEADER_RE.match(first)
+    return m.group(1) if m else None

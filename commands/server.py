@@ -1,0 +1,63 @@
+"""A server of the inventory: how to reach it and what it is expected to look like."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from commands.errors import ConfigError
+
+SERVER_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+TRANSPORTS = ("https", "http")
+AUTH_METHODS = ("negotiate", "kerberos", "ntlm", "credssp", "basic")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """One `[servers.NAME]` table merged over `[defaults]`."""
+
+    name: str
+    host: str
+    public_name: str | None = None
+    group: str | None = None
+    transport: str = "https"
+    port: int = 5986
+    auth: str = "negotiate"
+    username: str | None = None
+    password_env: str | None = "SSTP_BOT_WINRM_PASSWORD"
+    password_file: str | None = None
+    verify_tls: bool = True
+    ca_bundle: str | None = None
+    connect_timeout: float = 10.0
+    operation_timeout: float = 120.0
+    cert_expiry_warning_days: int = 30
+    offload_sha256: str | None = None
+
+    def password(self, environ: Mapping[str, str] | None = None) -> str | None:
+        """The WinRM password: from the variable named by `password_env`, else from `password_file`.
+
+        Raises ConfigError when a password is configured for but cannot be found. The message names the
+        variable or file, never the value.
+        """
+        env = os.environ if environ is None else environ
+        if self.password_env and env.get(self.password_env):
+            return env[self.password_env]
+        if self.password_file:
+            try:
+                return Path(self.password_file).read_text(encoding="utf-8").strip("\r\n")
+            except OSError as exc:
+                raise ConfigError(
+                    f"server {self.name}: cannot read password_file {self.password_file}: {exc.strerror}"
+                ) from None
+        if self.username is None:
+            return None
+        if self.password_env:
+            raise ConfigError(
+                f"server {self.name}: the WinRM password is missing: set the environment variable "
+                f"{self.password_env}"
+            )
+        raise ConfigError(f"server {self.name}: username is set but neither password_env nor password_file")
