@@ -1,0 +1,68 @@
+"""`sstp-bot check SERVER... | --all | --group G [--json]`."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+
+from rich.console import Console
+
+from bot.cli import Environment, ExitStatus
+from bot.config import load_config
+from bot.service import Actor, CheckOutcome, build_service, resolve_targets
+from bot.terminal import render_check
+from commands.errors import ConfigError, UsageError
+from commands.model import CheckResult
+
+
+def cli_actor() -> Actor:
+    try:
+        login = getpass.getuser()
+    except (KeyError, OSError):
+        login = "unknown"
+    return Actor(id=f"cli:{login}", source="cli")
+
+
+def exit_status(results: list[CheckResult]) -> ExitStatus:
+    """2 when any server could not be checked, else 1 when any has findings, else 0."""
+    if any(r.status == "error" for r in results):
+        return ExitStatus.ERROR
+    if any(r.status == "unhealthy" for r in results):
+        return ExitStatus.FINDINGS
+    return ExitStatus.OK
+
+
+def run(args: argparse.Namespace, env: Environment) -> int:
+    if not (args.servers or args.all or args.group):
+        raise UsageError("check: name at least one SERVER, or use --all or --group G")
+    if args.all and (args.servers or args.group):
+        raise UsageError("check: --all cannot be combined with server names or --group")
+    config = load_config(args.config, env.environ)
+    try:
+        # Resolve every name before anything connects: one unknown name refuses the whole command.
+        targets = resolve_targets(config, args.servers, all_servers=args.all, group=args.group)
+    except ConfigError as exc:
+        if args.json:
+            name = args.servers[0] if args.servers else (args.group or "")
+            error = {"kind": "config", "message": str(exc)}
+            print(json.dumps({"server": name, "status": "error", "checked_at": None, "findings": [],
+                              "plan": None, "error": error}), file=env.stdout)
+        raise
+    service = build_service(config, env.environ, env.clock)
+    console = Console(file=env.stdout, width=120, soft_wrap=True)
+
+    def show(outcome: CheckOutcome) -> None:
+        if not args.json:
+            render_check(outcome.result, console)
+
+    outcomes = service.check(targets, cli_actor(), on_result=show)
+    results = [o.result for o in outcomes]
+    if args.json:
+        fleet = args.all or args.group or len(targets) > 1
+        payload = [r.to_json() for r in results] if fleet else results[0].to_json()
+        print(json.dumps(payload, indent=2), file=env.stdout)
+    elif len(results) > 1:
+        healthy = sum(r.status == "healthy" for r in results)
+        console.print(f"\n{healthy} of {len(results)} servers healthy.")
+    return exit_status(results)

@@ -1,0 +1,79 @@
+"""`sstp-bot fix SERVER [--yes] [--json]`: check, show the plan, confirm, run it, re-check.
+
+The local operator is the approver: the plan goes through the same PROPOSED -> APPROVED -> RUNNING
+states and audit trail as a Slack approval, with the operator's login as requester and approver.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from rich.console import Console
+
+from bot.cli import Environment, ExitStatus
+from bot.cli.check import cli_actor, exit_status
+from bot.config import load_config
+from bot.service import FixOutcome, build_service
+from bot.terminal import render_check
+from commands.errors import UsageError
+
+
+def run(args: argparse.Namespace, env: Environment) -> int:
+    config = load_config(args.config, env.environ)
+    server = config.server(args.server)
+    service = build_service(config, env.environ, env.clock)
+    console = Console(file=env.stderr if args.json else env.stdout, width=120, soft_wrap=True)
+    actor = cli_actor()
+
+    [outcome] = service.check([server], actor)
+    before = outcome.result
+    if not args.json:
+        render_check(before, console)
+    if outcome.plan_id is None:
+        if args.json:
+            print(json.dumps({"server": server.name, "plan_id": None, "state": None, "steps": [],
+                              "before": before.to_json(), "after": None, "error": None}, indent=2), file=env.stdout)
+        elif before.status != "error":
+            console.print("Nothing to fix automatically." if before.status == "unhealthy" else "Nothing to fix.")
+        return exit_status([before])
+
+    plan_id = outcome.plan_id
+    if not args.yes:
+        if not env.interactive:
+            service.reject(plan_id, actor, authorised=True)
+            raise UsageError("fix: standard input is not a terminal; pass --yes to run the plan without asking")
+        console.print(f"Run these {len(before.plan.steps) if before.plan else 0} steps on {server.name}? [y/N] ", end="")
+        answer = env.stdin.readline().strip().lower()
+        if answer not in ("y", "yes"):
+            service.reject(plan_id, actor, authorised=True)
+            console.print("Not run. The plan was recorded as rejected.")
+            return ExitStatus.FINDINGS
+
+    service.approve(plan_id, actor, authorised=True)
+
+    def progress(index: int, total: int, step: dict[str, object]) -> None:
+        console.print(f"[{index}/{total}] {step.get('description') or step.get('action')}")
+
+    fix = service.execute(plan_id, actor, progress=progress)
+    if args.json:
+        payload = fix.to_json()
+        payload["before"] = before.to_json()
+        print(json.dumps(payload, indent=2), file=env.stdout)
+    else:
+        _print_outcome(fix, console)
+    if fix.after is None:
+        return ExitStatus.ERROR
+    return ExitStatus.OK if fix.after.status == "healthy" else ExitStatus.FINDINGS
+
+
+def _print_outcome(fix: FixOutcome, console: Console) -> None:
+    for step in fix.steps:
+        mark = "[green]ok[/]" if step.ok else "[red]failed[/]"
+        console.print(f"  {mark} {step.action}: {step.detail}")
+    if fix.error:
+        console.print(f"[red]{fix.error}[/]")
+    if fix.after is not None:
+        console.print("\nRe-check:")
+        render_check(fix.after, console)
+    console.print(f"Plan {fix.plan.id}: {fix.state}")

@@ -1,0 +1,350 @@
+"""The use cases shared by Slack and the CLI: check, approve, reject, execute, history, status.
+
+Slack and the CLI call only this module. It ties together the inventory (never connect to a server
+that is not in it), the remote side (`commands.psrp`), the pure engine (`commands.engine`) and the
+record (`storage`). Authorisation facts that only Slack can know (is this user in an approver user
+group?) come in as the `authorised` argument; the rules that hold everywhere (two-person rule, plan
+expiry, exactly-once transitions) are applied here and in the repository.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from bot.config import Config
+from commands.engine import evaluate
+from commands.errors import (
+    ConfigError,
+    NotAuthorised,
+    PlanStateError,
+    RemoteError,
+    SnapshotError,
+    SstpBotError,
+)
+from commands.fleet import run_fleet, server_lock
+from commands.model import CheckResult
+from commands.psrp import RemoteSession
+from commands.remediation import fingerprint
+from commands.server import ServerConfig
+from commands.snapshot import parse_snapshot
+from storage.records import AuditRecord, CheckRecord, HistoryEntry, PlanRecord
+from storage.repository import Repository
+from storage.states import PlanState
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who asked: a Slack user ID (`source="slack"`) or `cli:<login>` (`source="cli"`)."""
+
+    id: str
+    source: str
+
+
+@dataclass
+class CheckOutcome:
+    result: CheckResult
+    check_id: int
+    plan_id: int | None = None
+
+
+@dataclass
+class StepResult:
+    action: str
+    ok: bool
+    changed: bool
+    detail: str
+    exit_code: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"action": self.action, "ok": self.ok, "changed": self.changed, "detail": self.detail}
+
+
+@dataclass
+class FixOutcome:
+    plan: PlanRecord
+    state: str
+    steps: list[StepResult] = field(default_factory=list)
+    before: CheckResult | None = None
+    after: CheckResult | None = None
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The `fix --json` shape of DESIGN 7."""
+        return {
+            "server": self.plan.server,
+            "plan_id": self.plan.id,
+            "state": self.state,
+            "steps": [s.to_json() for s in self.steps],
+            "before": self.before.to_json() if self.before is not None else None,
+            "after": self.after.to_json() if self.after is not None else None,
+            "error": self.error,
+        }
+
+
+class Session(Protocol):
+    """What the service needs of a remote session (`commands.psrp.RemoteSession` in production)."""
+
+    def __enter__(self) -> Session: ...
+    def __exit__(self, *exc: object) -> None: ...
+    def probe(self) -> dict[str, Any]: ...
+    def run(self, script: str, **params: Any) -> dict[str, Any]: ...
+
+
+SessionFactory = Callable[[ServerConfig, "str | None"], Session]
+ProgressCallback = Callable[[int, int, dict[str, Any]], None]
+
+
+def resolve_targets(
+    config: Config, names: Sequence[str] = (), *, all_servers: bool = False, group: str | None = None
+) -> list[ServerConfig]:
+    """Inventory entries for a request; UnknownServer/ConfigError before anything connects."""
+    if all_servers:
+        if not config.servers:
+            raise ConfigError("the inventory has no servers")
+        return list(config.servers.values())
+    targets: list[ServerConfig] = []
+    if group is not None:
+        targets.extend(config.group(group))
+    for name in names:
+        server = config.server(name)
+        if server not in targets:
+            targets.append(server)
+    return targets
+
+
+class Service:
+    """The bot's use cases. Thread-safe: Slack calls it from a worker pool."""
+
+    def __init__(
+        self,
+        config: Config,
+        repo: Repository,
+        *,
+        environ: Mapping[str, str],
+        clock: Callable[[], datetime],
+        session_factory: SessionFactory | None = None,
+        max_workers: int = 8,
+    ) -> None:
+        self.config = config
+        self.repo = repo
+        self.environ = environ
+        self.clock = clock
+        self.session_factory: SessionFactory = session_factory or RemoteSession
+        self.max_workers = max_workers
+
+    # -- inventory -------------------------------------------------------------------------------
+
+    def resolve_targets(
+        self, names: Sequence[str] = (), *, all_servers: bool = False, group: str | None = None
+    ) -> list[ServerConfig]:
+        return resolve_targets(self.config, names, all_servers=all_servers, group=group)
+
+    # -- check -----------------------------------------------------------------------------------
+
+    def check(
+        self,
+        servers: Sequence[ServerConfig],
+        actor: Actor,
+        *,
+        on_result: Callable[[CheckOutcome], None] | None = None,
+    ) -> list[CheckOutcome]:
+        """Probe each server once (bounded pool), diagnose, record, and propose a plan where one exists."""
+        self.repo.expire_due()
+        return run_fleet(
+            list(servers),
+            lambda server: self._check_one(server, actor),
+            max_workers=self.max_workers,
+            on_result=on_result,
+        )
+
+    def _check_one(self, server: ServerConfig, actor: Actor) -> CheckOutcome:
+        started = self.clock()
+        raw: dict[str, Any] | None = None
+        try:
+            password = server.password(self.environ)
+            with server_lock(server.name), self.session_factory(server, password) as session:
+                raw = session.probe()
+            result = evaluate(raw, server, self.clock())
+        except RemoteError as exc:
+            result = CheckResult(server=server.name, checked_at=self.clock(), error_kind=exc.kind, error_message=exc.message)
+        except ConfigError as exc:
+            result = CheckResult(server=server.name, checked_at=self.clock(), error_kind="config", error_message=str(exc))
+        result.server = server.name
+        return self._record(result, raw, actor, started, propose=True)
+
+    def _record(
+        self,
+        result: CheckResult,
+        raw: dict[str, Any] | None,
+        actor: Actor,
+        started: datetime,
+        *,
+        propose: bool,
+    ) -> CheckOutcome:
+        check_id = self.repo.record_check(
+            server=result.server,
+            actor=actor.id,
+            source=actor.source,
+            started_at=started,
+            finished_at=self.clock(),
+            status=result.status,
+            findings=[f.to_json() for f in result.findings],
+            snapshot=raw if result.error_kind is None else None,
+            error_kind=result.error_kind,
+            error_message=result.error_message,
+        )
+        plan_id = None
+        if propose and result.plan is not None:
+            plan_id = self.repo.create_plan(
+                check_id=check_id,
+                server=result.server,
+                steps=[s.to_json() for s in result.plan.steps],
+                fingerprint=result.plan.fingerprint,
+                requester=actor.id,
+                source=actor.source,
+                ttl=timedelta(minutes=self.config.slack.plan_ttl_minutes),
+            )
+        return CheckOutcome(result=result, check_id=check_id, plan_id=plan_id)
+
+    # -- approvals -------------------------------------------------------------------------------
+
+    def get_plan(self, plan_id: int) -> PlanRecord:
+        return self.repo.get_plan(plan_id)
+
+    def attach_message(self, plan_id: int, channel: str, ts: str) -> None:
+        self.repo.set_plan_message(plan_id, channel, ts)
+
+    def approve(self, plan_id: int, actor: Actor, *, authorised: bool) -> PlanRecord:
+        """PROPOSED -> APPROVED, exactly once. Refusals raise and are audited."""
+        return self._decide(plan_id, actor, authorised=authorised, new=PlanState.APPROVED, action="approve")
+
+    def reject(self, plan_id: int, actor: Actor, *, authorised: bool) -> PlanRecord:
+        return self._decide(plan_id, actor, authorised=authorised, new=PlanState.REJECTED, action="reject")
+
+    def _decide(self, plan_id: int, actor: Actor, *, authorised: bool, new: PlanState, action: str) -> PlanRecord:
+        self.repo.expire_due()
+        plan = self.repo.get_plan(plan_id)
+        if not authorised:
+            self.repo.audit(
+                actor=actor.id, action=action, outcome="refused: not an approver", server=plan.server, plan_id=plan_id
+            )
+            raise NotAuthorised("Only configured approvers can approve or reject fixes.")
+        # The two-person rule protects Slack approvals. A CLI operator already has a shell on the
+        # bot's host; `sstp-bot fix` records them as both requester and approver.
+        if (
+            new is PlanState.APPROVED
+            and self.config.slack.two_person_rule
+            and actor.source != "cli"
+            and plan.requester == actor.id
+        ):
+            self.repo.audit(
+                actor=actor.id,
+                action=action,
+                outcome="refused: two-person rule",
+                server=plan.server,
+                plan_id=plan_id,
+            )
+            raise NotAuthorised("Two-person rule: you requested this check, so another approver must approve it.")
+        return self.repo.transition(plan_id, PlanState.PROPOSED, new, actor=actor.id)
+
+    # -- fix -------------------------------------------------------------------------------------
+
+    def execute(self, plan_id: int, actor: Actor, *, progress: ProgressCallback | None = None) -> FixOutcome:
+        """Run an APPROVED plan: re-probe, refuse on drift, run the steps, re-probe. One session throughout."""
+        plan = self.repo.transition(plan_id, PlanState.APPROVED, PlanState.RUNNING, actor=actor.id)
+        outcome = FixOutcome(plan=plan, state=PlanState.RUNNING)
+        try:
+            server = self.config.server(plan.server)
+            password = server.password(self.environ)
+            with server_lock(server.name), self.session_factory(server, password) as session:
+                started = self.clock()
+                raw_before = session.probe()
+                outcome.before = evaluate(raw_before, server, self.clock())
+                if fingerprint(parse_snapshot(raw_before)) != plan.fingerprint:
+                    outcome.error = (
+                        "The server changed since the plan was made; nothing was touched. Run the check again."
+                    )
+                    return self._finish(outcome, PlanState.FAILED, actor, {"reason": "state changed"})
+                steps = plan.steps
+                for index, step in enumerate(steps, start=1):
+                    if progress is not None:
+                        progress(index, len(steps), step)
+                    result = self._run_step(session, step)
+                    outcome.steps.append(result)
+                    self.repo.record_step_result(plan_id, {"index": index, **result.to_json(), "exit_code": result.exit_code})
+                    if not result.ok:
+                        outcome.error = f"Step {index} ({step['action']}) failed: {result.detail}"
+                        break
+                raw_after = session.probe()
+            outcome.after = evaluate(raw_after, server, self.clock())
+            self._record(outcome.after, raw_after, actor, started, propose=False)
+        except (RemoteError, ConfigError, SnapshotError) as exc:
+            outcome.error = str(exc)
+            return self._finish(outcome, PlanState.FAILED, actor, {"error": outcome.error})
+        fixed = outcome.error is None and outcome.after is not None and outcome.after.plan is None
+        details: dict[str, Any] = {"after_status": outcome.after.status if outcome.after else None}
+        if outcome.error:
+            details["error"] = outcome.error
+        return self._finish(outcome, PlanState.SUCCEEDED if fixed else PlanState.FAILED, actor, details)
+
+    def _run_step(self, session: Session, step: dict[str, Any]) -> StepResult:
+        try:
+            output = session.run(step["action"], **dict(step.get("params") or {}))
+        except RemoteError as exc:
+            return StepResult(action=step["action"], ok=False, changed=False, detail=exc.message)
+        exit_code = output.get("exit_code")
+        return StepResult(
+            action=step["action"],
+            ok=bool(output.get("ok")),
+            changed=bool(output.get("changed")),
+            detail=str(output.get("detail", "")),
+            exit_code=exit_code if isinstance(exit_code, int) else None,
+        )
+
+    def _finish(self, outcome: FixOutcome, state: PlanState, actor: Actor, details: dict[str, Any]) -> FixOutcome:
+        try:
+            outcome.plan = self.repo.transition(
+                outcome.plan.id, PlanState.RUNNING, state, actor=actor.id, details=details
+            )
+        except SstpBotError:
+            log.exception("could not record the end of plan %s", outcome.plan.id)
+        outcome.state = state
+        return outcome
+
+    # -- record ----------------------------------------------------------------------------------
+
+    def history(self, server: str | None = None, limit: int = 20) -> list[HistoryEntry]:
+        return self.repo.history(server, limit)
+
+    def plan_audit(self, plan_id: int) -> list[AuditRecord]:
+        return self.repo.plan_audit(plan_id)
+
+    def status(self) -> list[CheckRecord]:
+        return self.repo.latest_checks()
+
+    def audit(
+        self,
+        *,
+        actor: str,
+        action: str,
+        outcome: str,
+        server: str | None = None,
+        plan_id: int | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        self.repo.audit(actor=actor, action=action, outcome=outcome, server=server, plan_id=plan_id, details=details)
+
+
+def build_service(config: Config, environ: Mapping[str, str], clock: Callable[[], datetime]) -> Service:
+    """The production wiring: open (and upgrade) the database, mark crashed fixes INTERRUPTED."""
+    repo = Repository(config.database.url, clock=clock, auto_upgrade=config.database.auto_upgrade)
+    interrupted = repo.recover_interrupted()
+    if interrupted:
+        log.warning("plans interrupted by a previous crash (not re-run): %s", interrupted)
+    return Service(config, repo, environ=environ, clock=clock)
