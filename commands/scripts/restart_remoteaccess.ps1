@@ -1,0 +1,145 @@
+# sstp-bot-script: restart_remoteaccess
+#
+# Restarts the RemoteAccess (RRAS) service, or starts it when stopped, then waits until it is Running and
+# something listens on the SSTP port (SstpSvc\Parameters\ListenerPort, default 443), all within
+# RestartTimeoutSeconds. Facts: AOVPNTOOLS / AOVPN (restart needed for certificate changes; restart with
+# a timeout, wait for Running, poll Get-NetTCPConnection -State Listen); RRASBLOG-CHG1 (on start RRAS
+# creates its HTTP.sys bindings where none exist). DISRUPTIVE: drops every connected VPN user.
+# Writes exactly one JSON document: {"ok", "changed", "detail", "exit_code"}.
+[CmdletBinding()]
+param(
+    [ValidateRange(10, 1800)]
+    [int]$RestartTimeoutSeconds = 120
+)
+
+Set-StrictMode -Version 2
+$ErrorActionPreference = 'Stop'
+$ProgressPreference = 'SilentlyContinue'
+
+function New-FixResult([bool]$Ok, [bool]$Changed, [string]$Detail, $ExitCode) {
+    # The fix result contract (DESIGN 2, 9): {"ok", "changed", "detail", "exit_code"}.
+    $code = $null
+    if ($null -ne $ExitCode) { $code = [int]$ExitCode }
+    return [ordered]@{ ok = $Ok; changed = $Changed; detail = $Detail; exit_code = $code }
+}
+
+function Test-Elevated {
+    # DOMAIN 9: changes need an elevated token; a UAC-filtered local account is not in the role.
+    $principal = [Security.Principal.WindowsPrincipal][Security.Principal.WindowsIdentity]::GetCurrent()
+    return $principal.IsInRole([Security.Principal.WindowsBuiltInRole]::Administrator)
+}
+
+function Invoke-NativeCommand([string]$FilePath, [string[]]$ArgumentList) {
+    # Arguments go as an array, one element each: nothing is ever re-parsed as PowerShell.
+    # 2>&1 into a variable (not | Out-Null, which can leave $LASTEXITCODE stale: DOMAIN 9). In 5.1 a
+    # redirected stderr line becomes an ErrorRecord that 'Stop' would turn into a terminating error.
+    $ErrorActionPreference = 'Continue'
+    $global:LASTEXITCODE = 0
+    $lines = & $FilePath @ArgumentList 2>&1
+    $exitCode = $LASTEXITCODE
+    $text = (@($lines) | ForEach-Object { [string]$_ }) -join "`n"
+    return [pscustomobject]@{ ExitCode = [int]$exitCode; Output = $text.Trim() }
+}
+
+$SstpParametersKey = 'SYSTEM\CurrentControlSet\Services\SstpSvc\Parameters'   # DOMAIN 1.1
+
+function Get-SstpRegistryValue([string]$Name) {
+    $key = [Microsoft.Win32.Registry]::LocalMachine.OpenSubKey($SstpParametersKey, $false)
+    if ($null -eq $key) { return $null }
+    try {
+        # Unary comma: a REG_BINARY byte[] must reach the caller whole, not unrolled into bytes.
+        return ,$key.GetValue($Name, $null)
+    } finally {
+        $key.Close()
+    }
+}
+
+function Get-SstpPort {
+    # ListenerPort (DWORD, default 443: RRASBLOG-FAQ3, RRASBLOG-LISTENER).
+    $value = Get-SstpRegistryValue 'ListenerPort'
+    if ($null -eq $value) { return 443 }
+    return [int]$value
+}
+
+function Test-Listening([int]$Port) {
+    # AOVPN: after a restart RH polls Get-NetTCPConnection -LocalPort 443 -State Listen (PID 4 = HTTP.sys).
+    $found = @(Get-NetTCPConnection -State Listen -LocalPort $Port -ErrorAction SilentlyContinue)
+    return ($found.Count -gt 0)
+}
+
+function Get-Remaining($Clock, [int]$TimeoutSeconds) {
+    $left = $TimeoutSeconds - $Clock.Elapsed.TotalSeconds
+    if ($left -lt 1) { $left = 1 }
+    return [TimeSpan]::FromSeconds($left)
+}
+
+function Restart-RemoteAccessService([int]$TimeoutSeconds, [int]$Port) {
+    # Restart RemoteAccess (start it when stopped), bounded by one deadline: wait for Stopped, Running,
+    # then a listener on the SSTP port (AOVPN Install-SstpLetsEncryptCertificate*: restart with a timeout,
+    # wait for Running, poll the port). ServiceController.WaitForStatus gives the timeout without a
+    # background job, so a hung stop cannot block the session. A restart drops every VPN user (DOMAIN 1.3).
+    $clock = [System.Diagnostics.Stopwatch]::StartNew()
+    $notes = [System.Collections.Generic.List[string]]::new()
+    $service = Get-Service -Name RemoteAccess -ErrorAction Stop
+    $service.Refresh()
+    $wasRunning = ($service.Status -ne [System.ServiceProcess.ServiceControllerStatus]::Stopped)
+    $dependents = [System.Collections.Generic.List[string]]::new()
+    foreach ($dependent in @($service.DependentServices)) {
+        if ($dependent.Status -eq [System.ServiceProcess.ServiceControllerStatus]::Running) { $dependents.Add($dependent.ServiceName) }
+    }
+    try {
+        if ($wasRunning) {
+            if ($service.Status -ne [System.ServiceProcess.ServiceControllerStatus]::StopPending) { $service.Stop() }
+            $service.WaitForStatus([System.ServiceProcess.ServiceControllerStatus]::Stopped, (Get-Remaining $clock $TimeoutSeconds))
+            $notes.Add('RemoteAccess stopped')
+        } else {
+            $notes.Add('RemoteAccess was not running')
+        }
+        $service.Refresh()
+        if ($service.Status -ne [System.ServiceProcess.ServiceControllerStatus]::StartPending) { $service.Start() }
+        $service.WaitForStatus([System.ServiceProcess.ServiceControllerStatus]::Running, (Get-Remaining $clock $TimeoutSeconds))
+        $notes.Add('RemoteAccess running')
+    } catch {
+        $notes.Add(('service control failed: {0}' -f $_.Exception.Message))
+    }
+    foreach ($name in $dependents) {
+        try {
+            Start-Service -Name $name -ErrorAction Stop
+        } catch {
+            $notes.Add(('dependent service {0} did not start: {1}' -f $name, $_.Exception.Message))
+        }
+    }
+    $service.Refresh()
+    $running = ($service.Status -eq [System.ServiceProcess.ServiceControllerStatus]::Running)
+    $listening = $false
+    if ($running) {
+        while ($true) {
+            $listening = Test-Listening $Port
+            if ($listening -or $clock.Elapsed.TotalSeconds -ge $TimeoutSeconds) { break }
+            Start-Sleep -Seconds 2
+        }
+        if ($listening) {
+            $notes.Add(('listening on port {0}' -f $Port))
+        } else {
+            $notes.Add(('nothing listens on port {0} after {1} s' -f $Port, $TimeoutSeconds))
+        }
+    }
+    return [pscustomobject]@{ Running = $running; Listening = $listening; Detail = ($notes -join '; ') }
+}
+
+$result = $null
+try {
+    if (-not (Test-Elevated)) {
+        $result = New-FixResult $false $false 'the remote session is not elevated; restarting RemoteAccess needs administrator rights' $null
+    } elseif ($null -eq (Get-Service -Name RemoteAccess -ErrorAction SilentlyContinue)) {
+        $result = New-FixResult $false $false 'the RemoteAccess service is not installed' $null
+    } else {
+        $port = Get-SstpPort
+        $outcome = Restart-RemoteAccessService $RestartTimeoutSeconds $port
+        $ok = ($outcome.Running -and $outcome.Listening)
+        $result = New-FixResult $ok $true $outcome.Detail $null
+    }
+} catch {
+    $result = New-FixResult $false $false ('restart_remoteaccess failed: {0}' -f $_.Exception.Message) $null
+}
+ConvertTo-Json -InputObject $result -Depth 8 -Compress
