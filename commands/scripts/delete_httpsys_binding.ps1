@@ -35,7 +35,7 @@ function Test-Elevated {
 
 function Invoke-NativeCommand([string]$FilePath, [string[]]$ArgumentList) {
     # Arguments go as an array, one element each: nothing is ever re-parsed as PowerShell.
-    # 2>&1 into a variable (not | Out-Null, which can leave $LASTEXITCODE stale: DOMAIN 9). In 5.1 a
+    # 2>&1 into a variable (never piped to Out-Null, which can leave $LASTEXITCODE stale: DOMAIN 9). In 5.1 a
     # redirected stderr line becomes an ErrorRecord that 'Stop' would turn into a terminating error.
     $ErrorActionPreference = 'Continue'
     $global:LASTEXITCODE = 0

@@ -138,8 +138,14 @@ def command_names(tree: Tree) -> list[str]:
 
 
 # Subtrees whose statements are values, not output of the script body.
-_VALUE_SCOPES = {"function_statement", "script_block_expression", "sub_expression", "array_expression",
-                 "parenthesized_expression", "param_block"}
+_VALUE_SCOPES = {
+    "function_statement",
+    "script_block_expression",
+    "sub_expression",
+    "array_expression",
+    "parenthesized_expression",
+    "param_block",
+}
 
 
 def body_statements(tree: Tree) -> Iterator[Node]:

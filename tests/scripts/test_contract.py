@@ -70,20 +70,62 @@ def _dotnet_pattern(param: DeclaredParam) -> re.Pattern[str]:
 
 # (script, parameter, value, other required parameters)
 SAMPLES: list[tuple[str, str, str, dict[str, str]]] = [
-    *[("bind_sstp_certificate", "Thumbprint", v, {}) for v in (
-        "3F1C9A0B7D2E4C6F8A1B2C3D4E5F60718293A4B5", "3f1c9a0b7d2e4c6f8a1b2c3d4e5f60718293a4b5",
-        "3F1C9A0B7D2E4C6F8A1B2C3D4E5F60718293A4B", "3F1C9A0B7D2E4C6F8A1B2C3D4E5F60718293A4B5; rm x",
-        "ZZ1C9A0B7D2E4C6F8A1B2C3D4E5F60718293A4B5")],
-    *[("delete_httpsys_binding", "Endpoint", v, {}) for v in (
-        "0.0.0.0:443", "[::]:443", "10.0.0.5:8443", "vpn.example.com:443", "*:443", "0.0.0.0:443; rm x",
-        "0.0.0.0:443\n", "vpn.example.com", "a b:443", "$(calc):443", "[::]:443 & calc", "0.0.0.0:443'")],
-    *[("delete_url_reservation", "Url", v, {}) for v in (
-        "https://+:443/sra_{BA195980-CD49-458b-9E23-C84EE0ADCD75}/", "https://*:443/", "http://+:80/x/",
-        "https://+:443/$(calc)/", "https://+:443/a b/", "ftp://x/", "https://+:443/'x'/", "https://+:443/x/\n")],
-    *[("remove_iis_binding", "Site", v, {"BindingInformation": "*:443:"}) for v in (
-        "Default Web Site", "Intranet (HTTPS)", 'Bad"Site', "Line\nbreak", "")],
-    *[("remove_iis_binding", "BindingInformation", v, {"Site": "Default Web Site"}) for v in (
-        "*:443:", "10.0.0.5:443:vpn.example.com", "[::1]:443:", "*:443:x']", "*:443:a b", "*:443", "*:443:\n")],
+    *[
+        ("bind_sstp_certificate", "Thumbprint", v, {})
+        for v in (
+            "3F1C9A0B7D2E4C6F8A1B2C3D4E5F60718293A4B5",
+            "3f1c9a0b7d2e4c6f8a1b2c3d4e5f60718293a4b5",
+            "3F1C9A0B7D2E4C6F8A1B2C3D4E5F60718293A4B",
+            "3F1C9A0B7D2E4C6F8A1B2C3D4E5F60718293A4B5; rm x",
+            "ZZ1C9A0B7D2E4C6F8A1B2C3D4E5F60718293A4B5",
+        )
+    ],
+    *[
+        ("delete_httpsys_binding", "Endpoint", v, {})
+        for v in (
+            "0.0.0.0:443",
+            "[::]:443",
+            "10.0.0.5:8443",
+            "vpn.example.com:443",
+            "*:443",
+            "0.0.0.0:443; rm x",
+            "0.0.0.0:443\n",
+            "vpn.example.com",
+            "a b:443",
+            "$(calc):443",
+            "[::]:443 & calc",
+            "0.0.0.0:443'",
+        )
+    ],
+    *[
+        ("delete_url_reservation", "Url", v, {})
+        for v in (
+            "https://+:443/sra_{BA195980-CD49-458b-9E23-C84EE0ADCD75}/",
+            "https://*:443/",
+            "http://+:80/x/",
+            "https://+:443/$(calc)/",
+            "https://+:443/a b/",
+            "ftp://x/",
+            "https://+:443/'x'/",
+            "https://+:443/x/\n",
+        )
+    ],
+    *[
+        ("remove_iis_binding", "Site", v, {"BindingInformation": "*:443:"})
+        for v in ("Default Web Site", "Intranet (HTTPS)", 'Bad"Site', "Line\nbreak", "")
+    ],
+    *[
+        ("remove_iis_binding", "BindingInformation", v, {"Site": "Default Web Site"})
+        for v in (
+            "*:443:",
+            "10.0.0.5:443:vpn.example.com",
+            "[::1]:443:",
+            "*:443:x']",
+            "*:443:a b",
+            "*:443",
+            "*:443:\n",
+        )
+    ],
 ]
 
 
