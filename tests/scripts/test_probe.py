@@ -7,6 +7,7 @@ import re
 from tests.scripts.pwsh_ast import command_names, parse, script_path, text, walk
 
 SOURCE = script_path("probe").read_text(encoding="utf-8")
+CODE = "\n".join(line.split(" # ")[0] for line in SOURCE.splitlines() if not line.lstrip().startswith("#"))
 TREE = parse(SOURCE)
 
 TOP_LEVEL_KEYS = [
@@ -129,8 +130,8 @@ def test_changes_nothing() -> None:
     assert writers == {"set-strictmode"}
     assert not used & {"netsh", "appcmd", "iisreset", "invoke-nativecommand", "start-service"}
     for forbidden in (".SetValue(", ".DeleteValue(", ".DeleteSubKey", ".CreateSubKey(", "netsh"):
-        assert forbidden not in SOURCE, forbidden
-    for call in re.findall(r"OpenSubKey\(([^)]*)\)", SOURCE):
+        assert forbidden not in CODE, forbidden
+    for call in re.findall(r"OpenSubKey\(([^)]*)\)", CODE):
         assert call.endswith("$false"), call
 
 
