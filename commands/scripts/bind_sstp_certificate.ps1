@@ -86,46 +86,87 @@ function Get-Remaining($Clock, [int]$TimeoutSeconds) {
     return [TimeSpan]::FromSeconds($left)
 }
 
-function Restart-RemoteAccessService([int]$TimeoutSeconds, [int]$Port) {
-    # Restart RemoteAccess (start it when stopped), bounded by one deadline: wait for Stopped, Running,
-    # then a listener on the SSTP port (AOVPN Install-SstpLetsEncryptCertificate*: restart with a timeout,
-    # wait for Running, poll the port). ServiceController.WaitForStatus gives the timeout without a
-    # background job, so a hung stop cannot block the session. A restart drops every VPN user (DOMAIN 1.3).
-    $clock = [System.Diagnostics.Stopwatch]::StartNew()
-    $notes = [System.Collections.Generic.List[string]]::new()
+function Invoke-ServiceControl([int]$TimeoutSeconds, [bool]$WasRunning, $Clock, $Notes) {
+    # Fallback when a background job cannot be started (for example a constrained endpoint):
+    # ServiceController.Stop/Start with WaitForStatus(status, timeout), bounded by the same deadline.
     $service = Get-Service -Name RemoteAccess -ErrorAction Stop
-    $service.Refresh()
-    $wasRunning = ($service.Status -ne [System.ServiceProcess.ServiceControllerStatus]::Stopped)
     $dependents = [System.Collections.Generic.List[string]]::new()
     foreach ($dependent in @($service.DependentServices)) {
         if ($dependent.Status -eq [System.ServiceProcess.ServiceControllerStatus]::Running) { $dependents.Add($dependent.ServiceName) }
     }
     try {
-        if ($wasRunning) {
+        if ($WasRunning) {
             if ($service.Status -ne [System.ServiceProcess.ServiceControllerStatus]::StopPending) { $service.Stop() }
-            $service.WaitForStatus([System.ServiceProcess.ServiceControllerStatus]::Stopped, (Get-Remaining $clock $TimeoutSeconds))
-            $notes.Add('RemoteAccess stopped')
-        } else {
-            $notes.Add('RemoteAccess was not running')
+            $service.WaitForStatus([System.ServiceProcess.ServiceControllerStatus]::Stopped, (Get-Remaining $Clock $TimeoutSeconds))
         }
         $service.Refresh()
         if ($service.Status -ne [System.ServiceProcess.ServiceControllerStatus]::StartPending) { $service.Start() }
-        $service.WaitForStatus([System.ServiceProcess.ServiceControllerStatus]::Running, (Get-Remaining $clock $TimeoutSeconds))
-        $notes.Add('RemoteAccess running')
+        $service.WaitForStatus([System.ServiceProcess.ServiceControllerStatus]::Running, (Get-Remaining $Clock $TimeoutSeconds))
     } catch {
-        $notes.Add(('service control failed: {0}' -f $_.Exception.Message))
+        $Notes.Add(('service control failed: {0}' -f $_.Exception.Message))
     }
+    # ServiceController.Stop also stops running dependents; start them again as Restart-Service would.
     foreach ($name in $dependents) {
         try {
             Start-Service -Name $name -ErrorAction Stop
         } catch {
-            $notes.Add(('dependent service {0} did not start: {1}' -f $name, $_.Exception.Message))
+            $Notes.Add(('dependent service {0} did not start: {1}' -f $name, $_.Exception.Message))
         }
+    }
+}
+
+function Restart-RemoteAccessService([int]$TimeoutSeconds, [int]$Port) {
+    # Restart RemoteAccess (Restart-Service; Start-Service when it is stopped) inside a background job
+    # with a timeout, wait for Running, then poll for a listener on the SSTP port, all bounded by one
+    # deadline: the pattern of AOVPN Install-SstpLetsEncryptCertificate*.ps1 (DOMAIN 1.3). A hung stop
+    # cannot block the session. A restart drops every VPN user.
+    $clock = [System.Diagnostics.Stopwatch]::StartNew()
+    $notes = [System.Collections.Generic.List[string]]::new()
+    $service = Get-Service -Name RemoteAccess -ErrorAction Stop
+    $wasRunning = ($service.Status -ne [System.ServiceProcess.ServiceControllerStatus]::Stopped)
+    if ($wasRunning) { $notes.Add('restarting RemoteAccess') } else { $notes.Add('starting RemoteAccess (it was stopped)') }
+    $job = $null
+    try {
+        $job = Start-Job -ArgumentList $wasRunning -ScriptBlock {
+            param([bool]$Restart)
+            if ($Restart) {
+                Restart-Service -Name RemoteAccess -Force -ErrorAction Stop -WarningAction SilentlyContinue
+            } else {
+                Start-Service -Name RemoteAccess -ErrorAction Stop -WarningAction SilentlyContinue
+            }
+        }
+    } catch {
+        $notes.Add(('background job unavailable ({0}); using ServiceController' -f $_.Exception.Message))
+        $job = $null
+    }
+    if ($null -ne $job) {
+        $finished = Wait-Job -Job $job -Timeout ([int][Math]::Ceiling((Get-Remaining $clock $TimeoutSeconds).TotalSeconds))
+        if ($null -eq $finished) {
+            $notes.Add(('service restart did not finish within {0} s' -f $TimeoutSeconds))
+            Stop-Job -Job $job
+        } else {
+            $jobErrors = $null
+            $null = Receive-Job -Job $job -ErrorAction SilentlyContinue -ErrorVariable jobErrors
+            foreach ($problem in @($jobErrors)) {
+                if ($null -ne $problem) { $notes.Add(('service restart: {0}' -f $problem)) }
+            }
+        }
+        Remove-Job -Job $job -Force
+    } else {
+        Invoke-ServiceControl $TimeoutSeconds $wasRunning $clock $notes
+    }
+    # Wait for Running within what is left of the deadline, then for the listener.
+    $service.Refresh()
+    try {
+        $service.WaitForStatus([System.ServiceProcess.ServiceControllerStatus]::Running, (Get-Remaining $clock $TimeoutSeconds))
+    } catch {
+        $notes.Add(('RemoteAccess is {0}' -f $service.Status))
     }
     $service.Refresh()
     $running = ($service.Status -eq [System.ServiceProcess.ServiceControllerStatus]::Running)
     $listening = $false
     if ($running) {
+        $notes.Add('RemoteAccess running')
         while ($true) {
             $listening = Test-Listening $Port
             if ($listening -or $clock.Elapsed.TotalSeconds -ge $TimeoutSeconds) { break }
@@ -261,8 +302,8 @@ try {
                     # (WSDOCS#5922, DOMAIN 9).
                     $arguments = [string[]]@(
                         'http', 'add', 'sslcert',
-                        ('ipport={0}' -f $endpoint),
-                        ('certhash={0}' -f $thumb),
+                        ('ipport=' + $endpoint),
+                        ('certhash=' + $thumb),
                         'appid={ba195980-cd49-458b-9e23-c84ee0adcd75}',
                         'certstorename=MY'
                     )

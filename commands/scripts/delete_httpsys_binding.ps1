@@ -61,9 +61,11 @@ try {
     $isIp = ($Endpoint -match '^[0-9]{1,3}(\.[0-9]{1,3}){3}:[0-9]+\z') -or $Endpoint.StartsWith('[')
     $subKey = 'SslSniBindingInfo'
     $selector = 'hostnameport'
+    $argument = 'hostnameport=' + $Endpoint
     if ($isIp) {
         $subKey = 'SslBindingInfo'
         $selector = 'ipport'
+        $argument = 'ipport=' + $Endpoint
     }
     $netsh = Join-Path $env:windir 'System32\netsh.exe'
     if (-not (Test-Elevated)) {
@@ -71,7 +73,8 @@ try {
     } elseif (-not (Test-BindingPresent $subKey $Endpoint)) {
         $result = New-FixResult $true $false ('no HTTP.sys binding for {0}={1}; nothing to delete' -f $selector, $Endpoint) $null
     } else {
-        $run = Invoke-NativeCommand $netsh ([string[]]@('http', 'delete', 'sslcert', ('{0}={1}' -f $selector, $Endpoint)))
+        # One argument per element: the endpoint is data for netsh, never PowerShell source.
+        $run = Invoke-NativeCommand $netsh ([string[]]@('http', 'delete', 'sslcert', $argument))
         # HTTP.sys persists its configuration in the registry; allow a moment before judging.
         $present = $true
         for ($attempt = 0; $attempt -lt 5; $attempt++) {

@@ -68,7 +68,7 @@ try {
         $result = New-FixResult $true $false ('no URL reservation {0}; nothing to delete' -f $Url) $null
     } else {
         # 'url=...' is one argument string: braces in 'sra_{...}' stay text, never a script block.
-        $run = Invoke-NativeCommand $netsh ([string[]]@('http', 'delete', 'urlacl', ('url={0}' -f $Url)))
+        $run = Invoke-NativeCommand $netsh ([string[]]@('http', 'delete', 'urlacl', ('url=' + $Url)))
         $present = $true
         for ($attempt = 0; $attempt -lt 5; $attempt++) {
             $present = Test-ReservationPresent $Url
