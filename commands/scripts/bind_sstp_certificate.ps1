@@ -198,7 +198,7 @@ function Get-HttpSysBinding([string]$Endpoint) {
         if ($appIdBytes -is [byte[]] -and $appIdBytes.Length -eq 16) {
             $appId = ([guid]::new([byte[]]$appIdBytes)).ToString('B').ToLowerInvariant()
         }
-        return [pscustomobject]@{ CertHash = (ConvertTo-Hex $key.GetValue('SslCertHash', $null)); AppId = $appId }
+        return [pscustomobject]@{ CertHash = (ConvertTo-Hex ($key.GetValue('SslCertHash', $null))); AppId = $appId }
     } finally {
         $key.Close()
     }

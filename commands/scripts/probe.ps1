@@ -109,8 +109,8 @@ function Read-SslBindings([string]$SubKey, [string]$Section) {
                 try {
                     $bindings.Add([ordered]@{
                         endpoint  = $name
-                        cert_hash = ConvertTo-Hex $key.GetValue('SslCertHash', $null)
-                        app_id    = ConvertTo-GuidString $key.GetValue('AppId', $null)
+                        cert_hash = ConvertTo-Hex ($key.GetValue('SslCertHash', $null))
+                        app_id    = ConvertTo-GuidString ($key.GetValue('AppId', $null))
                         store     = Get-StringValue $key 'SslCertStoreName'
                         ctl_store = Get-StringValue $key 'DefaultSslCtlStoreName'
                     })
@@ -224,9 +224,9 @@ try {
             if ($null -ne $sha256 -and $sha256 -isnot [byte[]]) {
                 Add-ProbeError 'sstp' 'SHA256CertificateHash is not REG_BINARY (TN-EVT-18)'
             }
-            $sstp.sha1_hash = ConvertTo-Hex $key.GetValue('SHA1CertificateHash', $null)
-            $sstp.use_https = ConvertTo-Bool $key.GetValue('UseHttps', $null)
-            $sstp.is_hash_configured_by_admin = ConvertTo-Bool $key.GetValue('IsHashConfiguredByAdmin', $null)
+            $sstp.sha1_hash = ConvertTo-Hex ($key.GetValue('SHA1CertificateHash', $null))
+            $sstp.use_https = ConvertTo-Bool ($key.GetValue('UseHttps', $null))
+            $sstp.is_hash_configured_by_admin = ConvertTo-Bool ($key.GetValue('IsHashConfiguredByAdmin', $null))
             $port = $key.GetValue('ListenerPort', $null)
             if ($null -ne $port) { $sstp.listener_port = [int]$port }
         } finally {
