@@ -320,8 +320,13 @@ $iis = [ordered]@{ installed = $null; https_bindings = [System.Collections.Gener
 try {
     # Service presence instead of Get-WindowsFeature (ServerManager may be missing or slow).
     $iis.installed = ($null -ne (Get-Service -Name W3SVC -ErrorAction SilentlyContinue))
+    # A 64-bit path: a 32-bit host would be redirected to SysWOW64, where the file does not exist.
     $configPath = Join-Path $env:windir 'System32\inetsrv\config\applicationHost.config'
-    if (Test-Path -LiteralPath $configPath -PathType Leaf) {
+    $configFound = Test-Path -LiteralPath $configPath -PathType Leaf
+    if ($iis.installed -and -not $configFound) {
+        Add-ProbeError 'iis' ('W3SVC exists but {0} was not found' -f $configPath)
+    }
+    if ($configFound) {
         $document = [System.Xml.XmlDocument]::new()
         $document.XmlResolver = $null
         $document.Load($configPath)
