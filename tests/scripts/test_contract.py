@@ -151,3 +151,11 @@ def test_server_pattern_refuses_injection_on_its_own(value: str) -> None:
     """Second line of defence: the script's pattern alone refuses these endpoints."""
     declared = next(p for p in _params("delete_httpsys_binding") if p.name == "Endpoint")
     assert not _dotnet_pattern(declared).search(value)
+
+
+def test_docs_describe_every_script_and_parameter() -> None:
+    docs = (SCRIPTS_DIR.parents[1] / "docs" / "scripts.md").read_text(encoding="utf-8")
+    for name, specs in SCRIPTS.items():
+        assert f"## {name}" in docs, name
+        for spec in specs:
+            assert f"`{spec.name}`" in docs, (name, spec.name)
