@@ -5,6 +5,7 @@ Nothing outside this package writes SQL; callers use `Repository` and get frozen
 
 from __future__ import annotations
 
+from .migrate import UpgradeResult, head_revision, upgrade_database
 from .records import AuditRecord, CheckRecord, HistoryEntry, PlanRecord
 from .repository import NotFound, Repository, utc_now
 from .states import LEGAL_TRANSITIONS, TERMINAL_STATES, PlanState
@@ -19,5 +20,8 @@ __all__ = [
     "PlanRecord",
     "PlanState",
     "Repository",
+    "UpgradeResult",
+    "head_revision",
+    "upgrade_database",
     "utc_now",
 ]

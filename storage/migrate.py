@@ -88,3 +88,14 @@ def require_head(engine: Engine) -> None:
             f"the database {display_url(engine.url)} is at revision {current or '(empty)'} but this "
             f"version of sstp-bot needs {head}: it needs an upgrade: run `sstp-bot db upgrade`"
         )
+
+
+def upgrade_database(url: str) -> UpgradeResult:
+    """`sstp-bot db upgrade`: open `url`, migrate it to head, report the revisions before and after."""
+    from .engine import build_engine
+
+    engine = build_engine(url)
+    try:
+        return upgrade(engine)
+    finally:
+        engine.dispose()

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Select, select, text, update
+from sqlalchemy import CursorResult, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -238,8 +238,8 @@ class Repository:
         """Checks and plans (of one server, or all), newest first, at most `limit` entries."""
         if limit < 1:
             raise ValueError("limit must be at least 1")
-        checks_q: Select[tuple[CheckRow]] = select(CheckRow)
-        plans_q: Select[tuple[PlanRow]] = select(PlanRow)
+        checks_q = select(CheckRow)
+        plans_q = select(PlanRow)
         if server is not None:
             checks_q = checks_q.where(CheckRow.server == server)
             plans_q = plans_q.where(PlanRow.server == server)
