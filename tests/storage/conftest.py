@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -110,7 +111,7 @@ def add_plan(repo: Repository, clock: FakeClock, server: str = "vpn01", *, ttl: 
 def drive(repo: Repository, plan_id: int, to: PlanState) -> None:
     """Move a fresh PROPOSED plan along the happy path until it is in `to` (PROPOSED/APPROVED/RUNNING)."""
     path = [PlanState.PROPOSED, PlanState.APPROVED, PlanState.RUNNING]
-    for current, nxt in zip(path, path[1:], strict=False):
+    for current, nxt in itertools.pairwise(path):
         if current == to:
             return
         repo.transition(plan_id, current, nxt, actor="U0BBBB2")
