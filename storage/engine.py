@@ -106,5 +106,6 @@ def _refuse_audit_changes(session: Session, _context: Any, _instances: Any) -> N
 def _refuse_audit_bulk_changes(state: ORMExecuteState) -> None:
     """Bulk `update(AuditRow)` / `delete(AuditRow)` bypass the flush; refuse them too."""
     statement = state.statement
-    if isinstance(statement, Update | Delete) and statement.table is AuditRow.__table__:
+    # ORM statements carry an annotated copy of the table: compare by name.
+    if isinstance(statement, Update | Delete) and getattr(statement.table, "name", None) == AuditRow.__tablename__:
         raise AuditImmutable()

@@ -17,6 +17,8 @@ _SECRET_PATTERNS = (
     re.compile(r"\bxapp-[A-Za-z0-9][A-Za-z0-9-]*"),
     re.compile(r"(?i)\b(authorization\s*[:=]\s*)(?:basic|bearer|negotiate|ntlm)?\s*[A-Za-z0-9+/=._-]{8,}"),
     re.compile(r"(?i)\b((?:password|passwd|pwd|secret|token)\s*[:=]\s*)(\"[^\"]*\"|'[^']*'|\S+)"),
+    # PowerShell parameters: -Password 'x', -AsPlainText -Secret x
+    re.compile(r"(?i)(-(?:password|secret|token|credential)\s+)(\"[^\"]*\"|'[^']*'|[^\s-]\S*)"),
 )
 # Keys whose values are never stored, whatever they look like.
 _SECRET_KEY_RE = re.compile(r"(?i)(password|passwd|secret|token|api[_-]?key|authorization|cookie|credential)")
