@@ -136,6 +136,8 @@ def _plan_summary(plan: PlanRecord) -> str:
 def _details_text(details: dict[str, Any]) -> str:
     reason = details.get("reason")
     rest = {k: v for k, v in details.items() if k != "reason"}
+    if isinstance(rest.get("fingerprint"), str) and len(rest["fingerprint"]) > 16:
+        rest["fingerprint"] = rest["fingerprint"][:12] + "…"
     text = ", ".join(f"{k}={v}" for k, v in rest.items())
     return f"{reason} ({text})" if reason and text else str(reason or text)
 
