@@ -116,7 +116,7 @@ def test_downgrade_to_revision_1_and_back(db_url: str) -> None:
     upgrade(engine)
     downgrade(engine, "0001_initial")
     with engine.connect() as conn:
-        snapshot = conn.exec_driver_sql("SELECT snapshot FROM checks WHERE id = 3").scalar()
+        snapshot = conn.exec_driver_sql("SELECT snapshot FROM checks WHERE id = 3").scalar_one()
         assert json.loads(snapshot)["iis"]["https_bindings"][0]["cert_hash"] == "CD" * 20
     result = upgrade(engine)
     assert (result.from_revision, result.to_revision) == ("0001_initial", "0002_snapshots")
