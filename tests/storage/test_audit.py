@@ -65,9 +65,10 @@ def test_orm_changes_and_bulk_statements_are_refused(repo: Repository, clock: Fa
 
 
 def test_audit_records_time_from_the_clock_and_redacts(repo: Repository, clock: FakeClock) -> None:
+    plan_id = add_plan(repo, clock)
     clock.advance(hours=1)
-    repo.audit(actor="U0CCCC3", action="approve", outcome="refused", server="vpn01", plan_id=None,
-               details={"reason": "two-person rule", "slack_token": "xoxb-1-2-3"})
-    add_plan(repo, clock)
-    events = repo.plan_audit(1)
-    assert events[0].at == clock()
+    repo.audit(actor="U0CCCC3", action="approve", outcome="refused", server="vpn01", plan_id=plan_id,
+               details={"reason": "two-person rule (token xoxb-1-2-abc)", "slack_token": "xoxb-1-2-3"})
+    event = repo.plan_audit(plan_id)[-1]
+    assert (event.at, event.actor, event.outcome) == (clock(), "U0CCCC3", "refused")
+    assert event.details == {"reason": "two-person rule (token [REDACTED])", "slack_token": "[REDACTED]"}
