@@ -277,8 +277,11 @@ class Repository:
             raise ValueError("ttl must be positive")
         now = self._now()
         with self._write() as session:
-            if session.get(CheckRow, check_id) is None:
+            check = session.get(CheckRow, check_id)
+            if check is None:
                 raise NotFound(f"check {check_id} not found")
+            if check.server != server:
+                raise ValueError(f"check {check_id} is a check of {check.server}, not of {server}")
             older = session.scalars(
                 select(PlanRow.id).where(PlanRow.server == server, PlanRow.state == PlanState.PROPOSED.value)
             ).all()
@@ -546,7 +549,7 @@ class Repository:
         changed = cast(CursorResult[Any], result).rowcount == 1
         if changed:
             # The identity map may hold the row as it was before the UPDATE.
-            cached = session.get(PlanRow, plan_id)
+            cached = session.identity_map.get(session.identity_key(PlanRow, plan_id))
             if cached is not None:
                 session.refresh(cached)
         return changed

@@ -139,3 +139,10 @@ def test_plan_message_and_step_results(repo: Repository, clock: FakeClock) -> No
                          source="cli", ttl=timedelta(minutes=1))
     with pytest.raises(PlanStateError):
         repo.transition(plan_id, PlanState.PROPOSED, PlanState.APPROVED, actor="U0BBBB2")
+
+
+def test_a_plan_belongs_to_the_server_of_its_check(repo: Repository, clock: FakeClock) -> None:
+    check_id = add_check(repo, clock, "vpn01")
+    with pytest.raises(ValueError, match="check of vpn01, not of vpn02"):
+        repo.create_plan(check_id=check_id, server="vpn02", steps=[], fingerprint="F", requester="U1",
+                         source="cli", ttl=timedelta(minutes=1))
