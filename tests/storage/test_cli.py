@@ -156,3 +156,16 @@ def test_db_prune(setup: tuple[Path, str, FakeClock]) -> None:
     assert run.code == 0, run.err
     assert "Dropped 2 snapshot bodies" in run.out
     assert "Dropped 0 snapshot bodies" in cli(config, "db", "prune", "--older-than", "7", clock=clock).out
+
+
+def test_relative_sqlite_path_is_relative_to_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "etc" / "sstp-bot.toml"
+    config.parent.mkdir()
+    config.write_text('[database]\nurl = "sqlite:///var/sstp-bot.db"\n')
+    monkeypatch.chdir(tmp_path)
+    run = cli(config, "db", "upgrade")
+    assert run.code == 0, run.err
+    assert "upgraded from (empty) to 0002_snapshots" in run.out
+    assert (tmp_path / "var" / "sstp-bot.db").is_file()
