@@ -1,0 +1,656 @@
+"""The history and approval repository: the only code in sstp-bot that reads or writes the database.
+
+Every public method opens its own short transaction. Writes start with `BEGIN IMMEDIATE` on SQLite
+(see `storage.engine`), so concurrent writers queue instead of failing, and every plan transition is a
+single conditional UPDATE: whatever the number of clicks, threads or processes, it happens once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from commands.errors import ConfigError, PlanStateError, SstpBotError
+
+from . import migrate
+from .engine import IMMEDIATE, build_engine, display_url
+from .models import AuditRow, CheckRow, PlanRow, SnapshotRow
+from .records import AuditRecord, CheckRecord, HistoryEntry, PlanRecord
+from .redaction import redact, redact_optional
+from .snapshots import decode_snapshot, encode_snapshot
+from .states import DECISION_STATES, LEGAL_TRANSITIONS, TERMINAL_STATES, TRANSITION_ACTIONS, PlanState
+
+SYSTEM_ACTOR = "system"
+
+# Latest check per server without scanning the table: walk the distinct server names through the
+# (server, finished_at, id) index (a "skip scan"), then take the newest entry of each. About two index
+# seeks per server, whatever the number of checks. Plain SQL that SQLite and PostgreSQL both run.
+_LATEST_CHECK_IDS = text(
+    """
+    WITH RECURSIVE servers(name) AS (
+        SELECT MIN(server) FROM checks
+        UNION ALL
+        SELECT (SELECT MIN(c.server) FROM checks AS c WHERE c.server > servers.name)
+        FROM servers WHERE servers.name IS NOT NULL
+    )
+    SELECT (SELECT c.id FROM checks AS c WHERE c.server = servers.name
+            ORDER BY c.finished_at DESC, c.id DESC LIMIT 1) AS id
+    FROM servers WHERE servers.name IS NOT NULL
+    """
+)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class NotFound(SstpBotError):
+    """No check or plan with that id."""
+
+
+def _utc(moment: datetime) -> datetime:
+    """Aware UTC (naive input is taken as UTC)."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else _utc(moment).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Repository:
+    """Checks, snapshots, plans and their audit trail.
+
+    `url` is any SQLAlchemy URL (`sqlite:///path.db` by default; relative paths are relative to the
+    working directory). With `auto_upgrade` the schema is migrated to the current revision on open;
+    without it an older database is refused with a ConfigError that says to run `sstp-bot db upgrade`.
+    Every time written comes from `clock`.
+    """
+
+    def __init__(
+        self, url: str, *, clock: Callable[[], datetime] = utc_now, auto_upgrade: bool = True
+    ) -> None:
+        self._clock = clock
+        try:
+            self._engine = build_engine(url)
+        except (SQLAlchemyError, OSError, ValueError) as exc:
+            raise ConfigError(f"cannot open the database {url!r}: {exc}") from None
+        self._sessions = sessionmaker(self._engine, expire_on_commit=False)
+        try:
+            if auto_upgrade:
+                migrate.upgrade(self._engine)
+            else:
+                migrate.require_head(self._engine)
+        except SQLAlchemyError as exc:
+            self._engine.dispose()
+            reason = getattr(exc, "orig", None) or exc
+            raise ConfigError(f"cannot open the database {display_url(self._engine.url)}: {reason}") from None
+        except BaseException:
+            self._engine.dispose()
+            raise
+
+    # -- life cycle ------------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """The database URL without its password."""
+        return display_url(self._engine.url)
+
+    def upgrade(self) -> None:
+        """Migrate the schema to the current revision (a no-op when it is there already)."""
+        migrate.upgrade(self._engine)
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __enter__(self) -> Repository:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def _now(self) -> datetime:
+        return _utc(self._clock())
+
+    @contextmanager
+    def _read(self) -> Iterator[Session]:
+        with self._sessions() as session:
+            yield session
+
+    @contextmanager
+    def _write(self) -> Iterator[Session]:
+        """A write transaction that holds the write lock from its first statement, committed on exit."""
+        with self._sessions() as session:
+            session.connection(execution_options={IMMEDIATE: True})
+            yield session
+            session.commit()
+
+    # -- checks and snapshots --------------------------------------------------------------------
+
+    def record_check(
+        self,
+        *,
+        server: str,
+        actor: str,
+        source: str,
+        started_at: datetime,
+        finished_at: datetime,
+        status: str,
+        findings: list[dict[str, Any]],
+        snapshot: dict[str, Any] | None = None,
+        error_kind: str | None = None,
+        error_message: str | None = None,
+    ) -> int:
+        """Store one check (and its snapshot, once per distinct content); returns the check id."""
+        started, finished = _utc(started_at), _utc(finished_at)
+        duration_ms = max(0, round((finished - started).total_seconds() * 1000))
+        with self._write() as session:
+            digest = self._store_snapshot(session, snapshot) if snapshot is not None else None
+            row = CheckRow(
+                server=server,
+                actor=actor,
+                source=source,
+                started_at=started,
+                finished_at=finished,
+                duration_ms=duration_ms,
+                status=status,
+                error_kind=error_kind,
+                error_message=redact_optional(error_message),
+                findings=redact(list(findings)),
+                snapshot_hash=digest,
+            )
+            session.add(row)
+            session.flush()
+            return row.id
+
+    def _store_snapshot(self, session: Session, snapshot: dict[str, Any]) -> str:
+        digest, body, raw_size = encode_snapshot(redact(snapshot))
+        existing = session.get(SnapshotRow, digest)
+        if existing is None:
+            values = {"hash": digest, "body": body, "raw_size": raw_size, "created_at": self._now()}
+            dialect = session.get_bind().dialect.name
+            if dialect == "sqlite":
+                session.execute(sqlite.insert(SnapshotRow).values(values).on_conflict_do_nothing())
+            elif dialect == "postgresql":
+                session.execute(postgresql.insert(SnapshotRow).values(values).on_conflict_do_nothing())
+            else:
+                session.add(SnapshotRow(**values))
+        elif existing.body is None:  # pruned earlier, seen again: keep it again
+            existing.body, existing.pruned_at = body, None
+        return digest
+
+    def get_check(self, check_id: int) -> CheckRecord:
+        with self._read() as session:
+            row = session.get(CheckRow, check_id)
+            if row is None:
+                raise NotFound(f"check {check_id} not found")
+            return self._check_records(session, [row])[0]
+
+    def latest_checks(self) -> list[CheckRecord]:
+        """The newest check of every server that has one (fleet status), by server name."""
+        with self._read() as session:
+            ids = [i for i in session.execute(_LATEST_CHECK_IDS).scalars() if i is not None]
+            if not ids:
+                return []
+            rows = session.scalars(select(CheckRow).where(CheckRow.id.in_(ids)).order_by(CheckRow.server))
+            return self._check_records(session, list(rows))
+
+    def get_snapshot(self, snapshot_hash: str) -> dict[str, Any] | None:
+        """The stored snapshot (without its volatile fields), or None when unknown or pruned."""
+        with self._read() as session:
+            row = session.get(SnapshotRow, snapshot_hash)
+            if row is None or row.body is None:
+                return None
+            return decode_snapshot(row.body)
+
+    def prune_snapshots(self, older_than_days: int) -> int:
+        """Drop the bodies of snapshots no check of the last `older_than_days` days references.
+
+        Findings, checks, plans and the audit log are kept; returns how many bodies were dropped.
+        """
+        if older_than_days < 0:
+            raise ValueError("older_than_days must be 0 or more")
+        now = self._now()
+        cutoff = now - timedelta(days=older_than_days)
+        recent = (
+            select(CheckRow.snapshot_hash)
+            .where(CheckRow.finished_at >= cutoff, CheckRow.snapshot_hash.is_not(None))
+            .scalar_subquery()
+        )
+        with self._write() as session:
+            result = session.execute(
+                update(SnapshotRow)
+                .where(SnapshotRow.body.is_not(None), SnapshotRow.hash.not_in(recent))
+                .values(body=None, pruned_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            return cast(CursorResult[Any], result).rowcount
+
+    # -- history ---------------------------------------------------------------------------------
+
+    def history(self, server: str | None = None, limit: int = 20) -> list[HistoryEntry]:
+        """Checks and plans (of one server, or all), newest first, at most `limit` entries."""
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        checks_q = select(CheckRow)
+        plans_q = select(PlanRow)
+        if server is not None:
+            checks_q = checks_q.where(CheckRow.server == server)
+            plans_q = plans_q.where(PlanRow.server == server)
+        checks_q = checks_q.order_by(CheckRow.finished_at.desc(), CheckRow.id.desc()).limit(limit)
+        plans_q = plans_q.order_by(PlanRow.created_at.desc(), PlanRow.id.desc()).limit(limit)
+        with self._read() as session:
+            checks = self._check_records(session, list(session.scalars(checks_q)))
+            plans = [self._plan_record(row) for row in session.scalars(plans_q)]
+        entries = [HistoryEntry(c.finished_at, "check", c.server, c, None) for c in checks]
+        entries += [HistoryEntry(p.created_at, "plan", p.server, None, p) for p in plans]
+        # Newest first; a plan made at the same instant as its check comes after it in time.
+        entries.sort(
+            key=lambda e: (e.at, e.kind == "plan", e.plan.id if e.plan else e.check.id if e.check else 0),
+            reverse=True,
+        )
+        return entries[:limit]
+
+    # -- plans -----------------------------------------------------------------------------------
+
+    def create_plan(
+        self,
+        *,
+        check_id: int,
+        server: str,
+        steps: list[dict[str, Any]],
+        fingerprint: str,
+        requester: str,
+        source: str,
+        ttl: timedelta,
+        channel: str | None = None,
+        message_ts: str | None = None,
+    ) -> int:
+        """Store a PROPOSED plan; older PROPOSED plans of the same server become SUPERSEDED (audited)."""
+        if ttl <= timedelta(0):
+            raise ValueError("ttl must be positive")
+        now = self._now()
+        with self._write() as session:
+            check = session.get(CheckRow, check_id)
+            if check is None:
+                raise NotFound(f"check {check_id} not found")
+            if check.server != server:
+                raise ValueError(f"check {check_id} is a check of {check.server}, not of {server}")
+            older = session.scalars(
+                select(PlanRow.id).where(PlanRow.server == server, PlanRow.state == PlanState.PROPOSED.value)
+            ).all()
+            row = PlanRow(
+                check_id=check_id,
+                server=server,
+                state=PlanState.PROPOSED.value,
+                steps=redact(list(steps)),
+                fingerprint=fingerprint,
+                requester=requester,
+                approver=None,
+                source=source,
+                created_at=now,
+                expires_at=now + ttl,
+                channel=channel,
+                message_ts=message_ts,
+                step_results=[],
+            )
+            session.add(row)
+            session.flush()
+            self._add_audit(
+                session,
+                at=now,
+                actor=requester,
+                action="propose",
+                outcome="ok",
+                server=server,
+                plan_id=row.id,
+                details={"check_id": check_id, "steps": len(steps), "fingerprint": fingerprint,
+                         "expires_at": _iso(row.expires_at), "source": source},
+            )
+            for old_id in older:
+                if self._conditional_update(
+                    session, old_id, PlanState.PROPOSED, {"state": PlanState.SUPERSEDED.value, "finished_at": now}
+                ):
+                    self._add_audit(
+                        session,
+                        at=now,
+                        actor=SYSTEM_ACTOR,
+                        action=TRANSITION_ACTIONS[PlanState.SUPERSEDED],
+                        outcome="ok",
+                        server=server,
+                        plan_id=old_id,
+                        details={"from": "PROPOSED", "to": "SUPERSEDED", "superseded_by": row.id},
+                    )
+            return row.id
+
+    def get_plan(self, plan_id: int) -> PlanRecord:
+        with self._read() as session:
+            row = session.get(PlanRow, plan_id)
+            if row is None:
+                raise NotFound(f"plan {plan_id} not found")
+            return self._plan_record(row)
+
+    def set_plan_message(self, plan_id: int, channel: str, ts: str) -> None:
+        """Remember the Slack message that shows the plan (so it can be updated later)."""
+        with self._write() as session:
+            row = session.get(PlanRow, plan_id)
+            if row is None:
+                raise NotFound(f"plan {plan_id} not found")
+            row.channel, row.message_ts = channel, ts
+
+    def transition(
+        self,
+        plan_id: int,
+        expected: PlanState,
+        new: PlanState,
+        *,
+        actor: str,
+        details: dict[str, Any] | None = None,
+    ) -> PlanRecord:
+        """Move a plan from `expected` to `new`, exactly once, and audit the attempt either way.
+
+        One conditional UPDATE (`WHERE id = :id AND state = :expected`, plus `expires_at > now` for
+        an approval or rejection); a lost race, a wrong state or an expired plan raise PlanStateError
+        with the actual state. A transition that is not in LEGAL_TRANSITIONS is a programming error and
+        is refused before the database is touched. Starting a plan (-> RUNNING) while another plan of
+        the same server runs is refused by the database's partial unique index.
+        """
+        expected, new = PlanState(expected), PlanState(new)
+        if new not in LEGAL_TRANSITIONS[expected]:
+            raise PlanStateError(
+                plan_id, expected.value, f"plan {plan_id}: {expected} -> {new} is not a legal transition"
+            )
+        now = self._now()
+        extra = dict(details or {})
+        action = TRANSITION_ACTIONS[new]
+        values: dict[str, Any] = {"state": new.value}
+        if new in DECISION_STATES:
+            values.update(approver=actor, decided_at=now)
+        if new in TERMINAL_STATES:
+            values["finished_at"] = now
+        running_conflict = False
+        try:
+            with self._write() as session:
+                if self._conditional_update(
+                    session, plan_id, expected, values, not_expired_at=now if new in DECISION_STATES else None
+                ):
+                    row = session.get(PlanRow, plan_id)
+                    assert row is not None
+                    self._add_audit(
+                        session,
+                        at=now,
+                        actor=actor,
+                        action=action,
+                        outcome="ok",
+                        server=row.server,
+                        plan_id=plan_id,
+                        details={**extra, "from": expected.value, "to": new.value},
+                    )
+                    return self._plan_record(row)
+        except IntegrityError:
+            running_conflict = True  # uq_plans_one_running_per_server: another plan runs on that server
+
+        # Refused: find out why, audit it, then raise.
+        with self._write() as session:
+            row = session.get(PlanRow, plan_id)
+            if row is None:
+                reason = f"plan {plan_id} not found"
+                self._add_audit(
+                    session, at=now, actor=actor, action=action, outcome="refused", server=None,
+                    plan_id=plan_id, details={**extra, "from": expected.value, "to": new.value, "reason": reason},
+                )
+                error: SstpBotError = NotFound(reason)
+            else:
+                state = PlanState(row.state)
+                if running_conflict:
+                    other = session.scalar(
+                        select(PlanRow.id).where(
+                            PlanRow.server == row.server, PlanRow.state == PlanState.RUNNING.value
+                        )
+                    )
+                    reason = (
+                        f"plan {plan_id} cannot start: plan {other} is already running on {row.server}"
+                        if other is not None
+                        else f"plan {plan_id} cannot start: another plan is already running on {row.server}"
+                    )
+                elif state is expected and new in DECISION_STATES and _utc(row.expires_at) <= now:
+                    # Expired but not yet swept by expire_due(): expire it now, so the state says so.
+                    if self._conditional_update(
+                        session, plan_id, state, {"state": PlanState.EXPIRED.value, "finished_at": now}
+                    ):
+                        self._add_audit(
+                            session, at=now, actor=SYSTEM_ACTOR, action=TRANSITION_ACTIONS[PlanState.EXPIRED],
+                            outcome="ok", server=row.server, plan_id=plan_id,
+                            details={"from": state.value, "to": PlanState.EXPIRED.value,
+                                     "expires_at": _iso(row.expires_at)},
+                        )
+                        session.refresh(row)
+                        state = PlanState(row.state)
+                    reason = f"plan {plan_id} expired at {_iso(row.expires_at)}"
+                else:
+                    reason = _refusal_reason(row, expected)
+                self._add_audit(
+                    session, at=now, actor=actor, action=action, outcome="refused", server=row.server,
+                    plan_id=plan_id,
+                    details={**extra, "from": expected.value, "to": new.value, "state": state.value,
+                             "reason": reason},
+                )
+                error = PlanStateError(plan_id, state.value, reason)
+        raise error
+
+    def expire_due(self) -> list[int]:
+        """PROPOSED plans whose time is up become EXPIRED (audited); returns their ids."""
+        now = self._now()
+        with self._write() as session:
+            due = session.scalars(
+                select(PlanRow)
+                .where(PlanRow.state == PlanState.PROPOSED.value, PlanRow.expires_at <= now)
+                .order_by(PlanRow.id)
+            ).all()
+            expired: list[int] = []
+            for row in due:
+                if self._conditional_update(
+                    session, row.id, PlanState.PROPOSED, {"state": PlanState.EXPIRED.value, "finished_at": now}
+                ):
+                    expired.append(row.id)
+                    self._add_audit(
+                        session, at=now, actor=SYSTEM_ACTOR, action=TRANSITION_ACTIONS[PlanState.EXPIRED],
+                        outcome="ok", server=row.server, plan_id=row.id,
+                        details={"from": "PROPOSED", "to": "EXPIRED", "expires_at": _iso(row.expires_at)},
+                    )
+            return expired
+
+    def recover_interrupted(self) -> list[int]:
+        """At start-up: plans left RUNNING by a crash become INTERRUPTED (audited), never re-run."""
+        now = self._now()
+        with self._write() as session:
+            running = session.scalars(
+                select(PlanRow).where(PlanRow.state == PlanState.RUNNING.value).order_by(PlanRow.id)
+            ).all()
+            interrupted: list[int] = []
+            for row in running:
+                if self._conditional_update(
+                    session, row.id, PlanState.RUNNING,
+                    {"state": PlanState.INTERRUPTED.value, "finished_at": now},
+                ):
+                    interrupted.append(row.id)
+                    self._add_audit(
+                        session, at=now, actor=SYSTEM_ACTOR, action=TRANSITION_ACTIONS[PlanState.INTERRUPTED],
+                        outcome="ok", server=row.server, plan_id=row.id,
+                        details={"from": "RUNNING", "to": "INTERRUPTED",
+                                 "reason": "the bot stopped while the plan was running; it is not re-run "
+                                           "automatically",
+                                 "steps_recorded": len(row.step_results)},
+                    )
+            return interrupted
+
+    def record_step_result(self, plan_id: int, result: dict[str, Any]) -> None:
+        """Append one step's result (`{"action", "ok", "changed", "detail", ...}`) to the plan; audited."""
+        now = self._now()
+        clean = redact(dict(result))
+        with self._write() as session:
+            row = session.get(PlanRow, plan_id)
+            if row is None:
+                raise NotFound(f"plan {plan_id} not found")
+            row.step_results = [*row.step_results, clean]
+            self._add_audit(
+                session, at=now, actor=SYSTEM_ACTOR, action="step",
+                outcome="ok" if clean.get("ok", True) else "failed", server=row.server, plan_id=plan_id,
+                details={"index": len(row.step_results) - 1, **clean},
+            )
+
+    # -- audit -----------------------------------------------------------------------------------
+
+    def audit(
+        self,
+        *,
+        actor: str,
+        action: str,
+        outcome: str,
+        server: str | None = None,
+        plan_id: int | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        """Append one audit event (refusals by the use-case layer: not an approver, two-person rule...)."""
+        with self._write() as session:
+            self._add_audit(
+                session, at=self._now(), actor=actor, action=action, outcome=outcome, server=server,
+                plan_id=plan_id, details=details or {},
+            )
+
+    def plan_audit(self, plan_id: int) -> list[AuditRecord]:
+        """Every audit event about one plan, oldest first."""
+        with self._read() as session:
+            rows = session.scalars(select(AuditRow).where(AuditRow.plan_id == plan_id).order_by(AuditRow.id))
+            return [_audit_record(row) for row in rows]
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _conditional_update(
+        session: Session,
+        plan_id: int,
+        expected: PlanState,
+        values: dict[str, Any],
+        *,
+        not_expired_at: datetime | None = None,
+    ) -> bool:
+        """`UPDATE plans SET ... WHERE id = :id AND state = :expected [AND expires_at > :now]`."""
+        statement = update(PlanRow).where(PlanRow.id == plan_id, PlanRow.state == expected.value)
+        if not_expired_at is not None:
+            statement = statement.where(PlanRow.expires_at > not_expired_at)
+        result = session.execute(statement.values(values).execution_options(synchronize_session=False))
+        changed = cast(CursorResult[Any], result).rowcount == 1
+        if changed:
+            # The identity map may hold the row as it was before the UPDATE.
+            cached = session.identity_map.get(session.identity_key(PlanRow, plan_id))
+            if cached is not None:
+                session.refresh(cached)
+        return changed
+
+    @staticmethod
+    def _add_audit(
+        session: Session,
+        *,
+        at: datetime,
+        actor: str,
+        action: str,
+        outcome: str,
+        server: str | None,
+        plan_id: int | None,
+        details: dict[str, Any],
+    ) -> None:
+        session.add(
+            AuditRow(at=at, actor=actor, action=action, outcome=outcome, server=server, plan_id=plan_id,
+                     details=redact(details))
+        )
+
+    @staticmethod
+    def _check_records(session: Session, rows: list[CheckRow]) -> list[CheckRecord]:
+        plan_ids: dict[int, int] = {}
+        if rows:
+            pairs = session.execute(
+                select(PlanRow.check_id, PlanRow.id)
+                .where(PlanRow.check_id.in_([r.id for r in rows]))
+                .order_by(PlanRow.id)
+            )
+            plan_ids = {check_id: plan_id for check_id, plan_id in pairs}  # the newest plan wins
+        return [
+            CheckRecord(
+                id=r.id,
+                server=r.server,
+                actor=r.actor,
+                source=r.source,
+                started_at=_utc(r.started_at),
+                finished_at=_utc(r.finished_at),
+                status=r.status,
+                error_kind=r.error_kind,
+                error_message=r.error_message,
+                findings=list(r.findings or []),
+                plan_id=plan_ids.get(r.id),
+                duration_ms=r.duration_ms,
+                snapshot_hash=r.snapshot_hash,
+            )
+            for r in rows
+        ]
+
+    @staticmethod
+    def _plan_record(r: PlanRow) -> PlanRecord:
+        return PlanRecord(
+            id=r.id,
+            check_id=r.check_id,
+            server=r.server,
+            state=r.state,
+            steps=list(r.steps or []),
+            fingerprint=r.fingerprint,
+            requester=r.requester,
+            approver=r.approver,
+            created_at=_utc(r.created_at),
+            expires_at=_utc(r.expires_at),
+            decided_at=_utc(r.decided_at) if r.decided_at else None,
+            finished_at=_utc(r.finished_at) if r.finished_at else None,
+            channel=r.channel,
+            message_ts=r.message_ts,
+            step_results=list(r.step_results or []),
+            source=r.source,
+        )
+
+
+def _audit_record(r: AuditRow) -> AuditRecord:
+    return AuditRecord(
+        id=r.id, at=_utc(r.at), actor=r.actor, action=r.action, server=r.server, plan_id=r.plan_id,
+        outcome=r.outcome, details=dict(r.details or {}),
+    )
+
+
+def _refusal_reason(row: PlanRow, expected: PlanState) -> str:
+    """Why a plan is not in the state an action needs, in the admin's words."""
+    state = PlanState(row.state)
+    plan = f"plan {row.id}"
+    match state:
+        case PlanState.APPROVED:
+            return f"{plan} was already approved by {row.approver}"
+        case PlanState.REJECTED:
+            return f"{plan} was rejected by {row.approver}"
+        case PlanState.EXPIRED:
+            return f"{plan} expired at {_iso(row.expires_at)}"
+        case PlanState.SUPERSEDED:
+            return f"{plan} was superseded by a newer check of {row.server}"
+        case PlanState.RUNNING:
+            return f"{plan} is already running"
+        case PlanState.SUCCEEDED | PlanState.FAILED:
+            return f"{plan} has already run ({state.value.lower()})"
+        case PlanState.INTERRUPTED:
+            return (
+                f"{plan} was interrupted (the bot stopped while it ran) and is never re-run "
+                f"automatically: check {row.server} again"
+            )
+        case PlanState.PROPOSED:
+            return f"{plan} has not been approved yet"
+    return f"{plan} is {state.value}, not {expected.value}"

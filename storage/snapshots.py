@@ -1,0 +1,45 @@
+"""Content-addressed snapshot storage: canonical JSON, SHA-256, zlib.
+
+A server that has not changed produces the same snapshot every few hours except for fields that
+change on every probe; those are dropped before hashing (and are not stored), so identical states
+are stored once however often they are checked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zlib
+from typing import Any
+
+#: Top-level snapshot v1 fields that change on every probe of an unchanged server. Events are kept:
+#: they are evidence, and they only change when something happened.
+VOLATILE_FIELDS = frozenset({"collected_at", "vpn_connections"})
+
+
+def stable_snapshot(snapshot: dict[str, Any]) -> dict[str, Any]:
+    """The snapshot without its volatile fields: what is hashed and stored."""
+    return {key: value for key, value in snapshot.items() if key not in VOLATILE_FIELDS}
+
+
+def canonical_json(value: Any) -> bytes:
+    """Sorted keys, no whitespace, UTF-8: equal values give equal bytes."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def snapshot_hash(snapshot: dict[str, Any]) -> str:
+    """SHA-256 (lower-case hex) of the canonical JSON of the stable part of a snapshot."""
+    return hashlib.sha256(canonical_json(stable_snapshot(snapshot))).hexdigest()
+
+
+def encode_snapshot(snapshot: dict[str, Any]) -> tuple[str, bytes, int]:
+    """(hash, compressed body, uncompressed size) of a snapshot."""
+    raw = canonical_json(stable_snapshot(snapshot))
+    return hashlib.sha256(raw).hexdigest(), zlib.compress(raw, 6), len(raw)
+
+
+def decode_snapshot(body: bytes) -> dict[str, Any]:
+    value = json.loads(zlib.decompress(body))
+    if not isinstance(value, dict):
+        raise ValueError("stored snapshot is not a JSON object")
+    return value
