@@ -7,7 +7,7 @@ single conditional UPDATE: whatever the number of clicks, threads or processes, 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -147,7 +147,10 @@ class Repository:
         error_kind: str | None = None,
         error_message: str | None = None,
     ) -> int:
-        """Store one check (and its snapshot, once per distinct content); returns the check id."""
+        """Store one check (and its snapshot, once per distinct content); returns the check id.
+
+        A successful check supersedes the server's older PROPOSED plans (audited).
+        """
         started, finished = _utc(started_at), _utc(finished_at)
         duration_ms = max(0, round((finished - started).total_seconds() * 1000))
         with self._write() as session:
@@ -167,6 +170,13 @@ class Repository:
             )
             session.add(row)
             session.flush()
+            if status in ("healthy", "unhealthy"):
+                # DESIGN 6: a newer check of the same server supersedes older proposals. A check that
+                # could not reach the server says nothing new about it, so it supersedes nothing.
+                older = session.scalars(
+                    select(PlanRow.id).where(PlanRow.server == server, PlanRow.state == PlanState.PROPOSED.value)
+                ).all()
+                self._supersede(session, older, server, self._now(), {"superseded_by_check": row.id})
             return row.id
 
     def _store_snapshot(self, session: Session, snapshot: dict[str, Any]) -> str:
@@ -313,21 +323,26 @@ class Repository:
                 details={"check_id": check_id, "steps": len(steps), "fingerprint": fingerprint,
                          "expires_at": _iso(row.expires_at), "source": source},
             )
-            for old_id in older:
-                if self._conditional_update(
-                    session, old_id, PlanState.PROPOSED, {"state": PlanState.SUPERSEDED.value, "finished_at": now}
-                ):
-                    self._add_audit(
-                        session,
-                        at=now,
-                        actor=SYSTEM_ACTOR,
-                        action=TRANSITION_ACTIONS[PlanState.SUPERSEDED],
-                        outcome="ok",
-                        server=server,
-                        plan_id=old_id,
-                        details={"from": "PROPOSED", "to": "SUPERSEDED", "superseded_by": row.id},
-                    )
+            self._supersede(session, older, server, now, {"superseded_by": row.id})
             return row.id
+
+    def _supersede(
+        self, session: Session, plan_ids: Sequence[int], server: str, now: datetime, reason: dict[str, Any]
+    ) -> None:
+        for old_id in plan_ids:
+            if self._conditional_update(
+                session, old_id, PlanState.PROPOSED, {"state": PlanState.SUPERSEDED.value, "finished_at": now}
+            ):
+                self._add_audit(
+                    session,
+                    at=now,
+                    actor=SYSTEM_ACTOR,
+                    action=TRANSITION_ACTIONS[PlanState.SUPERSEDED],
+                    outcome="ok",
+                    server=server,
+                    plan_id=old_id,
+                    details={"from": "PROPOSED", "to": "SUPERSEDED", **reason},
+                )
 
     def get_plan(self, plan_id: int) -> PlanRecord:
         with self._read() as session:

@@ -95,7 +95,8 @@ def test_history_newest_first_with_plans(repo: Repository, clock: FakeClock) -> 
     entries = repo.history("vpn01")
     assert [(e.kind, e.check.id if e.check else e.plan.id if e.plan else None) for e in entries] == [
         ("check", last), ("plan", plan_id), ("check", plan_check), ("check", first)]
-    assert entries[1].plan is not None and entries[1].plan.state == "PROPOSED"
+    # The later check of vpn01 superseded the proposal (DESIGN 6); vpn02's check did not.
+    assert entries[1].plan is not None and entries[1].plan.state == "SUPERSEDED"
     assert entries[2].check is not None and entries[2].check.plan_id == plan_id
     assert [e.server for e in repo.history()] == ["vpn01", "vpn02", "vpn01", "vpn01", "vpn01"]
     assert len(repo.history(limit=2)) == 2
@@ -146,3 +147,16 @@ def test_a_plan_belongs_to_the_server_of_its_check(repo: Repository, clock: Fake
     with pytest.raises(ValueError, match="check of vpn01, not of vpn02"):
         repo.create_plan(check_id=check_id, server="vpn02", steps=[], fingerprint="F", requester="U1",
                          source="cli", ttl=timedelta(minutes=1))
+
+
+def test_a_newer_check_supersedes_proposals_but_an_unreachable_one_does_not(
+    repo: Repository, clock: FakeClock
+) -> None:
+    plan_id = add_plan(repo, clock)
+    clock.advance(minutes=1)
+    add_check(repo, clock, status="error", findings=[])
+    assert repo.get_plan(plan_id).state == "PROPOSED"
+    clock.advance(minutes=1)
+    newer = add_check(repo, clock, status="healthy", findings=[])
+    assert repo.get_plan(plan_id).state == "SUPERSEDED"
+    assert repo.plan_audit(plan_id)[-1].details["superseded_by_check"] == newer

@@ -69,7 +69,7 @@ def test_a_newer_plan_supersedes_older_proposals_of_the_same_server(repo: Reposi
     assert repo.get_plan(approved).state == PlanState.APPROVED  # only proposals are superseded
     last = repo.plan_audit(old)[-1]
     assert (last.action, last.actor, last.outcome) == ("supersede", "system", "ok")
-    assert last.details["superseded_by"] == new
+    assert last.details["superseded_by_check"] == repo.get_plan(new).check_id  # the check that made it
     with pytest.raises(PlanStateError, match="superseded by a newer check of vpn01") as caught:
         repo.transition(old, PlanState.PROPOSED, PlanState.APPROVED, actor="U0BBBB2")
     assert caught.value.state == "SUPERSEDED"
