@@ -183,8 +183,8 @@ def analyse(snapshot: Snapshot, server: ServerConfig, now: datetime) -> Analysis
                 if sstp_certificate is not None:
                     break
             # Without the certificate in the store, the configured SHA-1 values still identify it
-            # (HTTP.sys bindings carry SHA-1 hashes) unless a SHA-256 hash says otherwise.
-            if sstp_certificate is None and not sstp.sha256_hash:
+            # (HTTP.sys bindings carry SHA-1 hashes).
+            if sstp_certificate is None:
                 thumbprints.update(alternatives)
     if sstp_certificate is not None:
         thumbprints.add(sstp_certificate.thumbprint)

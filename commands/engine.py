@@ -11,7 +11,7 @@ from commands.errors import SnapshotError
 from commands.model import CheckResult
 from commands.remediation import plan
 from commands.server import ServerConfig
-from commands.snapshot import parse_snapshot
+from commands.snapshot import Snapshot, parse_snapshot
 
 
 def evaluate(raw_snapshot: str | bytes | Mapping[str, Any], server: ServerConfig, now: datetime) -> CheckResult:
@@ -20,6 +20,11 @@ def evaluate(raw_snapshot: str | bytes | Mapping[str, Any], server: ServerConfig
         snapshot = parse_snapshot(raw_snapshot)
     except SnapshotError as exc:
         return CheckResult(server=server.name, checked_at=now, error_kind="bad_output", error_message=str(exc))
+    return evaluate_snapshot(snapshot, server, now)
+
+
+def evaluate_snapshot(snapshot: Snapshot, server: ServerConfig, now: datetime) -> CheckResult:
+    """Diagnose and plan for an already parsed snapshot."""
     findings = diagnose(snapshot, server, now)
     return CheckResult(
         server=server.name,

@@ -137,8 +137,16 @@ def add_cert(snap: Snap, c: IssuedCertificate, *, has_private_key: bool = True) 
     return snap
 
 
-def use_sstp_cert(snap: Snap, c: IssuedCertificate, *, has_private_key: bool = True, rebind: bool = True) -> Snap:
-    """Make `c` the SSTP certificate (in the store, in the registry and, with rebind, in HTTP.sys)."""
+def use_sstp_cert(
+    snap: Snap, c: IssuedCertificate, *, has_private_key: bool = True, rebind: bool = True, keep_old: bool = False
+) -> Snap:
+    """Make `c` the SSTP certificate (in the store, in the registry and, with rebind, in HTTP.sys).
+
+    The previous SSTP certificate leaves the store unless `keep_old`.
+    """
+    if not keep_old:
+        old = snap["sstp"]["sha1_hash"]
+        snap["certificates"] = [e for e in snap["certificates"] if e["thumbprint"] != old]
     if all(e["thumbprint"] != c.thumbprint for e in snap["certificates"]):
         snap["certificates"].append(cert_entry(c, has_private_key=has_private_key))
     snap["sstp"]["sha256_hash"] = c.sha256
