@@ -35,6 +35,16 @@ def status_line(result: CheckResult) -> Text:
     return line
 
 
+def _item_text(item: Any) -> str:
+    if not isinstance(item, dict):
+        return str(item)
+    if "provider" in item and "id" in item:
+        return f"{item['provider']} {item['id']} at {item.get('time', '?')}"
+    if "section" in item:
+        return f"{item['section']}: {item.get('message', '')}"
+    return str(item.get("endpoint") or item.get("thumbprint") or item.get("url") or json.dumps(item, default=str))
+
+
 def _evidence_text(evidence: dict[str, Any], limit: int = 6) -> str:
     """A compact `key: value` list; nested values as short JSON."""
     lines: list[str] = []
@@ -44,12 +54,7 @@ def _evidence_text(evidence: dict[str, Any], limit: int = 6) -> str:
         if isinstance(value, dict):
             shown = value.get("thumbprint") or json.dumps(value, default=str)
         elif isinstance(value, list):
-            shown = ", ".join(
-                (item.get("endpoint") or item.get("thumbprint") or json.dumps(item, default=str))
-                if isinstance(item, dict)
-                else str(item)
-                for item in value[:5]
-            )
+            shown = ", ".join(_item_text(item) for item in value[:5])
         else:
             shown = str(value)
         lines.append(f"{key}: {shown}")
@@ -60,7 +65,7 @@ def findings_table(findings: list[Finding]) -> Table:
     table = Table(show_lines=True, expand=True)
     table.add_column("severity", no_wrap=True)
     table.add_column("finding", ratio=3)
-    table.add_column("evidence", ratio=2)
+    table.add_column("evidence", ratio=2, overflow="fold")
     table.add_column("fix", no_wrap=True)
     for f in sort_findings(findings):
         body = Text()

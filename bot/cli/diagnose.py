@@ -50,23 +50,25 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     now = env.clock()
     try:
         raw = _read(args.snapshot, env)
-    except OSError as exc:
+    except (OSError, UnicodeDecodeError) as exc:
         name = args.server_name or (Path(args.snapshot).stem if args.snapshot != "-" else "snapshot")
-        message = f"cannot read {args.snapshot}: {exc.strerror or exc}"
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        message = f"cannot read {args.snapshot}: {reason}"
         result = CheckResult(server=name, checked_at=now, error_kind="bad_output", error_message=message)
         if args.json:
             _emit(result, args, env)
         print(f"error: {message}", file=env.stderr)
         return ExitStatus.ERROR
     snapshot: Snapshot | None = None
+    error = ""
     try:
         snapshot = parse_snapshot(raw)
     except SnapshotError as exc:
-        error = exc
+        error = str(exc)
     name = args.server_name or _default_name(snapshot, args.snapshot)
     server = ServerConfig(name=name, host=name, public_name=args.public_name)
     if snapshot is None:
-        result = CheckResult(server=name, checked_at=now, error_kind="bad_output", error_message=str(error))
+        result = CheckResult(server=name, checked_at=now, error_kind="bad_output", error_message=error)
     else:
         result = evaluate_snapshot(snapshot, server, now)
     _emit(result, args, env)
