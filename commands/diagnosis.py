@@ -9,7 +9,7 @@ with the plan that is proposed.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,6 +27,7 @@ from commands.snapshot import (
     UrlReservation,
     normalise_guid,
     normalise_hex,
+    parse_snapshot,
 )
 
 SSTP_APP_ID = "{ba195980-cd49-458b-9e23-c84ee0adcd75}"
@@ -174,18 +175,20 @@ def analyse(snapshot: Snapshot, server: ServerConfig, now: datetime) -> Analysis
     sstp_certificate: StoredCertificate | None = None
     thumbprints: set[str] = set()
     if sstp is not None:
+        alternatives = [h for h in (sstp.sha1_hash, sstp.remote_access.thumbprint if sstp.remote_access else None) if h]
         if sstp.sha256_hash:
+            # SSTP's crypto binding uses SHA256CertificateHash (DOMAIN 1.1): when it is set, it alone
+            # decides which certificate SSTP uses; a stale SHA-1 value must not hide a missing one.
             sstp_certificate = next((c for c in certificates if c.sha256 == sstp.sha256_hash), None)
-        if sstp_certificate is None:
-            alternatives = [h for h in (sstp.sha1_hash, sstp.remote_access.thumbprint if sstp.remote_access else None) if h]
+        elif https:
             for wanted in alternatives:
                 sstp_certificate = next((c for c in certificates if c.thumbprint == wanted), None)
                 if sstp_certificate is not None:
                     break
-            # Without the certificate in the store, the configured SHA-1 values still identify it
-            # (HTTP.sys bindings carry SHA-1 hashes).
-            if sstp_certificate is None:
-                thumbprints.update(alternatives)
+        # Without the certificate in the store, the configured SHA-1 values still identify it
+        # (HTTP.sys bindings carry SHA-1 hashes).
+        if sstp_certificate is None and https:
+            thumbprints.update(alternatives)
     if sstp_certificate is not None:
         thumbprints.add(sstp_certificate.thumbprint)
 
@@ -731,10 +734,16 @@ def raw_findings(a: Analysis) -> list[Finding]:
     return out.items
 
 
-def diagnose(snapshot: Snapshot, server: ServerConfig, now: datetime) -> list[Finding]:
+def ensure_snapshot(snapshot: Snapshot | str | bytes | Mapping[str, Any]) -> Snapshot:
+    """Accept probe output as well as a parsed snapshot (raises SnapshotError when malformed)."""
+    return snapshot if isinstance(snapshot, Snapshot) else parse_snapshot(snapshot)
+
+
+def diagnose(snapshot: Snapshot | Mapping[str, Any] | str | bytes, server: ServerConfig, now: datetime) -> list[Finding]:
     """Every finding of DESIGN 4 for this snapshot, with `fixable` set from the remediation plan."""
     from commands.remediation import build_steps  # the plan builder needs `Analysis` from here
 
+    snapshot = ensure_snapshot(snapshot)
     a = analyse(snapshot, server, now)
     findings = raw_findings(a)
     _, fixed, guidance = build_steps(a, findings)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,6 +27,7 @@ from commands.diagnosis import (
     analyse,
     app_id_owner,
     describe_certificate,
+    ensure_snapshot,
     iis_binding_certificate,
     is_sstp_app_id,
 )
@@ -274,8 +275,11 @@ def build_steps(a: Analysis, findings: Sequence[Finding]) -> tuple[list[Step], s
     return steps, fixed, guidance
 
 
-def plan(snapshot: Snapshot, findings: Sequence[Finding], server: ServerConfig, now: datetime) -> Plan | None:
+def plan(
+    snapshot: Snapshot | Mapping[str, Any] | str | bytes, findings: Sequence[Finding], server: ServerConfig, now: datetime
+) -> Plan | None:
     """The remediation plan for these findings, or None when nothing can be fixed automatically."""
+    snapshot = ensure_snapshot(snapshot)
     steps, _, _ = build_steps(analyse(snapshot, server, now), findings)
     if not steps:
         return None
@@ -334,7 +338,8 @@ def fingerprint_data(snapshot: Snapshot) -> dict[str, Any]:
     }
 
 
-def fingerprint(snapshot: Snapshot) -> str:
+def fingerprint(snapshot: Snapshot | Mapping[str, Any] | str | bytes) -> str:
     """SHA-256 (hex) of the canonical JSON of `fingerprint_data`: equal for an unchanged server."""
+    snapshot = ensure_snapshot(snapshot)
     canonical = json.dumps(fingerprint_data(snapshot), sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()

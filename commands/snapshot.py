@@ -514,8 +514,10 @@ def _certificate(data: Any, path: str) -> StoredCertificate:
     der_text = r.str_("der")
     der: bytes | None = None
     if der_text:
+        # Tolerate PEM armour around the base64 (a hand-made snapshot may paste a .cer file).
+        body = re.sub(r"-----(BEGIN|END) [A-Z0-9 ]+-----", "", der_text)
         try:
-            der = base64.b64decode("".join(der_text.split()), validate=True)
+            der = base64.b64decode("".join(body.split()), validate=True)
         except (binascii.Error, ValueError):
             raise SnapshotError(r.at("der"), "is not valid base64") from None
         if not der:

@@ -92,3 +92,13 @@ def test_many_certificates_are_cheap() -> None:
     thumbprints = {issue_certificate(common_name=f"vpn{i}.example.com").thumbprint for i in range(200)}
     assert len(thumbprints) == 200
     assert time.perf_counter() - started < 5
+
+
+def test_lab_ca_and_ip_sans() -> None:
+    from commands.lab.pki import LabCA, default_ca
+
+    ca = LabCA("Other Root")
+    issued = ca.issue(common_name="localhost", dns_names=("localhost",), ip_addresses=("127.0.0.1",))
+    info = analyse_certificate(issued.der)
+    assert info.issuer == "CN=Other Root" and info.dns_names == ("localhost",)
+    assert default_ca() is default_ca() and b"BEGIN CERTIFICATE" in default_ca().pem

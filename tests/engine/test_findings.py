@@ -314,3 +314,32 @@ def test_iis_binding_without_hash_uses_the_http_sys_binding() -> None:
     f = only(findings, "IIS_HTTPS_BINDING")
     assert f.severity == "critical"
     assert f.evidence["cert_hash"] == iis_cert().thumbprint
+
+
+def test_sha256_pointing_nowhere_is_not_found_even_with_valid_sha1() -> None:
+    findings = _run(_set("sstp.sha256_hash", "EE" * 32))
+    assert only(findings, "SSTP_CERT_NOT_FOUND").fixable
+    assert "SSTP_HASH_MISMATCH" not in {f.id for f in findings}
+
+
+def test_offload_ignores_certificates_named_by_sha1() -> None:
+    def stale(snap: Snap) -> None:
+        use_sstp_cert(snap, cert(not_before=NOW - timedelta(days=500), not_after=NOW - timedelta(days=1)))
+        snap["sstp"].update(use_https=False, sha256_hash=OFFLOAD_SHA256)
+
+    findings = _run(stale, offload_sha256=OFFLOAD_SHA256)
+    assert problems(findings) == set()
+
+
+def test_diagnose_accepts_raw_probe_output() -> None:
+    import json
+
+    findings = diagnose(json.dumps(with_iis_binding(healthy())), server(), NOW)
+    assert "SSTP_HASH_MISMATCH" in {f.id for f in findings}
+
+
+def test_pem_armoured_der_is_accepted() -> None:
+    def pem(snap: Snap) -> None:
+        snap["certificates"][0]["der"] = sstp_cert().pem.decode()
+
+    assert _run(pem) == []
