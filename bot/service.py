@@ -15,19 +15,19 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from commands.fleet import run_fleet, server_lock
+from commands.psrp import RemoteSession
+
 from bot.config import Config
 from commands.engine import evaluate
 from commands.errors import (
     ConfigError,
     NotAuthorised,
-    PlanStateError,
     RemoteError,
     SnapshotError,
     SstpBotError,
 )
-from commands.fleet import run_fleet, server_lock
 from commands.model import CheckResult
-from commands.psrp import RemoteSession
 from commands.remediation import fingerprint
 from commands.server import ServerConfig
 from commands.snapshot import parse_snapshot

@@ -12,6 +12,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
+from commands.lab.lab import Lab
 from rich.console import Console
 from rich.table import Table
 
@@ -19,7 +20,6 @@ from bot.cli import Environment, ExitStatus
 from bot.config import load_config
 from bot.service import Actor, build_service
 from bot.terminal import render_check
-from commands.lab.lab import Lab
 
 DEMO_SCENARIO = "fleet"
 BROKEN_SCENARIO = "iis-binding"
