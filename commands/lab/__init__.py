@@ -1,0 +1,1 @@
+"""The lab: emulated RRAS servers and the test PKI behind their certificates."""
