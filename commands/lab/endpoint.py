@@ -212,7 +212,8 @@ class WinRMEndpoint:
         return self
 
     def stop(self) -> None:
-        self._httpd.shutdown()
+        if self._thread is not None:
+            self._httpd.shutdown()  # blocks until serve_forever returns: only when it runs
         self._httpd.server_close()
         with self._shells_lock:
             for shell in self._shells.values():
