@@ -107,14 +107,15 @@ class ScriptRuntime:
                 "RuntimeException",
                 ErrorCategory.NotSpecified,
             )
+        if self.faults.bad_json:
+            # Malformed output, and (like every injected fault) the twin is not touched.
+            return ScriptOutcome(output=['{"schema": "sstp-bot/snapshot/v1", "host": {"computer_name": '])
         try:
             result = self._dispatch(name, clean)
         except AccessDenied as exc:
             return _terminating(str(exc), "UnauthorizedAccess", ErrorCategory.PermissionDenied)
         except TwinError as exc:
             return _terminating(str(exc), f"{name}Failed", ErrorCategory.ObjectNotFound)
-        if self.faults.bad_json:
-            return ScriptOutcome(output=['{"schema": "sstp-bot/snapshot/v1", "host": {"computer_name": '])
         return ScriptOutcome(output=[json.dumps(result, separators=(",", ":"))])
 
     def _dispatch(self, name: str, params: dict[str, Any]) -> dict[str, Any]:
