@@ -7,6 +7,7 @@ import ssl
 import stat
 import tempfile
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -247,11 +248,13 @@ class Lab:
         self.stop()
 
     def stop(self) -> None:
-        """Stop every endpoint (idempotent)."""
-        for server in self.servers.values():
-            if server.running:
-                server.endpoint.stop()
-                server.running = False
+        """Stop every endpoint (idempotent); in parallel, as each waits for its serve loop's poll."""
+        running = [s for s in self.servers.values() if s.running]
+        for server in running:
+            server.running = False
+        if running:
+            with ThreadPoolExecutor(max_workers=min(32, len(running))) as pool:
+                list(pool.map(lambda s: s.endpoint.stop(), running))
 
     def clear_logs(self) -> None:
         for server in self.servers.values():
