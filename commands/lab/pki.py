@@ -14,12 +14,13 @@ weak hash. EC keys only support SHA-256/384/512.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
-from typing import Literal
+from typing import Any, Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -73,22 +74,19 @@ def cached_key(key: KeyType = "rsa", key_size: int = 2048, slot: int = 0) -> Pri
         return found
 
 
-@dataclass(frozen=True)
 class LabCA:
-    """A self-signed root certification authority."""
+    """A self-signed root certification authority (its key is the process-wide cached CA key).
 
-    common_name: str
-    key: PrivateKey = field(repr=False)
-    certificate: x509.Certificate = field(repr=False)
+    `LabCA()` builds the default lab root; `default_ca()` returns one shared instance.
+    """
 
-    @classmethod
-    def create(
-        cls,
+    def __init__(
+        self,
         common_name: str = DEFAULT_CA_NAME,
         *,
         not_before: datetime = datetime(2020, 1, 1, tzinfo=UTC),
         not_after: datetime = datetime(2045, 1, 1, tzinfo=UTC),
-    ) -> LabCA:
+    ) -> None:
         key = cached_key("rsa", 2048, slot=1)
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
         builder = (
@@ -116,17 +114,39 @@ class LabCA:
             )
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         )
-        return cls(common_name, key, builder.sign(key, hashes.SHA256()))
+        self.common_name = common_name
+        self.key: PrivateKey = key
+        self.certificate: x509.Certificate = builder.sign(key, hashes.SHA256())
+
+    @classmethod
+    def create(cls, common_name: str = DEFAULT_CA_NAME, **kwargs: datetime) -> LabCA:
+        return cls(common_name, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"LabCA({self.common_name!r})"
 
     @property
     def der(self) -> bytes:
         return self.certificate.public_bytes(serialization.Encoding.DER)
 
+    @property
+    def pem(self) -> bytes:
+        """The root certificate in PEM (a `ca_bundle` for clients of lab TLS endpoints)."""
+        return self.certificate.public_bytes(serialization.Encoding.PEM)
+
+    @property
+    def thumbprint(self) -> str:
+        return hashlib.sha1(self.der).hexdigest().upper()
+
+    def issue(self, **kwargs: Any) -> IssuedCertificate:
+        """`issue_certificate(self, **kwargs)`."""
+        return issue_certificate(self, **kwargs)
+
 
 @cache
 def default_ca() -> LabCA:
     """The lab's root CA, created once per process."""
-    return LabCA.create()
+    return LabCA()
 
 
 @dataclass(frozen=True)
@@ -177,6 +197,7 @@ def issue_certificate(
     *,
     common_name: str,
     dns_names: Iterable[str] = (),
+    ip_addresses: Iterable[str] = (),
     not_before: datetime = DEFAULT_NOT_BEFORE,
     not_after: datetime = DEFAULT_NOT_AFTER,
     key: KeyType = "rsa",
@@ -194,7 +215,8 @@ def issue_certificate(
 ) -> IssuedCertificate:
     """Issue a server certificate under `ca` (default: the lab root).
 
-    `key_size` defaults to 2048 for RSA and 256 for EC. `extra_ekus` are dotted OIDs (for example the
+    `key_size` defaults to 2048 for RSA and 256 for EC. `ip_addresses` go into the SAN next to
+    `dns_names` (for TLS endpoints reached as 127.0.0.1). `extra_ekus` are dotted OIDs (for example the
     IKE intermediate EKU 1.3.6.1.5.5.8.2.2). With `include_eku=False` the certificate carries no EKU
     extension at all. `signature_hash` "sha1"/"md5" is only possible with RSA keys (see module doc).
     Certificates with the same arguments still get distinct serial numbers, hence distinct thumbprints.
@@ -218,10 +240,11 @@ def issue_certificate(
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
     )
-    if names:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False
-        )
+    ips = tuple(ipaddress.ip_address(ip) for ip in ip_addresses)
+    if names or ips:
+        general: list[x509.GeneralName] = [x509.DNSName(n) for n in names]
+        general += [x509.IPAddress(ip) for ip in ips]
+        builder = builder.add_extension(x509.SubjectAlternativeName(general), critical=False)
     if include_eku:
         ekus: list[x509.ObjectIdentifier] = []
         if server_auth:

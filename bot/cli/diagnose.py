@@ -1,0 +1,79 @@
+"""`sstp-bot diagnose --snapshot FILE`: analyse a saved snapshot offline (no server contact)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from rich.console import Console
+
+from bot.cli import Environment, ExitStatus
+from bot.terminal import render_check
+from commands.engine import evaluate_snapshot
+from commands.errors import SnapshotError
+from commands.model import CheckResult
+from commands.server import SERVER_NAME_RE, ServerConfig
+from commands.snapshot import MAX_SNAPSHOT_BYTES, Snapshot, parse_snapshot
+
+
+def _read(path: str, env: Environment) -> bytes | str:
+    """The snapshot text; refuses files over the size limit before reading them whole."""
+    if path == "-":
+        text = env.stdin.read(MAX_SNAPSHOT_BYTES + 1)
+        return text
+    file = Path(path)
+    with file.open("rb") as handle:
+        return handle.read(MAX_SNAPSHOT_BYTES + 1)
+
+
+def _default_name(snapshot: Snapshot | None, path: str) -> str:
+    """The snapshot's computer name as given, else the file's stem."""
+    name = snapshot.host.computer_name if snapshot is not None else None
+    if name and SERVER_NAME_RE.match(name):
+        return name
+    if path != "-":
+        stem = Path(path).stem
+        if SERVER_NAME_RE.match(stem):
+            return stem
+    return "snapshot"
+
+
+def _emit(result: CheckResult, args: argparse.Namespace, env: Environment) -> None:
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2), file=env.stdout)
+    else:
+        render_check(result, Console(file=env.stdout, width=120, highlight=False))
+
+
+def run(args: argparse.Namespace, env: Environment) -> int:
+    now = env.clock()
+    try:
+        raw = _read(args.snapshot, env)
+    except (OSError, UnicodeDecodeError) as exc:
+        name = args.server_name or (Path(args.snapshot).stem if args.snapshot != "-" else "snapshot")
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        message = f"cannot read {args.snapshot}: {reason}"
+        result = CheckResult(server=name, checked_at=now, error_kind="bad_output", error_message=message)
+        if args.json:
+            _emit(result, args, env)
+        print(f"error: {message}", file=env.stderr)
+        return ExitStatus.ERROR
+    snapshot: Snapshot | None = None
+    error = ""
+    try:
+        snapshot = parse_snapshot(raw)
+    except SnapshotError as exc:
+        error = str(exc)
+    name = args.server_name or _default_name(snapshot, args.snapshot)
+    server = ServerConfig(name=name, host=name, public_name=args.public_name)
+    if snapshot is None:
+        result = CheckResult(server=name, checked_at=now, error_kind="bad_output", error_message=error)
+    else:
+        result = evaluate_snapshot(snapshot, server, now)
+    _emit(result, args, env)
+    if result.status == "error":
+        if not args.json:
+            print(f"error: {result.error_message}", file=env.stderr)
+        return ExitStatus.ERROR
+    return ExitStatus.OK if result.status == "healthy" else ExitStatus.FINDINGS
