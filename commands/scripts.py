@@ -2,7 +2,7 @@
 
 User text never becomes PowerShell source: the runner sends a script's text unchanged and passes every
 value with `add_parameter`, after `validate_params` has checked it here. Each script's own `param()`
-block checks it again on the server. `tests/test_scripts.py` proves the two declarations agree.
+block checks it again on the server. `tests/scripts/` proves the two declarations agree.
 """
 
 from __future__ import annotations
@@ -18,17 +18,20 @@ from commands.errors import UsageError
 THUMBPRINT_RE = re.compile(r"^[0-9A-F]{40}$")
 SHA256_RE = re.compile(r"^[0-9A-F]{64}$")
 # IP:port, [IPv6]:port or hostname:port (DOMAIN 2.2, 11).
-IPV4_ENDPOINT_RE = re.compile(r"^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3}):(\d{1,5})$")
-IPV6_ENDPOINT_RE = re.compile(r"^\[[0-9A-Fa-f:.]+\]:(\d{1,5})$")
+IPV4_ENDPOINT_RE = re.compile(r"^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3}):(\d{1,5})$", re.ASCII)
+IPV6_ENDPOINT_RE = re.compile(r"^\[[0-9A-Fa-f:.]+\]:(\d{1,5})$", re.ASCII)
 HOSTNAME_ENDPOINT_RE = re.compile(
-    r"^(?=.{1,253}:)(\*|[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*:(\d{1,5})$"
+    r"^(?=.{1,253}:)(\*|[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*:(\d{1,5})$",
+    re.ASCII,
 )
 # IIS site names: printable, no quotes or control characters (they are passed to appcmd as one argument).
 SITE_RE = re.compile(r"^[^\"\x00-\x1f]{1,260}$")
 # IIS bindingInformation "IP:port:host", e.g. "*:443:" or "10.0.0.5:443:vpn.example.com".
-BINDING_INFO_RE = re.compile(r"^(\*|[0-9.]+|\[[0-9A-Fa-f:]+\]):(\d{1,5}):([A-Za-z0-9.*-]{0,253})$")
+BINDING_INFO_RE = re.compile(r"^(\*|[0-9.]+|\[[0-9A-Fa-f:]+\]):(\d{1,5}):([A-Za-z0-9.*-]{0,253})$", re.ASCII)
 URL_RE = re.compile(r"^https?://[^\s\"'`$;|&<>]{1,2000}$", re.IGNORECASE)
 
+# Patterns are applied with fullmatch (a bare `$` also accepts a trailing newline); re.ASCII keeps `\d`
+# from matching non-ASCII digits.
 SCRIPT_HEADER_RE = re.compile(r"^# sstp-bot-script: ([a-z_]+)\s*$")
 
 
@@ -47,10 +50,10 @@ def _port_ok(port: str) -> bool:
 
 
 def _endpoint_ok(value: str) -> bool:
-    m = IPV4_ENDPOINT_RE.match(value)
+    m = IPV4_ENDPOINT_RE.fullmatch(value)
     if m:
         return all(int(part) <= 255 for part in m.groups()[:4]) and _port_ok(m.group(5))
-    m = IPV6_ENDPOINT_RE.match(value) or HOSTNAME_ENDPOINT_RE.match(value)
+    m = IPV6_ENDPOINT_RE.fullmatch(value) or HOSTNAME_ENDPOINT_RE.fullmatch(value)
     return bool(m) and _port_ok(value.rsplit(":", 1)[1])
 
 
@@ -107,7 +110,9 @@ def validate_params(script: str, params: dict[str, Any]) -> dict[str, str | int]
         if spec.name == "Endpoint":
             ok = _endpoint_ok(value)
         else:
-            ok = spec.pattern is None or bool(spec.pattern.match(value))
+            ok = spec.pattern is None or bool(spec.pattern.fullmatch(value))
+        if ok and spec.name == "BindingInformation":
+            ok = _port_ok(value.split(":")[-2])
         if not ok:
             raise UsageError(f"{script}: {spec.name} {value!r} is not valid")
         clean[spec.name] = value

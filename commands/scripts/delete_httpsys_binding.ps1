@@ -1,8 +1,94 @@
 # sstp-bot-script: delete_httpsys_binding
-# Placeholder until the shipped script lands; the lab only reads the header and param().
+#
+# Deletes one HTTP.sys SSL binding: 'netsh http delete sslcert ipport=IP:port' for IP endpoints
+# ('0.0.0.0:443', '[::]:443', '10.0.0.5:443') or 'hostnameport=host:port' for SNI endpoints
+# (RH-BIND, MSDOC-netsh-http). RRAS only creates its bindings where none exist (RRASBLOG-CHG1), so a
+# foreign binding must go before bind_sstp_certificate. netsh text is localised and its exit codes are
+# not trusted (DOMAIN 9): the result is decided by re-reading the registry
+# (HKLM\SYSTEM\CurrentControlSet\Services\HTTP\Parameters\SslBindingInfo / SslSniBindingInfo, DOMAIN 2.1).
+# Idempotent: an absent binding is ok, changed=false ("not found" from netsh is not a failure).
+# Writes exactly one JSON document: {"ok", "changed", "detail", "exit_code"}.
 [CmdletBinding()]
 param(
-    [Parameter(Mandatory)][string]$Endpoint
+    [Parameter(Mandatory = $true)]
+    [ValidateNotNullOrEmpty()]
+    [ValidatePattern('^([0-9]{1,3}(\.[0-9]{1,3}){3}|\[[0-9A-Fa-f:.]+\]|\*|[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*):[0-9]{1,5}\z')]
+    [string]$Endpoint
 )
-$ErrorActionPreference = "Stop"
-throw "placeholder"
+
+Set-StrictMode -Version 2
+$ErrorActionPreference = 'Stop'
+$ProgressPreference = 'SilentlyContinue'
+
+function New-FixResult([bool]$Ok, [bool]$Changed, [string]$Detail, $ExitCode) {
+    # The fix result contract (DESIGN 2, 9): {"ok", "changed", "detail", "exit_code"}.
+    $code = $null
+    if ($null -ne $ExitCode) { $code = [int]$ExitCode }
+    return [ordered]@{ ok = $Ok; changed = $Changed; detail = $Detail; exit_code = $code }
+}
+
+function Test-Elevated {
+    # DOMAIN 9: changes need an elevated token; a UAC-filtered local account is not in the role.
+    $principal = [Security.Principal.WindowsPrincipal][Security.Principal.WindowsIdentity]::GetCurrent()
+    return $principal.IsInRole([Security.Principal.WindowsBuiltInRole]::Administrator)
+}
+
+function Invoke-NativeCommand([string]$FilePath, [string[]]$ArgumentList) {
+    # Arguments go as an array, one element each: nothing is ever re-parsed as PowerShell.
+    # 2>&1 into a variable (never piped to Out-Null, which can leave $LASTEXITCODE stale: DOMAIN 9). In 5.1 a
+    # redirected stderr line becomes an ErrorRecord that 'Stop' would turn into a terminating error.
+    $ErrorActionPreference = 'Continue'
+    $global:LASTEXITCODE = 0
+    $lines = & $FilePath @ArgumentList 2>&1
+    $exitCode = $LASTEXITCODE
+    $text = (@($lines) | ForEach-Object { [string]$_ }) -join "`n"
+    return [pscustomobject]@{ ExitCode = [int]$exitCode; Output = $text.Trim() }
+}
+
+$HttpParametersKey = 'SYSTEM\CurrentControlSet\Services\HTTP\Parameters'
+
+function Test-BindingPresent([string]$SubKey, [string]$Name) {
+    # Read-only .NET registry access (no provider wildcard expansion of names such as '*:443').
+    $key = [Microsoft.Win32.Registry]::LocalMachine.OpenSubKey(($HttpParametersKey + '\' + $SubKey + '\' + $Name), $false)
+    if ($null -eq $key) { return $false }
+    $key.Close()
+    return $true
+}
+
+$result = $null
+try {
+    # IPv4 and [IPv6] endpoints are IP bindings; anything else is a host name (SNI) binding.
+    $isIp = ($Endpoint -match '^[0-9]{1,3}(\.[0-9]{1,3}){3}:[0-9]+\z') -or $Endpoint.StartsWith('[')
+    $subKey = 'SslSniBindingInfo'
+    $selector = 'hostnameport'
+    $argument = 'hostnameport=' + $Endpoint
+    if ($isIp) {
+        $subKey = 'SslBindingInfo'
+        $selector = 'ipport'
+        $argument = 'ipport=' + $Endpoint
+    }
+    $netsh = Join-Path $env:windir 'System32\netsh.exe'
+    if (-not (Test-Elevated)) {
+        $result = New-FixResult $false $false 'the remote session is not elevated; netsh http delete sslcert needs administrator rights' $null
+    } elseif (-not (Test-BindingPresent $subKey $Endpoint)) {
+        $result = New-FixResult $true $false ('no HTTP.sys binding for {0}={1}; nothing to delete' -f $selector, $Endpoint) $null
+    } else {
+        # One argument per element: the endpoint is data for netsh, never PowerShell source.
+        $run = Invoke-NativeCommand $netsh ([string[]]@('http', 'delete', 'sslcert', $argument))
+        # HTTP.sys persists its configuration in the registry; allow a moment before judging.
+        $present = $true
+        for ($attempt = 0; $attempt -lt 5; $attempt++) {
+            $present = Test-BindingPresent $subKey $Endpoint
+            if (-not $present) { break }
+            Start-Sleep -Milliseconds 500
+        }
+        if ($present) {
+            $result = New-FixResult $false $false ('HTTP.sys binding {0}={1} is still present (netsh exit {2}): {3}' -f $selector, $Endpoint, $run.ExitCode, $run.Output) $run.ExitCode
+        } else {
+            $result = New-FixResult $true $true ('deleted HTTP.sys binding {0}={1}' -f $selector, $Endpoint) $run.ExitCode
+        }
+    }
+} catch {
+    $result = New-FixResult $false $false ('delete_httpsys_binding failed: {0}' -f $_.Exception.Message) $null
+}
+ConvertTo-Json -InputObject $result -Depth 8 -Compress

@@ -1,8 +1,87 @@
 # sstp-bot-script: delete_url_reservation
-# Placeholder until the shipped script lands; the lab only reads the header and param().
+#
+# Deletes one HTTP.sys URL reservation with 'netsh http delete urlacl url=URL' (MSDOC-netsh-http;
+# KB2980660 lists deleting a reservation as part of a server-side SSTP fix; RasSstp event 9 = SSTP could
+# not secure its URL, TN-EVT-9). Reservations persist as values of
+# HKLM\SYSTEM\CurrentControlSet\Services\HTTP\Parameters\UrlAclInfo (value name = URL, DOMAIN 13):
+# the result is decided by re-reading that key, not by netsh's localised text or exit code (DOMAIN 9).
+# Idempotent: an absent reservation is ok, changed=false.
+# Writes exactly one JSON document: {"ok", "changed", "detail", "exit_code"}.
 [CmdletBinding()]
 param(
-    [Parameter(Mandatory)][string]$Url
+    [Parameter(Mandatory = $true)]
+    [ValidateNotNullOrEmpty()]
+    [ValidatePattern('^https?://[^\s"''`$;|&<>]{1,2000}\z')]
+    [string]$Url
 )
-$ErrorActionPreference = "Stop"
-throw "placeholder"
+
+Set-StrictMode -Version 2
+$ErrorActionPreference = 'Stop'
+$ProgressPreference = 'SilentlyContinue'
+
+function New-FixResult([bool]$Ok, [bool]$Changed, [string]$Detail, $ExitCode) {
+    # The fix result contract (DESIGN 2, 9): {"ok", "changed", "detail", "exit_code"}.
+    $code = $null
+    if ($null -ne $ExitCode) { $code = [int]$ExitCode }
+    return [ordered]@{ ok = $Ok; changed = $Changed; detail = $Detail; exit_code = $code }
+}
+
+function Test-Elevated {
+    # DOMAIN 9: changes need an elevated token; a UAC-filtered local account is not in the role.
+    $principal = [Security.Principal.WindowsPrincipal][Security.Principal.WindowsIdentity]::GetCurrent()
+    return $principal.IsInRole([Security.Principal.WindowsBuiltInRole]::Administrator)
+}
+
+function Invoke-NativeCommand([string]$FilePath, [string[]]$ArgumentList) {
+    # Arguments go as an array, one element each: nothing is ever re-parsed as PowerShell.
+    # 2>&1 into a variable (never piped to Out-Null, which can leave $LASTEXITCODE stale: DOMAIN 9). In 5.1 a
+    # redirected stderr line becomes an ErrorRecord that 'Stop' would turn into a terminating error.
+    $ErrorActionPreference = 'Continue'
+    $global:LASTEXITCODE = 0
+    $lines = & $FilePath @ArgumentList 2>&1
+    $exitCode = $LASTEXITCODE
+    $text = (@($lines) | ForEach-Object { [string]$_ }) -join "`n"
+    return [pscustomobject]@{ ExitCode = [int]$exitCode; Output = $text.Trim() }
+}
+
+$UrlAclKey = 'SYSTEM\CurrentControlSet\Services\HTTP\Parameters\UrlAclInfo'
+
+function Test-ReservationPresent([string]$Reservation) {
+    $key = [Microsoft.Win32.Registry]::LocalMachine.OpenSubKey($UrlAclKey, $false)
+    if ($null -eq $key) { return $false }
+    try {
+        foreach ($name in $key.GetValueNames()) {
+            if ([string]::Equals($name, $Reservation, [System.StringComparison]::OrdinalIgnoreCase)) { return $true }
+        }
+        return $false
+    } finally {
+        $key.Close()
+    }
+}
+
+$result = $null
+try {
+    $netsh = Join-Path $env:windir 'System32\netsh.exe'
+    if (-not (Test-Elevated)) {
+        $result = New-FixResult $false $false 'the remote session is not elevated; netsh http delete urlacl needs administrator rights' $null
+    } elseif (-not (Test-ReservationPresent $Url)) {
+        $result = New-FixResult $true $false ('no URL reservation {0}; nothing to delete' -f $Url) $null
+    } else {
+        # 'url=...' is one argument string: braces in 'sra_{...}' stay text, never a script block.
+        $run = Invoke-NativeCommand $netsh ([string[]]@('http', 'delete', 'urlacl', ('url=' + $Url)))
+        $present = $true
+        for ($attempt = 0; $attempt -lt 5; $attempt++) {
+            $present = Test-ReservationPresent $Url
+            if (-not $present) { break }
+            Start-Sleep -Milliseconds 500
+        }
+        if ($present) {
+            $result = New-FixResult $false $false ('URL reservation {0} is still present (netsh exit {1}): {2}' -f $Url, $run.ExitCode, $run.Output) $run.ExitCode
+        } else {
+            $result = New-FixResult $true $true ('deleted URL reservation {0}' -f $Url) $run.ExitCode
+        }
+    }
+} catch {
+    $result = New-FixResult $false $false ('delete_url_reservation failed: {0}' -f $_.Exception.Message) $null
+}
+ConvertTo-Json -InputObject $result -Depth 8 -Compress

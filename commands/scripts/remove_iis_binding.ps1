@@ -1,9 +1,109 @@
 # sstp-bot-script: remove_iis_binding
-# Placeholder until the shipped script lands; the lab only reads the header and param().
+#
+# Removes one IIS https binding from a site in applicationHost.config with appcmd.exe (works without the
+# WebAdministration/IISAdministration modules), then re-reads the file to verify (DESIGN 5, 9).
+# Facts: RH-BIND (the IIS https binding on 443 is the usual cause; remove it, then iisreset);
+# MSDOC-IIS-bindings (<site><bindings><binding protocol bindingInformation="IP:port:host" sslFlags>);
+# DOMAIN 4: removing the configuration binding may leave the HTTP.sys binding behind, so the plan
+# deletes that separately (delete_httpsys_binding). Idempotent: an absent binding is ok, changed=false.
+# Writes exactly one JSON document: {"ok", "changed", "detail", "exit_code"}.
 [CmdletBinding()]
 param(
-    [Parameter(Mandatory)][string]$Site,
-    [Parameter(Mandatory)][ValidatePattern('^(\*|[0-9.]+|\[[0-9A-Fa-f:]+\]):(\d{1,5}):([A-Za-z0-9.*-]{0,253})$')][string]$BindingInformation
+    [Parameter(Mandatory = $true)]
+    [ValidateNotNullOrEmpty()]
+    [ValidatePattern('^[^"\x00-\x1f]{1,260}\z')]
+    [string]$Site,
+
+    [Parameter(Mandatory = $true)]
+    [ValidateNotNullOrEmpty()]
+    [ValidatePattern('^(\*|[0-9.]+|\[[0-9A-Fa-f:]+\]):[0-9]{1,5}:[A-Za-z0-9.*-]{0,253}\z')]
+    [string]$BindingInformation
 )
-$ErrorActionPreference = "Stop"
-throw "placeholder"
+
+Set-StrictMode -Version 2
+$ErrorActionPreference = 'Stop'
+$ProgressPreference = 'SilentlyContinue'
+
+function New-FixResult([bool]$Ok, [bool]$Changed, [string]$Detail, $ExitCode) {
+    # The fix result contract (DESIGN 2, 9): {"ok", "changed", "detail", "exit_code"}.
+    $code = $null
+    if ($null -ne $ExitCode) { $code = [int]$ExitCode }
+    return [ordered]@{ ok = $Ok; changed = $Changed; detail = $Detail; exit_code = $code }
+}
+
+function Test-Elevated {
+    # DOMAIN 9: changes need an elevated token; a UAC-filtered local account is not in the role.
+    $principal = [Security.Principal.WindowsPrincipal][Security.Principal.WindowsIdentity]::GetCurrent()
+    return $principal.IsInRole([Security.Principal.WindowsBuiltInRole]::Administrator)
+}
+
+function Invoke-NativeCommand([string]$FilePath, [string[]]$ArgumentList) {
+    # Arguments go as an array, one element each: nothing is ever re-parsed as PowerShell.
+    # 2>&1 into a variable (never piped to Out-Null, which can leave $LASTEXITCODE stale: DOMAIN 9). In 5.1 a
+    # redirected stderr line becomes an ErrorRecord that 'Stop' would turn into a terminating error.
+    $ErrorActionPreference = 'Continue'
+    $global:LASTEXITCODE = 0
+    $lines = & $FilePath @ArgumentList 2>&1
+    $exitCode = $LASTEXITCODE
+    $text = (@($lines) | ForEach-Object { [string]$_ }) -join "`n"
+    return [pscustomobject]@{ ExitCode = [int]$exitCode; Output = $text.Trim() }
+}
+
+function Find-HttpsBinding([string]$ConfigPath, [string]$SiteName, [string]$Information) {
+    # Re-reads applicationHost.config as XML; returns @(site found, binding found).
+    $document = [System.Xml.XmlDocument]::new()
+    $document.XmlResolver = $null
+    $document.Load($ConfigPath)
+    $siteFound = $false
+    $bindingFound = $false
+    foreach ($siteNode in $document.SelectNodes('/configuration/system.applicationHost/sites/site')) {
+        if (-not [string]::Equals($siteNode.GetAttribute('name'), $SiteName, [System.StringComparison]::OrdinalIgnoreCase)) { continue }
+        $siteFound = $true
+        foreach ($binding in $siteNode.SelectNodes('bindings/binding')) {
+            if ($binding.GetAttribute('protocol') -ne 'https') { continue }
+            if ([string]::Equals($binding.GetAttribute('bindingInformation'), $Information, [System.StringComparison]::OrdinalIgnoreCase)) {
+                $bindingFound = $true
+            }
+        }
+    }
+    return @($siteFound, $bindingFound)
+}
+
+$result = $null
+try {
+    $configPath = Join-Path $env:windir 'System32\inetsrv\config\applicationHost.config'
+    $appcmd = Join-Path $env:windir 'System32\inetsrv\appcmd.exe'
+    if (-not (Test-Elevated)) {
+        $result = New-FixResult $false $false 'the remote session is not elevated; appcmd needs administrator rights' $null
+    } elseif (-not (Test-Path -LiteralPath $configPath -PathType Leaf)) {
+        $result = New-FixResult $true $false 'IIS is not installed (no applicationHost.config); nothing to remove' $null
+    } else {
+        $before = Find-HttpsBinding $configPath $Site $BindingInformation
+        if (-not $before[1]) {
+            $what = 'site not found'
+            if ($before[0]) { $what = 'binding not present' }
+            $result = New-FixResult $true $false ("https binding '{0}' on site '{1}': {2}; nothing to remove" -f $BindingInformation, $Site, $what) $null
+        } elseif (-not (Test-Path -LiteralPath $appcmd -PathType Leaf)) {
+            $result = New-FixResult $false $false ('appcmd.exe not found at {0}' -f $appcmd) $null
+        } else {
+            # appcmd syntax: set site /site.name:NAME /-bindings.[protocol='https',bindingInformation='...'].
+            # Both values passed as single arguments; the validation patterns exclude quotes.
+            $arguments = [string[]]@(
+                'set', 'site',
+                ('/site.name:{0}' -f $Site),
+                ("/-bindings.[protocol='https',bindingInformation='{0}']" -f $BindingInformation)
+            )
+            $run = Invoke-NativeCommand $appcmd $arguments
+            $after = Find-HttpsBinding $configPath $Site $BindingInformation
+            if ($after[1]) {
+                $result = New-FixResult $false $false ("appcmd did not remove the binding (exit {0}): {1}" -f $run.ExitCode, $run.Output) $run.ExitCode
+            } else {
+                $detail = "removed https binding '{0}' from site '{1}'; the HTTP.sys binding may remain (DOMAIN 4)" -f $BindingInformation, $Site
+                $result = New-FixResult $true $true $detail $run.ExitCode
+            }
+        }
+    }
+} catch {
+    $result = New-FixResult $false $false ('remove_iis_binding failed: {0}' -f $_.Exception.Message) $null
+}
+ConvertTo-Json -InputObject $result -Depth 8 -Compress

@@ -1,8 +1,60 @@
 # sstp-bot-script: restart_iis
-# Placeholder until the shipped script lands; the lab only reads the header and param().
+#
+# Restarts IIS with 'iisreset /restart' so it drops the https binding it had pushed into HTTP.sys
+# (RH-BIND: remove the IIS binding, then run iisreset; DOMAIN 4). Captures iisreset's output with 2>&1
+# and its $LASTEXITCODE, then re-reads the W3SVC state. Disrupts web sites on the server, not VPN users.
+# Writes exactly one JSON document: {"ok", "changed", "detail", "exit_code"}.
 [CmdletBinding()]
-param(
+param()
 
-)
-$ErrorActionPreference = "Stop"
-throw "placeholder"
+Set-StrictMode -Version 2
+$ErrorActionPreference = 'Stop'
+$ProgressPreference = 'SilentlyContinue'
+
+function New-FixResult([bool]$Ok, [bool]$Changed, [string]$Detail, $ExitCode) {
+    # The fix result contract (DESIGN 2, 9): {"ok", "changed", "detail", "exit_code"}.
+    $code = $null
+    if ($null -ne $ExitCode) { $code = [int]$ExitCode }
+    return [ordered]@{ ok = $Ok; changed = $Changed; detail = $Detail; exit_code = $code }
+}
+
+function Test-Elevated {
+    # DOMAIN 9: changes need an elevated token; a UAC-filtered local account is not in the role.
+    $principal = [Security.Principal.WindowsPrincipal][Security.Principal.WindowsIdentity]::GetCurrent()
+    return $principal.IsInRole([Security.Principal.WindowsBuiltInRole]::Administrator)
+}
+
+function Invoke-NativeCommand([string]$FilePath, [string[]]$ArgumentList) {
+    # Arguments go as an array, one element each: nothing is ever re-parsed as PowerShell.
+    # 2>&1 into a variable (never piped to Out-Null, which can leave $LASTEXITCODE stale: DOMAIN 9). In 5.1 a
+    # redirected stderr line becomes an ErrorRecord that 'Stop' would turn into a terminating error.
+    $ErrorActionPreference = 'Continue'
+    $global:LASTEXITCODE = 0
+    $lines = & $FilePath @ArgumentList 2>&1
+    $exitCode = $LASTEXITCODE
+    $text = (@($lines) | ForEach-Object { [string]$_ }) -join "`n"
+    return [pscustomobject]@{ ExitCode = [int]$exitCode; Output = $text.Trim() }
+}
+
+$result = $null
+try {
+    $iisreset = Join-Path $env:windir 'System32\iisreset.exe'
+    if (-not (Test-Elevated)) {
+        $result = New-FixResult $false $false 'the remote session is not elevated; iisreset needs administrator rights' $null
+    } elseif (-not (Test-Path -LiteralPath $iisreset -PathType Leaf)) {
+        $result = New-FixResult $true $false 'iisreset.exe not found: IIS is not installed; nothing to restart' $null
+    } else {
+        $run = Invoke-NativeCommand $iisreset ([string[]]@('/restart'))
+        $w3svc = Get-Service -Name W3SVC -ErrorAction SilentlyContinue
+        $state = 'absent'
+        if ($null -ne $w3svc) { $state = $w3svc.Status.ToString() }
+        if ($run.ExitCode -eq 0) {
+            $result = New-FixResult $true $true ('iisreset /restart succeeded; W3SVC is {0}. {1}' -f $state, $run.Output) $run.ExitCode
+        } else {
+            $result = New-FixResult $false $true ('iisreset /restart failed (exit {0}); W3SVC is {1}. {2}' -f $run.ExitCode, $state, $run.Output) $run.ExitCode
+        }
+    }
+} catch {
+    $result = New-FixResult $false $false ('restart_iis failed: {0}' -f $_.Exception.Message) $null
+}
+ConvertTo-Json -InputObject $result -Depth 8 -Compress

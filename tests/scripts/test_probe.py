@@ -1,0 +1,151 @@
+"""probe.ps1 collects snapshot v1 exactly as DESIGN 3 describes, from structured sources, read-only."""
+
+from __future__ import annotations
+
+import re
+
+from tests.scripts.pwsh_ast import command_names, parse, script_path, text, walk
+
+SOURCE = script_path("probe").read_text(encoding="utf-8")
+CODE = "\n".join(line.split(" # ")[0] for line in SOURCE.splitlines() if not line.lstrip().startswith("#"))
+TREE = parse(SOURCE)
+
+TOP_LEVEL_KEYS = [
+    "schema",
+    "collected_at",
+    "host",
+    "services",
+    "sstp",
+    "http_sys",
+    "iis",
+    "listeners",
+    "certificates",
+    "vpn_connections",
+    "events",
+    "probe_errors",
+]
+NESTED_KEYS = {
+    "host": ["computer_name", "os_caption", "os_build", "ps_version", "is_admin"],
+    "services": ["RemoteAccess", "SstpSvc", "W3SVC", "WAS"],
+    "service": ["status", "start_type"],
+    "sstp": [
+        "sha256_hash",
+        "sha1_hash",
+        "use_https",
+        "is_hash_configured_by_admin",
+        "listener_port",
+        "remote_access",
+    ],
+    "remote_access": ["vpn_status", "thumbprint"],
+    "http_sys": ["ip_bindings", "sni_bindings", "url_reservations"],
+    "binding": ["endpoint", "cert_hash", "app_id", "store", "ctl_store"],
+    "url_reservation": ["url", "sddl"],
+    "iis": ["installed", "https_bindings"],
+    "iis_binding": ["site", "binding_information", "cert_hash", "ssl_flags"],
+    "listener": ["local_address", "port", "pid", "process"],
+    "certificate": ["thumbprint", "has_private_key", "friendly_name", "der"],
+    "event": ["provider", "id", "time", "message"],
+    "probe_error": ["section", "message"],
+}
+
+
+def _hash_literals() -> list[list[str]]:
+    """The keys of every hash literal in the probe, in source order."""
+    literals = []
+    for node in walk(TREE.root_node):
+        if node.type == "hash_literal_expression":
+            body = next((c for c in node.children if c.type == "hash_literal_body"), None)
+            entries = [] if body is None else [c for c in body.children if c.type == "hash_entry"]
+            literals.append([text(e.children[0]) for e in entries])
+    return literals
+
+
+def test_snapshot_top_level_keys_in_order() -> None:
+    assert TOP_LEVEL_KEYS in _hash_literals()
+
+
+def test_schema_string() -> None:
+    assert "schema          = 'sstp-bot/snapshot/v1'" in SOURCE
+
+
+def test_every_nested_object_is_built_with_all_its_keys() -> None:
+    literals = _hash_literals()
+    for section, keys in NESTED_KEYS.items():
+        assert keys in literals, section
+
+
+def test_reads_the_documented_registry_values() -> None:
+    for needle in [
+        r"SYSTEM\CurrentControlSet\Services\SstpSvc\Parameters",
+        r"SYSTEM\CurrentControlSet\Services\HTTP\Parameters",
+        "'SHA256CertificateHash'",
+        "'SHA1CertificateHash'",
+        "'UseHttps'",
+        "'IsHashConfiguredByAdmin'",
+        "'ListenerPort'",
+        "'SslBindingInfo'",
+        "'SslSniBindingInfo'",
+        "'\\UrlAclInfo'",
+        "'SslCertHash'",
+        "'AppId'",
+        "'SslCertStoreName'",
+        "'DefaultSslCtlStoreName'",
+        r"System32\inetsrv\config\applicationHost.config",
+        "Cert:\\LocalMachine\\My",
+    ]:
+        assert needle in SOURCE, needle
+
+
+def test_uses_the_structured_cmdlets() -> None:
+    used = set(command_names(TREE))
+    assert {
+        "get-remoteaccess",
+        "get-nettcpconnection",
+        "get-process",
+        "get-childitem",
+        "get-service",
+        "get-remoteaccessconnectionstatistics",
+        "get-winevent",
+        "get-ciminstance",
+    } <= used
+
+
+def test_event_sources() -> None:
+    assert "'Microsoft-Windows-RasSstp', 'RasSstp'" in SOURCE  # TechNet name, then RH's fallback
+    assert "@(8, 9, 12, 13, 18, 21)" in SOURCE
+    assert "'Schannel'" in SOURCE and "@(36870)" in SOURCE
+    assert "-FilterHashtable" in SOURCE and "LogName = 'System'" in SOURCE
+
+
+def test_formats() -> None:
+    assert "$IsoFormat = \"yyyy'-'MM'-'dd'T'HH':'mm':'ss'Z'\"" in SOURCE
+    assert "[System.BitConverter]::ToString($Value).Replace('-', '')" in SOURCE  # upper hex, no separators
+    assert "ToString('B').ToLowerInvariant()" in SOURCE  # {xxxxxxxx-...} GUIDs
+    assert "GetSddlForm([System.Security.AccessControl.AccessControlSections]::All)" in SOURCE
+
+
+def test_changes_nothing() -> None:
+    used = set(command_names(TREE))
+    writers = {n for n in used if re.match(r"(set|remove|new|restart|stop|start|clear|rename|move)-", n)}
+    assert writers == {"set-strictmode"}
+    assert not used & {"netsh", "appcmd", "iisreset", "invoke-nativecommand", "start-service"}
+    for forbidden in (".SetValue(", ".DeleteValue(", ".DeleteSubKey", ".CreateSubKey(", "netsh"):
+        assert forbidden not in CODE, forbidden
+    for call in re.findall(r"OpenSubKey\(([^)]*)\)", CODE):
+        assert call.endswith("$false"), call
+
+
+def test_every_section_records_probe_errors() -> None:
+    sections = set(re.findall(r"Add-ProbeError '(\w+)'", SOURCE))
+    assert {
+        "host",
+        "services",
+        "sstp",
+        "remote_access",
+        "http_sys",
+        "iis",
+        "listeners",
+        "certificates",
+        "vpn_connections",
+        "events",
+    } <= sections
