@@ -49,13 +49,31 @@ def declared_parameters(text: str) -> list[str] | None:
         elif ch == ")":
             depth -= 1
             if depth == 0:
-                block = _STRING_RE.sub("''", stripped[start + 1 : i])
-                names: list[str] = []
-                for name in _VARIABLE_RE.findall(block):
-                    if name.lower() not in (n.lower() for n in names):
-                        names.append(name)
-                return names
+                return _parameter_names(_STRING_RE.sub("''", stripped[start + 1 : i]))
     return None
+
+
+def _parameter_names(block: str) -> list[str]:
+    """Names of the declarations in a param() body: attributes `[...]` dropped, then per top-level
+    comma-separated declaration the first `$Name` (later ones are default values such as `$env:X`)."""
+    flat = []
+    depth = 0
+    for ch in block:
+        if ch in "[(":
+            depth += 1
+            if depth == 1 and ch == "(":
+                flat.append(ch)
+            continue
+        if ch in "])":
+            depth -= 1
+            continue
+        flat.append(ch if depth == 0 else "")
+    names: list[str] = []
+    for declaration in "".join(flat).split(","):
+        m = _VARIABLE_RE.search(declaration)
+        if m and m.group(1).lower() not in (n.lower() for n in names):
+            names.append(m.group(1))
+    return names
 
 
 def _strip_comments(text: str) -> str:
