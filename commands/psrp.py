@@ -108,7 +108,7 @@ class RemoteSession:
             password=self._password,
             ssl=ssl_on,
             auth=s.auth,
-            cert_validation=cert_validation,
+            cert_validation=cert_validation,  # type: ignore[arg-type] # pypsrp accepts a CA bundle path
             connection_timeout=max(1, math.ceil(s.connect_timeout)),
             # The HTTP read timeout must outlast one WS-Man long-poll (pypsrp's own advice).
             read_timeout=op_timeout + max(1, min(10, op_timeout)),
@@ -172,7 +172,7 @@ class RemoteSession:
             )
         try:
             document = json.loads(output[0])
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             raise RemoteError("bad_output", name, f"{script} on {name} wrote invalid JSON ({exc.msg} at {exc.pos})") from None
         if not isinstance(document, dict):
             raise RemoteError("bad_output", name, f"{script} on {name} wrote JSON that is not an object")
@@ -262,9 +262,8 @@ def _caused_by(exc: BaseException, cls: type[BaseException]) -> bool:
     while current is not None and seen < 10:
         if isinstance(current, cls):
             return True
-        if current.args and isinstance(current.args[0], BaseException) and current.args[0] is not current:
-            if isinstance(current.args[0], cls):
-                return True
+        if current.args and isinstance(current.args[0], cls):
+            return True
         current = current.__cause__ or current.__context__
         seen += 1
     return False

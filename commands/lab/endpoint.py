@@ -33,8 +33,8 @@ from xml.sax.saxutils import escape
 
 import psrpcore
 import spnego
-from psrpcore import PSRPPayload, StreamType
 import spnego.exceptions
+from psrpcore import PSRPPayload, StreamType
 from psrpcore.types import (
     ErrorCategory,
     ErrorCategoryInfo,
@@ -654,4 +654,4 @@ def _envelope(action: str, relates_to: str, body: str) -> bytes:
         f"<s:Header><a:Action>{action}</a:Action><a:MessageID>uuid:{str(uuid.uuid4()).upper()}</a:MessageID>"
         "<a:To>http://schemas.xmlsoap.org/ws/2004/08/addressing/role/anonymous</a:To>"
         f"<a:RelatesTo>{escape(relates_to)}</a:RelatesTo></s:Header><s:Body>{body}</s:Body></s:Envelope>"
-    ).encode("utf-8")
+    ).encode()

@@ -387,10 +387,10 @@ class RrasTwin:
     def _restart_remote_access(self) -> list[str]:
         """RemoteAccess (re)starts: users drop; SSTP binds HTTP.sys only where no binding exists."""
         s = self.state
-        start_type = s.services["RemoteAccess"].start_type if s.services.get("RemoteAccess") else "Automatic"
-        s.services["RemoteAccess"] = Service("Running", start_type)
-        if s.services.get("SstpSvc") is not None:
-            s.services["SstpSvc"] = Service("Running", s.services["SstpSvc"].start_type)  # type: ignore[union-attr]
+        for name, default_start in (("RemoteAccess", "Automatic"), ("SstpSvc", "Manual")):
+            current = s.services.get(name)
+            if current is not None or name == "RemoteAccess":
+                s.services[name] = Service("Running", current.start_type if current else default_start)
         s.vpn_connections = 0
         created: list[str] = []
         cert = self._sstp_certificate()

@@ -144,9 +144,8 @@ def test_every_fault_maps_to_its_error_kind_and_leaves_the_twin_alone(lab, fault
     password = lab.password_for(name)
     thumbprint = next(c.thumbprint for c in before.certificates if c.sha256 == before.sha256_hash)
     for script, params in (("probe", {}), ("bind_sstp_certificate", {"Thumbprint": thumbprint})):
-        with pytest.raises(RemoteError) as err:
-            with RemoteSession(lab.server_config(name), password) as session:
-                session.run(script, **params)
+        with pytest.raises(RemoteError) as err, RemoteSession(lab.server_config(name), password) as session:
+            session.run(script, **params)
         assert err.value.kind == kind, err.value.message
         assert err.value.server == name
         for secret in (LAB_PASSWORD, WRONG_PASSWORD):
