@@ -1,0 +1,349 @@
+"""`Lab`: one loopback WinRM endpoint per emulated RRAS server, plus the inventory pointing at them."""
+
+from __future__ import annotations
+
+import os
+import ssl
+import stat
+import tempfile
+import threading
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from commands.errors import ConfigError
+from commands.lab import pki
+from commands.lab.endpoint import EndpointFaults, RequestRecord, WinRMEndpoint
+from commands.lab.runtime import ScriptFaults, ScriptRuntime
+from commands.lab.scenarios import ServerSpec, build_state, load_scenario
+from commands.lab.twin import RrasTwin
+from commands.server import ServerConfig
+
+LAB_DOMAIN = "LAB"
+LAB_USER = "sstp-bot"
+LAB_USERNAME = f"{LAB_DOMAIN}\\{LAB_USER}"
+# The lab's one password (NTLM_USER_FILE is process-wide, DESIGN 10). Not a secret: loopback only.
+LAB_PASSWORD = "Lab-Passw0rd!"
+WRONG_PASSWORD = "not-the-lab-password"
+DEFAULT_SCENARIOS = ("fleet",)
+
+FAULTS = (
+    "refused",  # nothing listens on the server's port
+    "wrong_password",  # the inventory holds a wrong password for this server
+    "untrusted_tls",  # HTTPS with a certificate from a CA the client does not trust
+    "slow",  # every WS-Man answer comes after the configured operation timeout
+    "http_500",  # the Command request gets HTTP 500 with a non-XML body
+    "wsman_fault",  # the Command request gets a WS-Man fault
+    "script_error",  # every script ends with a terminating error before touching anything
+    "bad_json",  # every script writes output that is not one JSON document
+    "not_elevated",  # the session is not elevated: probe says so, fix scripts get access denied
+)
+SLOW_DELAY = 3.0
+SLOW_OPERATION_TIMEOUT = 1.0
+
+_user_file_lock = threading.Lock()
+
+
+def ensure_ntlm_user_file() -> str:
+    """Point NTLM_USER_FILE at a file holding the lab user (process-wide; set before any acceptor)."""
+    with _user_file_lock:
+        current = os.environ.get("NTLM_USER_FILE")
+        line = f"{LAB_DOMAIN}:{LAB_USER}:{LAB_PASSWORD}"
+        if current and Path(current).is_file() and line in Path(current).read_text(encoding="utf-8").splitlines():
+            return current
+        fd, path = tempfile.mkstemp(prefix="sstp-bot-lab-users-", suffix=".txt")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(line + "\n")
+        os.environ["NTLM_USER_FILE"] = path
+        return path
+
+
+@cache
+def _tls_files(untrusted: bool) -> tuple[str, str, str]:
+    """(cert PEM path, key PEM path, CA PEM path) of the WinRM HTTPS server certificate for 127.0.0.1."""
+    ca = pki.LabCA.create("Untrusted Lab Root CA") if untrusted else pki.default_ca()
+    key = pki.cached_key("rsa", 2048, slot=2)
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .issuer_name(ca.certificate.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [
+                    x509.DNSName("localhost"),
+                    x509.IPAddress(__import__("ipaddress").ip_address("127.0.0.1")),
+                    x509.IPAddress(__import__("ipaddress").ip_address("::1")),
+                ]
+            ),
+            critical=False,
+        )
+        .sign(ca.key, hashes.SHA256())
+    )
+    folder = Path(tempfile.mkdtemp(prefix="sstp-bot-lab-tls-"))
+    cert_path = folder / "winrm.pem"
+    key_path = folder / "winrm.key"
+    ca_path = folder / "ca.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    os.chmod(key_path, stat.S_IRUSR | stat.S_IWUSR)
+    ca_path.write_bytes(ca.certificate.public_bytes(serialization.Encoding.PEM))
+    return str(cert_path), str(key_path), str(ca_path)
+
+
+def lab_ca_bundle() -> str:
+    """Path of a PEM file with the lab root CA (the `ca_bundle` of lab servers over HTTPS)."""
+    return _tls_files(False)[2]
+
+
+def _server_context(untrusted: bool) -> ssl.SSLContext:
+    cert, key, _ = _tls_files(untrusted)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+@dataclass
+class LabServer:
+    """One emulated server: its twin, endpoint, faults and how to reach it."""
+
+    name: str
+    spec: ServerSpec
+    twin: RrasTwin
+    endpoint: WinRMEndpoint
+    faults: frozenset[str]
+    transport: str
+    auth: str
+    running: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def host(self) -> str:
+        return "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        return self.endpoint.port
+
+    @property
+    def requests(self) -> list[RequestRecord]:
+        return list(self.endpoint.requests)
+
+    @property
+    def public_name(self) -> str:
+        return self.spec.public_name
+
+
+class Lab:
+    """Emulated RRAS servers on 127.0.0.1, one WinRM endpoint each (DESIGN 10).
+
+    `scenarios` are names of `commands/lab/scenarios/*.toml` (fleet scenarios expand to several
+    servers); `auth` is "ntlm" (NTLM/Negotiate, message encryption over HTTP) or "basic" (needs
+    `tls=True`); `faults` maps a server name to fault names (see `FAULTS`); `latency` adds seconds to
+    every WS-Man answer (benchmarks).
+    """
+
+    def __init__(
+        self,
+        scenarios: Iterable[str] | None = None,
+        *,
+        auth: str = "ntlm",
+        tls: bool = False,
+        faults: Mapping[str, Iterable[str]] | None = None,
+        latency: float = 0.0,
+        extra_servers: Iterable[tuple[str, str]] = (),
+    ) -> None:
+        if auth not in ("ntlm", "negotiate", "basic"):
+            raise ConfigError(f"lab auth must be ntlm, negotiate or basic, not {auth!r}")
+        if auth == "basic" and not tls:
+            raise ConfigError("lab auth basic needs tls=True (Basic is never sent over plain HTTP)")
+        ensure_ntlm_user_file()
+        self.auth = auth
+        self.tls = tls
+        self.latency = latency
+        self.servers: dict[str, LabServer] = {}
+        fault_map = {name: frozenset(v) for name, v in (faults or {}).items()}
+        for name, values in fault_map.items():
+            unknown = set(values) - set(FAULTS)
+            if unknown:
+                raise ConfigError(f"unknown lab fault(s) for {name}: {', '.join(sorted(unknown))}")
+        specs: list[ServerSpec] = []
+        for scenario_name in scenarios or DEFAULT_SCENARIOS:
+            specs.extend(load_scenario(scenario_name).servers)
+        for server_name, scenario_name in extra_servers:
+            base = load_scenario(scenario_name).servers[0]
+            specs.append(ServerSpec(server_name, base.scenario, base.description, base.public_name, base.data,
+                                    base.expect, base.fixable))
+        now = datetime.now(UTC)
+        try:
+            for spec in specs:
+                name = spec.name
+                n = 2
+                while name in self.servers:
+                    name = f"{spec.name}-{n}"
+                    n += 1
+                self._add(name, spec, fault_map.get(name, frozenset()), now)
+            unknown_servers = set(fault_map) - set(self.servers)
+            if unknown_servers:
+                raise ConfigError(f"faults name unknown lab server(s): {', '.join(sorted(unknown_servers))}")
+        except BaseException:
+            self.stop()
+            raise
+
+    def _add(self, name: str, spec: ServerSpec, faults: frozenset[str], now: datetime) -> None:
+        if spec.name != name:
+            spec = ServerSpec(name, spec.scenario, spec.description, spec.public_name, spec.data, spec.expect,
+                              spec.fixable)
+        state = build_state(spec, now)
+        if "not_elevated" in faults:
+            state.is_admin = False
+        twin = RrasTwin(state)
+        runtime = ScriptRuntime(
+            twin, ScriptFaults(terminating_error="script_error" in faults, bad_json="bad_json" in faults)
+        )
+        untrusted = "untrusted_tls" in faults
+        tls = self.tls or untrusted
+        endpoint = WinRMEndpoint(
+            name,
+            runtime,
+            username=LAB_USERNAME,
+            password=LAB_PASSWORD,
+            ssl_context=_server_context(untrusted) if tls else None,
+            faults=EndpointFaults(
+                http_500="http_500" in faults,
+                wsman_fault="wsman_fault" in faults,
+                delay=SLOW_DELAY if "slow" in faults else 0.0,
+            ),
+            latency=self.latency,
+        )
+        server = LabServer(name, spec, twin, endpoint, faults, "https" if tls else "http", self.auth)
+        self.servers[name] = server
+        if "refused" in faults:
+            # Keep the port number, close the socket: connection refused.
+            endpoint.stop()
+            server.running = False
+        else:
+            endpoint.start()
+
+    def __enter__(self) -> Lab:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """Stop every endpoint (idempotent); in parallel, as each waits for its serve loop's poll."""
+        running = [s for s in self.servers.values() if s.running]
+        for server in running:
+            server.running = False
+        if running:
+            with ThreadPoolExecutor(max_workers=min(32, len(running))) as pool:
+                list(pool.map(lambda s: s.endpoint.stop(), running))
+
+    def clear_logs(self) -> None:
+        for server in self.servers.values():
+            server.endpoint.clear_log()
+
+    def server_config(
+        self, name: str, *, password_file: str | None = None, operation_timeout: float | None = None
+    ) -> ServerConfig:
+        """The inventory entry of one lab server (what `write_config` writes, as a ServerConfig)."""
+        server = self.servers[name]
+        slow = "slow" in server.faults
+        return ServerConfig(
+            name=name,
+            host=server.host,
+            public_name=server.public_name,
+            group="lab",
+            transport=server.transport,
+            port=server.port,
+            auth=self.auth,
+            username=LAB_USERNAME,
+            password_env="",
+            password_file=password_file,
+            verify_tls=True,
+            ca_bundle=lab_ca_bundle() if server.transport == "https" else None,
+            connect_timeout=2.0 if slow else 5.0,
+            operation_timeout=SLOW_OPERATION_TIMEOUT if slow else (operation_timeout or 30.0),
+        )
+
+    def password_for(self, name: str) -> str:
+        """The password the inventory holds for this server (wrong for the `wrong_password` fault)."""
+        return WRONG_PASSWORD if "wrong_password" in self.servers[name].faults else LAB_PASSWORD
+
+    def write_config(self, path: str | os.PathLike[str], *, database_url: str | None = None) -> Path:
+        """Write an sstp-bot.toml pointing at the lab servers, with 0600 password files next to it."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        secrets: dict[str, Path] = {}
+        for password, suffix in ((LAB_PASSWORD, "password"), (WRONG_PASSWORD, "wrong-password")):
+            secret = path.with_name(f"{path.stem}.lab-{suffix}")
+            fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(password + "\n")
+            os.chmod(secret, 0o600)
+            secrets[password] = secret
+        db = database_url or f"sqlite:///{path.with_name(path.stem + '.db')}"
+        lines = [
+            "# Written by `sstp-bot lab`: emulated RRAS servers on 127.0.0.1.",
+            "[slack]",
+            'mode = "socket"',
+            "approvers = []",
+            "two_person_rule = false",
+            "",
+            "[database]",
+            f"url = {_toml_str(db)}",
+            "",
+            "[defaults]",
+            f"username = {_toml_str(LAB_USERNAME)}",
+            'password_env = ""',
+            f"password_file = {_toml_str(str(secrets[LAB_PASSWORD]))}",
+            f"auth = {_toml_str(self.auth)}",
+            "verify_tls = true",
+            "connect_timeout = 5",
+            "operation_timeout = 30",
+            "",
+        ]
+        for name in self.servers:
+            cfg = self.server_config(name)
+            lines += [
+                f"[servers.{_toml_key(name)}]",
+                f"host = {_toml_str(cfg.host)}",
+                f"port = {cfg.port}",
+                f"transport = {_toml_str(cfg.transport)}",
+                f"public_name = {_toml_str(cfg.public_name or '')}",
+                'group = "lab"',
+            ]
+            if cfg.ca_bundle:
+                lines.append(f"ca_bundle = {_toml_str(cfg.ca_bundle)}")
+            if self.password_for(name) != LAB_PASSWORD:
+                lines.append(f"password_file = {_toml_str(str(secrets[WRONG_PASSWORD]))}")
+            if "slow" in self.servers[name].faults:
+                lines += [f"operation_timeout = {SLOW_OPERATION_TIMEOUT}", "connect_timeout = 2"]
+            lines.append("")
+        path.write_text("\n".join(lines), encoding="utf-8")
+        return path
+
+
+def _toml_str(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _toml_key(value: str) -> str:
+    return value if value.replace("-", "").replace("_", "").isalnum() else _toml_str(value)

@@ -1,0 +1,299 @@
+"""The PSRP runner: run shipped scripts on a server over PowerShell Remoting (DESIGN 2, 9).
+
+One `RemoteSession` holds one pypsrp `WSMan` (one HTTP keep-alive connection, authenticated once)
+and one `RunspacePool`; each `.run()` is one pipeline: the script text goes with `add_script`, every
+value with `add_parameter` after `validate_params`, and the script writes exactly one JSON string.
+Every failure becomes a `RemoteError` whose kind the user understands (unreachable, tls, auth,
+timeout, not_elevated, script_failed, bad_output) and whose message never contains the password.
+No pypsrp type leaves this module.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import socket
+import ssl
+import time
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any
+
+import requests
+from pypsrp.exceptions import AuthenticationError, WinRMError, WinRMTransportError, WSManFaultError
+from pypsrp.powershell import PowerShell, PSInvocationState, RunspacePool
+from pypsrp.wsman import WSMan
+
+from commands.errors import RemoteError, RemoteErrorKind
+from commands.scripts import load_script, validate_params
+from commands.server import ServerConfig
+
+log = logging.getLogger(__name__)
+
+OPERATION_TIMEOUT_FAULT = 2150858793
+# One WS-Man long-poll (Receive) waits at most this long; the overall deadline is operation_timeout.
+MAX_WSMAN_POLL = 20
+
+
+class RemoteSession:
+    """One authenticated connection and runspace pool on one server; a context manager."""
+
+    def __init__(self, server: ServerConfig, password: str | None) -> None:
+        self.server = server
+        self._password = password
+        self._wsman: WSMan | None = None
+        self._pool: RunspacePool | None = None
+        self._secrets = [password] if password else []
+
+    # --- lifecycle --------------------------------------------------------------------------------
+
+    def __enter__(self) -> RemoteSession:
+        self.open()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def open(self) -> None:
+        """Connect, authenticate and open the runspace pool (Create + Receive)."""
+        if self._pool is not None:
+            return
+        self._wsman = self._build_wsman()
+        pool = RunspacePool(self._wsman)
+        try:
+            self._call(pool.open)
+        except BaseException:
+            self._wsman.close()
+            self._wsman = None
+            raise
+        self._pool = pool
+
+    def close(self) -> None:
+        """Delete the shell and drop the connection; never raises."""
+        pool, wsman = self._pool, self._wsman
+        self._pool = self._wsman = None
+        try:
+            if pool is not None:
+                pool.close()
+        except Exception as exc:  # the server may already be gone: closing is best effort
+            log.debug("%s: closing the runspace pool failed: %s", self.server.name, self._scrub(str(exc)))
+        finally:
+            if wsman is not None:
+                wsman.close()
+
+    def _build_wsman(self) -> WSMan:
+        s = self.server
+        if s.transport not in ("https", "http"):
+            raise RemoteError("bad_output", s.name, f"unsupported transport {s.transport!r}")
+        ssl_on = s.transport == "https"
+        if not ssl_on and s.auth == "basic":
+            # Basic over HTTP would send the password in clear and cannot be message-encrypted.
+            raise RemoteError(
+                "auth", s.name, f"refusing Basic authentication over HTTP to {s.name}: use transport https"
+            )
+        cert_validation: bool | str = True
+        if ssl_on:
+            if not s.verify_tls:
+                cert_validation = False
+            elif s.ca_bundle:
+                cert_validation = s.ca_bundle
+        op_timeout = max(1, min(MAX_WSMAN_POLL, math.ceil(s.operation_timeout)))
+        return WSMan(
+            s.host,
+            port=s.port,
+            username=s.username,
+            password=self._password,
+            ssl=ssl_on,
+            auth=s.auth,
+            cert_validation=cert_validation,  # type: ignore[arg-type] # pypsrp accepts a CA bundle path
+            connection_timeout=max(1, math.ceil(s.connect_timeout)),
+            # The HTTP read timeout must outlast one WS-Man long-poll (pypsrp's own advice).
+            read_timeout=op_timeout + max(1, min(10, op_timeout)),
+            operation_timeout=op_timeout,
+            # HTTP needs message encryption (NTLM/Negotiate/Kerberos/CredSSP); HTTPS has TLS.
+            encryption="auto",
+            no_proxy=True,
+        )
+
+    # --- running scripts --------------------------------------------------------------------------
+
+    def run(self, script: str, **params: Any) -> dict[str, Any]:
+        """Run one shipped script with typed parameters; returns the JSON document it wrote."""
+        clean = validate_params(script, params)
+        self.open()
+        assert self._pool is not None
+        ps = PowerShell(self._pool)
+        ps.add_script(load_script(script))
+        for name, value in clean.items():
+            ps.add_parameter(name, value)
+        deadline = time.monotonic() + self.server.operation_timeout
+        self._call(ps.begin_invoke)
+        while ps.state == PSInvocationState.RUNNING:
+            if time.monotonic() > deadline:
+                raise RemoteError(
+                    "timeout",
+                    self.server.name,
+                    f"{script} on {self.server.name} did not finish within {self.server.operation_timeout:g} s "
+                    "(operation_timeout)",
+                )
+            self._call(ps.poll_invoke)
+        return self._result(script, ps)
+
+    def probe(self, event_hours: int = 24) -> dict[str, Any]:
+        """Run probe.ps1: the server's snapshot v1."""
+        return self.run("probe", EventHours=event_hours)
+
+    def _result(self, script: str, ps: PowerShell) -> dict[str, Any]:
+        name = self.server.name
+        # pypsrp 0.9.1: had_errors is only set when the pipeline Failed; non-terminating errors are
+        # only in streams.error (DESIGN 10). Both mean the script did not do what it should.
+        if ps.had_errors or ps.streams.error:
+            records = list(ps.streams.error)
+            messages = [self._scrub(_error_message(r)) for r in records] or ["the pipeline failed"]
+            if any(_is_access_denied(r) for r in records):
+                raise RemoteError(
+                    "not_elevated",
+                    name,
+                    f"{script} on {name} was refused: {messages[0]} (the WinRM account must be an elevated "
+                    "local administrator)",
+                )
+            kind = "terminating error" if ps.had_errors else "error"
+            raise RemoteError("script_failed", name, f"{script} on {name} failed with a {kind}: {'; '.join(messages)}")
+        output = list(ps.output)
+        if len(output) != 1 or not isinstance(output[0], str):
+            raise RemoteError(
+                "bad_output",
+                name,
+                f"{script} on {name} wrote {len(output)} output object(s) instead of one JSON string; is the "
+                "shipped script installed unchanged?",
+            )
+        try:
+            document = json.loads(output[0])
+        except json.JSONDecodeError as exc:
+            raise RemoteError("bad_output", name, f"{script} on {name} wrote invalid JSON ({exc.msg} at {exc.pos})") from None
+        if not isinstance(document, dict):
+            raise RemoteError("bad_output", name, f"{script} on {name} wrote JSON that is not an object")
+        return document
+
+    # --- error mapping ----------------------------------------------------------------------------
+
+    def _call(self, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except RemoteError:
+            raise
+        except Exception as exc:
+            raise self._map(exc) from None
+
+    def _scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            if secret:
+                text = text.replace(secret, "********")
+        return text
+
+    def _map(self, exc: BaseException) -> RemoteError:
+        s = self.server
+        name = s.name
+        where = f"{s.transport}://{s.host}:{s.port}"
+        kind: RemoteErrorKind
+        if isinstance(exc, AuthenticationError) or (isinstance(exc, WinRMTransportError) and exc.code == 401):
+            kind, message = "auth", (
+                f"authentication to {name} ({where}) failed with {s.auth} as {s.username}: check the username "
+                "and password (password_env/password_file), and that the account may use WinRM"
+            )
+        elif isinstance(exc, requests.exceptions.SSLError) or _caused_by(exc, ssl.SSLError):
+            text = str(exc)
+            if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
+                kind, message = "tls", (
+                    f"the WinRM HTTPS certificate of {name} ({where}) is not trusted: set ca_bundle to the CA "
+                    "that issued it, or fix the server's WinRM listener certificate"
+                )
+                if "match" in text or "mismatch" in text:
+                    message = (
+                        f"the WinRM HTTPS certificate of {name} does not match the host name {s.host}: use the "
+                        "name in the certificate as host, or reissue the listener certificate"
+                    )
+            else:
+                kind, message = "tls", f"TLS handshake with {name} ({where}) failed: {self._scrub(_short(text))}"
+        elif isinstance(exc, (requests.exceptions.ConnectTimeout, requests.exceptions.ReadTimeout, socket.timeout)):
+            kind, message = "timeout", (
+                f"{name} ({where}) did not answer in time (connect_timeout {s.connect_timeout:g} s, "
+                f"operation_timeout {s.operation_timeout:g} s)"
+            )
+        elif isinstance(exc, requests.exceptions.ConnectionError):
+            text = str(exc)
+            if "Name or service not known" in text or "nodename nor servname" in text or "getaddrinfo" in text:
+                message = f"cannot resolve {s.host} (server {name}): check the host name in the inventory"
+            elif "refused" in text.lower():
+                message = f"{name} refused the connection on {where}: is WinRM listening on port {s.port}?"
+            elif "reset" in text.lower() or "aborted" in text.lower():
+                message = f"{name} closed the connection ({where}): check the WinRM listener and firewalls"
+            else:
+                message = f"cannot connect to {name} ({where}): {self._scrub(_short(text))}"
+            kind = "unreachable"
+        elif isinstance(exc, WSManFaultError):
+            if exc.code == OPERATION_TIMEOUT_FAULT:
+                kind, message = "timeout", f"{name} did not complete the WS-Man operation in time"
+            else:
+                kind, message = "bad_output", (
+                    f"{name} answered with a WS-Management fault {exc.code}: {self._scrub(_short(exc.reason or ''))}"
+                )
+        elif isinstance(exc, WinRMTransportError):
+            kind, message = "bad_output", (
+                f"{name} answered HTTP {exc.code} on {where}: {self._scrub(_short(exc.response_text or ''))}"
+            )
+        elif isinstance(exc, WinRMError):
+            kind, message = "bad_output", f"unexpected WinRM answer from {name}: {self._scrub(_short(str(exc)))}"
+        elif isinstance(exc, (OSError, requests.exceptions.RequestException)):
+            kind, message = "unreachable", f"cannot talk to {name} ({where}): {self._scrub(_short(str(exc)))}"
+        else:
+            kind, message = "bad_output", (
+                f"unexpected PSRP answer from {name}: {type(exc).__name__}: {self._scrub(_short(str(exc)))}"
+            )
+        return RemoteError(kind, name, message)
+
+
+def _caused_by(exc: BaseException, cls: type[BaseException]) -> bool:
+    seen = 0
+    current: BaseException | None = exc
+    while current is not None and seen < 10:
+        if isinstance(current, cls):
+            return True
+        if current.args and isinstance(current.args[0], cls):
+            return True
+        current = current.__cause__ or current.__context__
+        seen += 1
+    return False
+
+
+def _short(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _error_message(record: Any) -> str:
+    """The message of a deserialised PowerShell ErrorRecord."""
+    exception = getattr(record, "exception", None)
+    for props in (getattr(exception, "adapted_properties", None), getattr(exception, "extended_properties", None)):
+        if isinstance(props, Mapping) and props.get("Message"):
+            return str(props["Message"])
+    for attr in ("details_message", "message"):
+        value = getattr(record, attr, None)
+        if value:
+            return str(value)
+    return str(record)
+
+
+def _is_access_denied(record: Any) -> bool:
+    # ErrorCategory.PermissionDenied = 18, or the UnauthorizedAccess error id (netsh error 5).
+    return getattr(record, "category", None) == 18 or "UnauthorizedAccess" in str(getattr(record, "fq_error", ""))
+
+
+def probe_server(server: ServerConfig, environ: Mapping[str, str] | None = None, *, event_hours: int = 24) -> dict[str, Any]:
+    """One session, one pipeline: the snapshot v1 of `server`."""
+    password = server.password(environ)
+    with RemoteSession(server, password) as session:
+        return session.probe(event_hours)

@@ -1,0 +1,83 @@
+"""The lab identifies scripts by header and checks parameters against the received param() block."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from pypsrp.powershell import PowerShell, RunspacePool
+from pypsrp.wsman import WSMan
+
+from commands.lab.lab import LAB_PASSWORD, LAB_USERNAME, Lab
+from commands.lab.runtime import declared_parameters
+from commands.scripts import SCRIPTS, load_script
+
+
+@pytest.fixture(scope="module")
+def lab():
+    with Lab(["healthy"]) as lab:
+        yield lab
+
+
+def _invoke(lab: Lab, script: str, **params: object) -> PowerShell:
+    server = lab.servers["vpn-healthy"]
+    wsman = WSMan(server.host, port=server.port, ssl=False, auth="ntlm", username=LAB_USERNAME,
+                  password=LAB_PASSWORD, no_proxy=True)
+    with wsman, RunspacePool(wsman) as pool:
+        ps = PowerShell(pool)
+        ps.add_script(script)
+        for k, v in params.items():
+            ps.add_parameter(k, v)
+        ps.invoke()
+        return ps
+
+
+def _message(ps: PowerShell) -> str:
+    return str(ps.streams.error[0].exception.adapted_properties["Message"])
+
+
+def test_the_shipped_probe_runs(lab):
+    ps = _invoke(lab, load_script("probe"), EventHours=24)
+    assert not ps.had_errors and json.loads(ps.output[0])["schema"] == "sstp-bot/snapshot/v1"
+
+
+def test_an_unknown_script_is_a_terminating_error(lab):
+    ps = _invoke(lab, "Get-Process | ConvertTo-Json")
+    assert ps.had_errors and ps.output == []
+    assert "not recognized as a shipped sstp-bot script" in _message(ps)
+
+
+def test_an_unknown_header_name_is_rejected(lab):
+    ps = _invoke(lab, "# sstp-bot-script: format_disk\nparam()\n")
+    assert ps.had_errors
+
+
+def test_an_undeclared_parameter_is_rejected_and_nothing_changes(lab):
+    twin = lab.servers["vpn-healthy"].twin
+    before = twin.copy_state()
+    ps = _invoke(lab, load_script("delete_httpsys_binding"), Endpoint="0.0.0.0:443", Force=True)
+    assert ps.had_errors and "cannot be found that matches parameter name 'Force'" in _message(ps)
+    # A script text whose param() block does not declare a parameter it receives: rejected too.
+    text = "# sstp-bot-script: delete_httpsys_binding\nparam([string]$Other)\n"
+    ps = _invoke(lab, text, Endpoint="0.0.0.0:443")
+    assert ps.had_errors and "Endpoint" in _message(ps)
+    assert twin.copy_state() == before
+
+
+def test_an_invalid_value_fails_validation(lab):
+    ps = _invoke(lab, load_script("bind_sstp_certificate"), Thumbprint="not-a-thumbprint")
+    assert ps.had_errors and "Cannot validate argument" in _message(ps)
+
+
+@pytest.mark.parametrize("name", sorted(SCRIPTS))
+def test_declared_parameters_of_the_shipped_scripts_match_the_registry(name):
+    declared = declared_parameters(load_script(name)) or []
+    assert [d.lower() for d in declared] == [s.name.lower() for s in SCRIPTS[name]]
+
+
+def test_declared_parameters_ignore_strings_and_comments():
+    text = (
+        "# sstp-bot-script: probe\n<# $NotAParam #>\nparam(\n  # $Nope\n"
+        "  [ValidatePattern('^[0-9]{2}$x')][int]$EventHours = 24,\n  [string]$Name = \"$env:X\"\n)\n$Later = 1\n"
+    )
+    assert declared_parameters(text) == ["EventHours", "Name"]

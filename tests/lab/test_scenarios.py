@@ -1,0 +1,56 @@
+"""Every scenario, end to end through the real stack: probe over PSRP -> engine -> plan -> fix -> re-check.
+
+This is what makes the lab honest: the engine's plans run against the twin's Windows semantics.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from commands.engine import evaluate
+from commands.lab.lab import LAB_PASSWORD, Lab
+from commands.lab.scenarios import load_scenario, scenario_names
+from commands.psrp import RemoteSession
+
+SINGLE = [n for n in scenario_names() if not load_scenario(n).is_fleet]
+
+
+@pytest.fixture(scope="module")
+def lab():
+    with Lab(SINGLE) as lab:
+        yield lab
+
+
+def _ids(result) -> set[str]:
+    return {f.id for f in result.findings if f.severity in ("critical", "warning")}
+
+
+@pytest.mark.parametrize("scenario", SINGLE)
+def test_scenario_findings_and_fix(lab, scenario):
+    server = next(s for s in lab.servers.values() if s.spec.scenario == scenario)
+    cfg = lab.server_config(server.name)
+    with RemoteSession(cfg, LAB_PASSWORD) as session:
+        before = evaluate(session.probe(), cfg, datetime.now(UTC))
+        assert before.error_kind is None, before.error_message
+        assert set(server.spec.expect) <= {f.id for f in before.findings}, _ids(before)
+        if not server.spec.expect:
+            assert _ids(before) == set()
+            assert before.plan is None or not before.plan.steps
+            return
+        if not server.spec.fixable:
+            assert before.plan is None or not before.plan.steps
+            return
+        assert before.plan is not None and before.plan.steps
+        for step in before.plan.steps:
+            result = session.run(step.action, **step.params)
+            assert result["ok"], (step.action, result)
+        after = evaluate(session.probe(), cfg, datetime.now(UTC))
+    assert _ids(after) == set(), [f.id for f in after.findings]
+
+
+def test_the_fleet_scenario_expands_to_several_servers():
+    fleet = load_scenario("fleet")
+    assert fleet.is_fleet and len(fleet.servers) >= 5
+    assert len({s.name for s in fleet.servers}) == len(fleet.servers)

@@ -1,0 +1,196 @@
+"""The twin's Windows semantics, exercised through real pypsrp sessions (DOMAIN.md 0, 1.3, 4)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from commands.lab.lab import LAB_PASSWORD, Lab
+from commands.lab.twin import IIS_APP_ID, SSTP_APP_ID
+from commands.psrp import RemoteSession
+
+FIXABLE = [
+    "iis-binding",
+    "stale-netsh-binding",
+    "iis-ipv6-only",
+    "missing-bindings",
+    "urlacl-conflict",
+    "sni-binding",
+    "renewal-not-bound",
+    "expired-with-renewal",
+    "remoteaccess-stopped",
+    "iis-and-urlacl",
+    "expired-iis-binding",
+]
+
+
+@pytest.fixture()
+def lab():
+    with Lab(FIXABLE) as lab:
+        yield lab
+
+
+def _session(lab: Lab, name: str) -> RemoteSession:
+    return RemoteSession(lab.server_config(name), LAB_PASSWORD)
+
+
+def _target(snapshot: dict[str, Any]) -> str:
+    """The certificate a plan would bind: the latest-expiring one whose name is the public name."""
+    import base64
+
+    from cryptography import x509
+
+    best = None
+    for c in snapshot["certificates"]:
+        cert = x509.load_der_x509_certificate(base64.b64decode(c["der"]))
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+            x509.DNSName
+        )
+        if "vpn.example.com" in names and c["has_private_key"] and (
+            best is None or cert.not_valid_after_utc > best[0]
+        ):
+                best = (cert.not_valid_after_utc, c["thumbprint"])
+    assert best
+    return best[1]
+
+
+def _healthy(snapshot: dict[str, Any]) -> list[str]:
+    """What is still wrong, judged like the engine's critical/warning findings (subset used here)."""
+    problems = []
+    sha1 = snapshot["sstp"]["sha1_hash"]
+    port = snapshot["sstp"]["listener_port"]
+    wild = {b["endpoint"]: b for b in snapshot["http_sys"]["ip_bindings"]}
+    for ep in (f"0.0.0.0:{port}", f"[::]:{port}"):
+        if ep not in wild:
+            problems.append(f"HTTPSYS_BINDING_MISSING {ep}")
+        elif wild[ep]["cert_hash"] != sha1:
+            problems.append(f"SSTP_HASH_MISMATCH {ep}")
+        elif wild[ep]["app_id"] != SSTP_APP_ID:
+            problems.append(f"HTTPSYS_FOREIGN_BINDING {ep}")
+    if snapshot["iis"]["https_bindings"]:
+        problems.append("IIS_HTTPS_BINDING")
+    if snapshot["http_sys"]["sni_bindings"]:
+        problems.append("HTTPSYS_SNI_BINDING")
+    if any("sra_" not in r["url"] for r in snapshot["http_sys"]["url_reservations"]):
+        problems.append("URLACL_CONFLICT")
+    if (snapshot["services"]["RemoteAccess"] or {}).get("status") != "Running":
+        problems.append("REMOTEACCESS_STOPPED")
+    if not snapshot["listeners"]:
+        problems.append("SSTP_NOT_LISTENING")
+    return problems
+
+
+def _plan(snapshot: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The DESIGN 5 plan order: IIS bindings, restart IIS, URL ACLs, SNI, wildcard bindings, bind."""
+    target = _target(snapshot)
+    port = snapshot["sstp"]["listener_port"]
+    steps: list[tuple[str, dict[str, Any]]] = []
+    for b in snapshot["iis"]["https_bindings"]:
+        steps.append(("remove_iis_binding", {"Site": b["site"], "BindingInformation": b["binding_information"]}))
+    if steps:
+        steps.append(("restart_iis", {}))
+    for r in snapshot["http_sys"]["url_reservations"]:
+        if "sra_" not in r["url"]:
+            steps.append(("delete_url_reservation", {"Url": r["url"]}))
+    for b in snapshot["http_sys"]["sni_bindings"]:
+        steps.append(("delete_httpsys_binding", {"Endpoint": b["endpoint"]}))
+    for b in snapshot["http_sys"]["ip_bindings"]:
+        if b["endpoint"] in (f"0.0.0.0:{port}", f"[::]:{port}") and not (
+            b["cert_hash"] == target and b["app_id"] == SSTP_APP_ID
+        ):
+            steps.append(("delete_httpsys_binding", {"Endpoint": b["endpoint"]}))
+    steps.append(("bind_sstp_certificate", {"Thumbprint": target}))
+    return steps
+
+
+@pytest.mark.parametrize("scenario", FIXABLE)
+def test_the_plan_in_design_order_repairs_every_fixable_scenario(lab, scenario):
+    name = lab.servers and next(n for n, s in lab.servers.items() if s.spec.scenario == scenario)
+    with _session(lab, name) as session:
+        before = session.probe()
+        assert _healthy(before) or scenario in ("renewal-not-bound", "expired-with-renewal")
+        for action, params in _plan(before):
+            result = session.run(action, **params)
+            assert result["ok"], (action, result)
+        after = session.probe()
+    assert _healthy(after) == []
+    assert after["sstp"]["sha1_hash"] == _target(before)
+    assert after["vpn_connections"] == 0  # binding restarts RemoteAccess: users dropped
+
+
+def test_classic_wrong_order_skipping_the_http_sys_delete_leaves_the_mismatch(lab):
+    with _session(lab, "vpn-iis") as session:
+        before = session.probe()
+        target = before["sstp"]["sha1_hash"]
+        session.run("remove_iis_binding", Site="Default Web Site", BindingInformation="*:443:")
+        session.run("restart_iis")
+        # RRAS creates its bindings only where none exist (DOMAIN 0): IIS's stay in place.
+        result = session.run("bind_sstp_certificate", Thumbprint=target)
+        after = session.probe()
+    assert result["changed"] is True
+    assert "SSTP_HASH_MISMATCH 0.0.0.0:443" in _healthy(after)
+    owners = {b["endpoint"]: b["app_id"] for b in after["http_sys"]["ip_bindings"]}
+    assert owners == {"0.0.0.0:443": IIS_APP_ID, "[::]:443": IIS_APP_ID}
+
+
+def test_classic_deleting_http_sys_before_removing_iis_lets_iis_take_443_back(lab):
+    with _session(lab, "vpn-iis") as session:
+        before = session.probe()
+        session.run("delete_httpsys_binding", Endpoint="0.0.0.0:443")
+        session.run("delete_httpsys_binding", Endpoint="[::]:443")
+        session.run("restart_iis")  # IIS still has its site binding and re-asserts it
+        session.run("remove_iis_binding", Site="Default Web Site", BindingInformation="*:443:")
+        session.run("bind_sstp_certificate", Thumbprint=before["sstp"]["sha1_hash"])
+        after = session.probe()
+    assert "SSTP_HASH_MISMATCH 0.0.0.0:443" in _healthy(after)
+
+
+def test_removing_the_iis_binding_leaves_the_http_sys_binding(lab):
+    with _session(lab, "vpn-iis") as session:
+        result = session.run("remove_iis_binding", Site="Default Web Site", BindingInformation="*:443:")
+        again = session.run("remove_iis_binding", Site="Default Web Site", BindingInformation="*:443:")
+        after = session.probe()
+    assert result["changed"] is True and again == again | {"ok": True, "changed": False}
+    assert after["iis"]["https_bindings"] == []
+    assert {b["app_id"] for b in after["http_sys"]["ip_bindings"]} == {IIS_APP_ID}
+
+
+def test_fix_scripts_are_idempotent(lab):
+    with _session(lab, "vpn-stale") as session:
+        first = session.run("delete_httpsys_binding", Endpoint="0.0.0.0:443")
+        second = session.run("delete_httpsys_binding", Endpoint="0.0.0.0:443")
+        url = session.run("delete_url_reservation", Url="https://+:443/nothing/")
+    assert (first["changed"], second["changed"]) == (True, False)
+    assert second["ok"] and url == url | {"ok": True, "changed": False}
+
+
+def test_restarting_remoteaccess_drops_users_and_brings_the_listener_back(lab):
+    with _session(lab, "vpn-stopped") as session:
+        before = session.probe()
+        assert before["listeners"] == [] and before["vpn_connections"] == 0
+        result = session.run("restart_remoteaccess", RestartTimeoutSeconds=30)
+        after = session.probe()
+    assert result["ok"] and after["services"]["RemoteAccess"]["status"] == "Running"
+    assert {(x["pid"], x["port"]) for x in after["listeners"]} == {(4, 443)}
+
+
+def test_binding_a_certificate_without_private_key_reports_no_listener():
+    with Lab(["missing-bindings"]) as lab:
+        twin = lab.servers["vpn-nobind"].twin
+        for c in twin.state.certificates:
+            c.has_private_key = False
+        thumb = twin.state.certificates[0].thumbprint
+        with _session(lab, "vpn-nobind") as session:
+            result = session.run("bind_sstp_certificate", Thumbprint=thumb)
+            after = session.probe()
+    assert result["ok"] is False and "nothing listens" in result["detail"]
+    assert after["listeners"] == []
+
+
+def test_binding_an_unknown_certificate_is_a_script_failure(lab):
+    from commands.errors import RemoteError
+
+    with _session(lab, "vpn-sni") as session, pytest.raises(RemoteError) as err:
+        session.run("bind_sstp_certificate", Thumbprint="AB" * 20)
+    assert err.value.kind == "script_failed" and "Cannot find the certificate" in err.value.message
