@@ -15,9 +15,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from commands.fleet import run_fleet, server_lock
-from commands.psrp import RemoteSession
-
 from bot.config import Config
 from commands.engine import evaluate
 from commands.errors import (
@@ -27,7 +24,9 @@ from commands.errors import (
     SnapshotError,
     SstpBotError,
 )
+from commands.fleet import exclusive, run_fleet
 from commands.model import CheckResult
+from commands.psrp import RemoteSession
 from commands.remediation import fingerprint
 from commands.server import ServerConfig
 from commands.snapshot import parse_snapshot
@@ -91,7 +90,7 @@ class Session(Protocol):
     """What the service needs of a remote session (`commands.psrp.RemoteSession` in production)."""
 
     def __enter__(self) -> Session: ...
-    def __exit__(self, *exc: object) -> None: ...
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None: ...
     def probe(self) -> dict[str, Any]: ...
     def run(self, script: str, **params: Any) -> dict[str, Any]: ...
 
@@ -156,19 +155,32 @@ class Service:
     ) -> list[CheckOutcome]:
         """Probe each server once (bounded pool), diagnose, record, and propose a plan where one exists."""
         self.repo.expire_due()
-        return run_fleet(
+
+        def report(_server: ServerConfig, outcome: CheckOutcome | None, _error: BaseException | None) -> None:
+            if outcome is not None and on_result is not None:
+                on_result(outcome)
+
+        results = run_fleet(
             list(servers),
             lambda server: self._check_one(server, actor),
             max_workers=self.max_workers,
-            on_result=on_result,
+            on_result=report,
         )
+        outcomes: list[CheckOutcome] = []
+        for item in results:
+            if isinstance(item, BaseException):
+                # Remote and configuration problems are results; anything else is a bug: surface it.
+                raise item
+            outcomes.append(item)
+        return outcomes
 
     def _check_one(self, server: ServerConfig, actor: Actor) -> CheckOutcome:
         started = self.clock()
         raw: dict[str, Any] | None = None
         try:
             password = server.password(self.environ)
-            with server_lock(server.name), self.session_factory(server, password) as session:
+            # run_fleet holds the server's lock around this call.
+            with self.session_factory(server, password) as session:
                 raw = session.probe()
             result = evaluate(raw, server, self.clock())
         except RemoteError as exc:
@@ -262,7 +274,7 @@ class Service:
         try:
             server = self.config.server(plan.server)
             password = server.password(self.environ)
-            with server_lock(server.name), self.session_factory(server, password) as session:
+            with exclusive(server.name), self.session_factory(server, password) as session:
                 started = self.clock()
                 raw_before = session.probe()
                 outcome.before = evaluate(raw_before, server, self.clock())

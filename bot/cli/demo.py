@@ -12,7 +12,6 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from commands.lab.lab import Lab
 from rich.console import Console
 from rich.table import Table
 
@@ -20,6 +19,7 @@ from bot.cli import Environment, ExitStatus
 from bot.config import load_config
 from bot.service import Actor, build_service
 from bot.terminal import render_check
+from commands.lab.lab import Lab
 
 DEMO_SCENARIO = "fleet"
 BROKEN_SCENARIO = "iis-binding"
@@ -43,7 +43,7 @@ def run(args: argparse.Namespace, env: Environment) -> int:
         table = Table("server", "status", "findings", box=None)
         for outcome in outcomes:
             result = outcome.result
-            ids = ", ".join(f.id for f in result.findings if f.severity != "info") or "-"
+            ids = ", ".join(dict.fromkeys(f.id for f in result.findings if f.severity != "info")) or "-"
             if result.error_kind:
                 ids = f"{result.error_kind}: {result.error_message}"
             colour = {"healthy": "green", "unhealthy": "red", "error": "yellow"}[result.status]
