@@ -44,6 +44,7 @@ FAULTS = (
     "wsman_fault",  # the Command request gets a WS-Man fault
     "script_error",  # every script ends with a terminating error before touching anything
     "bad_json",  # every script writes output that is not one JSON document
+    "error_stream",  # every script writes a non-terminating error to the error stream
     "not_elevated",  # the session is not elevated: probe says so, fix scripts get access denied
 )
 SLOW_DELAY = 3.0
@@ -215,7 +216,11 @@ class Lab:
             state.is_admin = False
         twin = RrasTwin(state)
         runtime = ScriptRuntime(
-            twin, ScriptFaults(terminating_error="script_error" in faults, bad_json="bad_json" in faults)
+            twin, ScriptFaults(
+                terminating_error="script_error" in faults,
+                bad_json="bad_json" in faults,
+                error_stream="error_stream" in faults,
+            )
         )
         untrusted = "untrusted_tls" in faults
         tls = self.tls or untrusted

@@ -32,6 +32,7 @@ class ScriptFaults:
 
     terminating_error: bool = False  # every script throws before touching anything
     bad_json: bool = False  # every script writes output that is not one JSON document
+    error_stream: bool = False  # every script writes a non-terminating error (and does not run)
 
 
 def declared_parameters(text: str) -> list[str] | None:
@@ -124,6 +125,12 @@ class ScriptRuntime:
                 f"{name}: Exception calling \"Invoke\": The RPC server is unavailable. (0x800706BA) (lab fault)",
                 "RuntimeException",
                 ErrorCategory.NotSpecified,
+            )
+        if self.faults.error_stream:
+            # Write-Error without -ErrorAction Stop: the pipeline completes, the error is in the stream.
+            return ScriptOutcome(
+                output=[json.dumps({"ok": True, "changed": False, "detail": "", "exit_code": None})],
+                errors=[f"{name}: Cannot open the registry key HKLM\\SYSTEM\\...\\SstpSvc\\Parameters (lab fault)"],
             )
         if self.faults.bad_json:
             # Malformed output, and (like every injected fault) the twin is not touched.

@@ -59,3 +59,18 @@ def test_every_response_has_a_content_length(lab):
     assert response.headers["Content-Length"] == "0"
     assert "Negotiate" in response.headers["WWW-Authenticate"]
     assert "Basic" not in response.headers["WWW-Authenticate"]  # never offered over plain HTTP
+
+
+def test_closing_a_pipeline_sends_a_signal(lab):
+    from pypsrp.powershell import PowerShell
+
+    from commands.scripts import load_script
+
+    endpoint = lab.servers["vpn-healthy"].endpoint
+    with _wsman(lab) as wsman, RunspacePool(wsman) as pool:
+        ps = PowerShell(pool)
+        ps.add_script(load_script("probe")).add_parameter("EventHours", 24)
+        ps.invoke()
+        endpoint.clear_log()
+        ps.close()
+        assert [(r.action, r.status) for r in endpoint.requests] == [("Signal", 200)]

@@ -21,6 +21,7 @@ FAULT_KINDS = {
     "wsman_fault": "bad_output",
     "script_error": "script_failed",
     "bad_json": "bad_output",
+    "error_stream": "script_failed",
 }
 
 
