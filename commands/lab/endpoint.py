@@ -91,6 +91,7 @@ class ScriptOutcome:
     output: list[Any] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     terminating: TerminatingError | None = None
+    running: bool = False  # the pipeline never finishes (Receive keeps long-polling)
 
 
 ScriptExecutor = Callable[[str, dict[str, Any]], ScriptOutcome]
@@ -466,6 +467,8 @@ class WinRMEndpoint:
                 ErrorCategoryInfo(Category=ErrorCategory.NotSpecified, Reason="WriteErrorException"),
                 fully_qualified_error_id="Microsoft.PowerShell.Commands.WriteErrorException",
             )
+        if outcome.running:
+            return
         if outcome.terminating is not None:
             _fail_pipeline(pipeline, outcome.terminating)
         else:

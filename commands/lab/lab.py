@@ -45,6 +45,7 @@ FAULTS = (
     "script_error",  # every script ends with a terminating error before touching anything
     "bad_json",  # every script writes output that is not one JSON document
     "error_stream",  # every script writes a non-terminating error to the error stream
+    "hang",  # every script starts and never finishes; the inventory sets operation_timeout = 1
     "not_elevated",  # the session is not elevated: probe says so, fix scripts get access denied
 )
 SLOW_DELAY = 3.0
@@ -220,6 +221,7 @@ class Lab:
                 terminating_error="script_error" in faults,
                 bad_json="bad_json" in faults,
                 error_stream="error_stream" in faults,
+                hang="hang" in faults,
             )
         )
         untrusted = "untrusted_tls" in faults
@@ -270,7 +272,7 @@ class Lab:
     ) -> ServerConfig:
         """The inventory entry of one lab server (what `write_config` writes, as a ServerConfig)."""
         server = self.servers[name]
-        slow = "slow" in server.faults
+        slow = bool({"slow", "hang"} & server.faults)
         return ServerConfig(
             name=name,
             host=server.host,
@@ -339,7 +341,7 @@ class Lab:
                 lines.append(f"ca_bundle = {_toml_str(cfg.ca_bundle)}")
             if self.password_for(name) != LAB_PASSWORD:
                 lines.append(f"password_file = {_toml_str(str(secrets[WRONG_PASSWORD]))}")
-            if "slow" in self.servers[name].faults:
+            if {"slow", "hang"} & self.servers[name].faults:
                 lines += [f"operation_timeout = {SLOW_OPERATION_TIMEOUT}", "connect_timeout = 2"]
             lines.append("")
         path.write_text("\n".join(lines), encoding="utf-8")

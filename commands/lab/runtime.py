@@ -33,6 +33,7 @@ class ScriptFaults:
     terminating_error: bool = False  # every script throws before touching anything
     bad_json: bool = False  # every script writes output that is not one JSON document
     error_stream: bool = False  # every script writes a non-terminating error (and does not run)
+    hang: bool = False  # every script starts and never finishes
 
 
 def declared_parameters(text: str) -> list[str] | None:
@@ -126,6 +127,8 @@ class ScriptRuntime:
                 "RuntimeException",
                 ErrorCategory.NotSpecified,
             )
+        if self.faults.hang:
+            return ScriptOutcome(running=True)
         if self.faults.error_stream:
             # Write-Error without -ErrorAction Stop: the pipeline completes, the error is in the stream.
             return ScriptOutcome(

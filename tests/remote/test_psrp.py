@@ -22,6 +22,7 @@ FAULT_KINDS = {
     "script_error": "script_failed",
     "bad_json": "bad_output",
     "error_stream": "script_failed",
+    "hang": "timeout",
 }
 
 
