@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import ssl
 import stat
@@ -88,8 +89,8 @@ def _tls_files(untrusted: bool) -> tuple[str, str, str]:
             x509.SubjectAlternativeName(
                 [
                     x509.DNSName("localhost"),
-                    x509.IPAddress(__import__("ipaddress").ip_address("127.0.0.1")),
-                    x509.IPAddress(__import__("ipaddress").ip_address("::1")),
+                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                    x509.IPAddress(ipaddress.ip_address("::1")),
                 ]
             ),
             critical=False,
