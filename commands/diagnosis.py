@@ -215,7 +215,9 @@ def analyse(snapshot: Snapshot, server: ServerConfig, now: datetime) -> Analysis
     renewal: StoredCertificate | None = None
     target: StoredCertificate | None = None
     if https:
-        if current_valid and sstp_certificate is not None and sstp_certificate.info is not None:
+        if sstp_certificate is not None and sstp_certificate.info is not None:
+            # A renewal: a valid candidate for the same names that lasts longer than the certificate
+            # SSTP uses, whether or not that one is still valid (DOMAIN 6, renewal pitfall).
             current_info = sstp_certificate.info
             newer = [
                 c
@@ -226,6 +228,7 @@ def analyse(snapshot: Snapshot, server: ServerConfig, now: datetime) -> Analysis
                 and _covers(c.info, current_names)
             ]
             renewal = _best(newer)
+        if current_valid and sstp_certificate is not None:
             target = renewal or sstp_certificate
         else:
             pool = candidates

@@ -132,12 +132,12 @@ def build_steps(a: Analysis, findings: Sequence[Finding]) -> tuple[list[Step], s
         sstp = a.snapshot.sstp
         bindings_known = a.snapshot.http_sys is not None and a.snapshot.http_sys.ip_bindings is not None
         wildcard = [b for b in a.ip_bindings if b.host in WILDCARD_HOSTS]
+        # Rebinding restarts Remote Access (drops every VPN user): only when something needs it.
         need_bind = (
             current is None
             or current.thumbprint != t
-            or sstp is None
-            or sstp.sha256_hash != target.sha256
-            or any(b.cert_hash != t or not is_sstp_app_id(b.app_id) for b in wildcard)
+            or (sstp is not None and sstp.sha256_hash is not None and sstp.sha256_hash != target.sha256)
+            or any(b.cert_hash != t for b in wildcard)
             or (bindings_known and len({b.host for b in wildcard}) < len(WILDCARD_HOSTS))
         )
         # 1. IIS https bindings on the SSTP port that do not carry the target certificate.

@@ -343,3 +343,13 @@ def test_pem_armoured_der_is_accepted() -> None:
         snap["certificates"][0]["der"] = sstp_cert().pem.decode()
 
     assert _run(pem) == []
+
+
+def test_expired_certificate_with_renewal_in_store() -> None:
+    def expired_and_renewed(snap: Snap) -> None:
+        use_sstp_cert(snap, cert(not_before=NOW - timedelta(days=400), not_after=NOW - timedelta(days=2)))
+        add_cert(snap, cert(not_before=NOW - timedelta(days=5), not_after=NOW + timedelta(days=360)))
+
+    findings = _run(expired_and_renewed)
+    assert {"SSTP_CERT_EXPIRED", "SSTP_CERT_RENEWAL_NOT_BOUND"} <= problems(findings)
+    assert only(findings, "SSTP_CERT_EXPIRED").fixable and only(findings, "SSTP_CERT_RENEWAL_NOT_BOUND").fixable

@@ -304,3 +304,22 @@ def test_plan_carries_fingerprint() -> None:
     p, _ = _plan(snap)
     assert p is not None and p.fingerprint == fingerprint(parse_snapshot(snap))
     assert len(p.fingerprint) == 64
+
+
+def test_sni_cleanup_does_not_rebind_or_touch_shared_bindings() -> None:
+    snap = healthy()
+    snap["http_sys"]["ip_bindings"][1]["app_id"] = IIS_APP_ID  # IIS owns [::]:443, same certificate (info)
+    snap["http_sys"]["sni_bindings"].append(binding("vpn.example.com:443", iis_cert(), IIS_APP_ID))
+    p, findings = _plan(snap)
+    assert p is not None
+    assert [(s.action, s.params) for s in p.steps] == [("delete_httpsys_binding", {"Endpoint": "vpn.example.com:443"})]
+    assert not p.disruptive
+    assert not only(findings, "HTTPSYS_FOREIGN_BINDING").fixable
+
+
+def test_registry_without_sha256_does_not_force_a_rebind() -> None:
+    snap = healthy()
+    snap["sstp"]["sha256_hash"] = None
+    snap["http_sys"]["url_reservations"].append({"url": "https://+:443/adfs/", "sddl": None})
+    p, _ = _plan(snap)
+    assert _actions(p) == ["delete_url_reservation", "restart_remoteaccess"]

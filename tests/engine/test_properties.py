@@ -261,3 +261,22 @@ def test_evaluate_never_raises_on_garbage(raw: Any) -> None:
     result = evaluate(raw, server(), NOW)
     assert result.status == "error" and result.error_kind == "bad_output"
     assert json.loads(json.dumps(result.to_json()))["error"]["kind"] == "bad_output"
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(snapshots(), st.randoms(use_true_random=False))
+def test_fingerprint_ignores_order_and_volatile_data(raw: dict[str, Any], rnd: Any) -> None:
+    from commands.remediation import fingerprint
+
+    other = json.loads(json.dumps(raw))
+    other["collected_at"] = "2026-11-25T12:05:00Z"
+    other["vpn_connections"] = 99
+    other["events"] = []
+    for path in (("http_sys", "ip_bindings"), ("http_sys", "sni_bindings"), ("http_sys", "url_reservations"),
+                 ("iis", "https_bindings"), ("listeners",), ("certificates",)):
+        node: Any = other
+        for key in path[:-1]:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict) and isinstance(node.get(path[-1]), list):
+            rnd.shuffle(node[path[-1]])
+    assert fingerprint(parse_snapshot(raw)) == fingerprint(parse_snapshot(other))
