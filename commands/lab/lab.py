@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import ssl
-import stat
 import tempfile
 import threading
 from collections.abc import Iterable, Mapping
@@ -15,10 +13,6 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
-
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from commands.errors import ConfigError
 from commands.lab import pki
@@ -73,40 +67,27 @@ def ensure_ntlm_user_file() -> str:
 def _tls_files(untrusted: bool) -> tuple[str, str, str]:
     """(cert PEM path, key PEM path, CA PEM path) of the WinRM HTTPS server certificate for 127.0.0.1."""
     ca = pki.LabCA.create("Untrusted Lab Root CA") if untrusted else pki.default_ca()
-    key = pki.cached_key("rsa", 2048, slot=2)
     now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-        .issuer_name(ca.certificate.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=365))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [
-                    x509.DNSName("localhost"),
-                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                    x509.IPAddress(ipaddress.ip_address("::1")),
-                ]
-            ),
-            critical=False,
-        )
-        .sign(ca.key, hashes.SHA256())
+    issued = pki.issue_certificate(
+        ca,
+        common_name="localhost",
+        dns_names=["localhost"],
+        ip_addresses=["127.0.0.1", "::1"],
+        not_before=now - timedelta(days=1),
+        not_after=now + timedelta(days=365),
+        crl_url=None,
+        ocsp_url=None,
+        key_slot=2,
     )
     folder = Path(tempfile.mkdtemp(prefix="sstp-bot-lab-tls-"))
     cert_path = folder / "winrm.pem"
     key_path = folder / "winrm.key"
     ca_path = folder / "ca.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    os.chmod(key_path, stat.S_IRUSR | stat.S_IWUSR)
-    ca_path.write_bytes(ca.certificate.public_bytes(serialization.Encoding.PEM))
+    cert_path.write_bytes(issued.pem)
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(issued.key_pem())
+    ca_path.write_bytes(ca.pem)
     return str(cert_path), str(key_path), str(ca_path)
 
 
