@@ -91,6 +91,7 @@ class ScriptOutcome:
     output: list[Any] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     terminating: TerminatingError | None = None
+    running: bool = False  # the pipeline never finishes (Receive keeps long-polling)
 
 
 ScriptExecutor = Callable[[str, dict[str, Any]], ScriptOutcome]
@@ -466,6 +467,8 @@ class WinRMEndpoint:
                 ErrorCategoryInfo(Category=ErrorCategory.NotSpecified, Reason="WriteErrorException"),
                 fully_qualified_error_id="Microsoft.PowerShell.Commands.WriteErrorException",
             )
+        if outcome.running:
+            return
         if outcome.terminating is not None:
             _fail_pipeline(pipeline, outcome.terminating)
         else:
@@ -516,6 +519,8 @@ def _make_handler(endpoint: WinRMEndpoint) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
+            if endpoint.latency:
+                time.sleep(endpoint.latency)  # emulated network round trip: every request pays it
             if self.path.rstrip("/").lower() != "/wsman":
                 self._reply(404, b"", "not-found")
                 return
@@ -579,8 +584,8 @@ def _make_handler(endpoint: WinRMEndpoint) -> type[BaseHTTPRequestHandler]:
                 # Like WinRM's AllowUnencrypted=false: plain HTTP must be message-encrypted.
                 self._reply(401, b"", "unencrypted")
                 return
-            if endpoint.faults.delay or endpoint.latency:
-                time.sleep(endpoint.faults.delay + endpoint.latency)
+            if endpoint.faults.delay:
+                time.sleep(endpoint.faults.delay)
             try:
                 status, response, action, shell_id, command_id = endpoint.handle_wsman(body)
             except _Http500:

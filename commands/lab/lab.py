@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import ssl
-import stat
 import tempfile
 import threading
 from collections.abc import Iterable, Mapping
@@ -14,10 +13,6 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
-
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from commands.errors import ConfigError
 from commands.lab import pki
@@ -44,6 +39,8 @@ FAULTS = (
     "wsman_fault",  # the Command request gets a WS-Man fault
     "script_error",  # every script ends with a terminating error before touching anything
     "bad_json",  # every script writes output that is not one JSON document
+    "error_stream",  # every script writes a non-terminating error to the error stream
+    "hang",  # every script starts and never finishes; the inventory sets operation_timeout = 1
     "not_elevated",  # the session is not elevated: probe says so, fix scripts get access denied
 )
 SLOW_DELAY = 3.0
@@ -70,40 +67,27 @@ def ensure_ntlm_user_file() -> str:
 def _tls_files(untrusted: bool) -> tuple[str, str, str]:
     """(cert PEM path, key PEM path, CA PEM path) of the WinRM HTTPS server certificate for 127.0.0.1."""
     ca = pki.LabCA.create("Untrusted Lab Root CA") if untrusted else pki.default_ca()
-    key = pki.cached_key("rsa", 2048, slot=2)
     now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-        .issuer_name(ca.certificate.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=365))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [
-                    x509.DNSName("localhost"),
-                    x509.IPAddress(__import__("ipaddress").ip_address("127.0.0.1")),
-                    x509.IPAddress(__import__("ipaddress").ip_address("::1")),
-                ]
-            ),
-            critical=False,
-        )
-        .sign(ca.key, hashes.SHA256())
+    issued = pki.issue_certificate(
+        ca,
+        common_name="localhost",
+        dns_names=["localhost"],
+        ip_addresses=["127.0.0.1", "::1"],
+        not_before=now - timedelta(days=1),
+        not_after=now + timedelta(days=365),
+        crl_url=None,
+        ocsp_url=None,
+        key_slot=2,
     )
     folder = Path(tempfile.mkdtemp(prefix="sstp-bot-lab-tls-"))
     cert_path = folder / "winrm.pem"
     key_path = folder / "winrm.key"
     ca_path = folder / "ca.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    os.chmod(key_path, stat.S_IRUSR | stat.S_IWUSR)
-    ca_path.write_bytes(ca.certificate.public_bytes(serialization.Encoding.PEM))
+    cert_path.write_bytes(issued.pem)
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(issued.key_pem())
+    ca_path.write_bytes(ca.pem)
     return str(cert_path), str(key_path), str(ca_path)
 
 
@@ -215,7 +199,12 @@ class Lab:
             state.is_admin = False
         twin = RrasTwin(state)
         runtime = ScriptRuntime(
-            twin, ScriptFaults(terminating_error="script_error" in faults, bad_json="bad_json" in faults)
+            twin, ScriptFaults(
+                terminating_error="script_error" in faults,
+                bad_json="bad_json" in faults,
+                error_stream="error_stream" in faults,
+                hang="hang" in faults,
+            )
         )
         untrusted = "untrusted_tls" in faults
         tls = self.tls or untrusted
@@ -265,7 +254,7 @@ class Lab:
     ) -> ServerConfig:
         """The inventory entry of one lab server (what `write_config` writes, as a ServerConfig)."""
         server = self.servers[name]
-        slow = "slow" in server.faults
+        slow = bool({"slow", "hang"} & server.faults)
         return ServerConfig(
             name=name,
             host=server.host,
@@ -334,7 +323,7 @@ class Lab:
                 lines.append(f"ca_bundle = {_toml_str(cfg.ca_bundle)}")
             if self.password_for(name) != LAB_PASSWORD:
                 lines.append(f"password_file = {_toml_str(str(secrets[WRONG_PASSWORD]))}")
-            if "slow" in self.servers[name].faults:
+            if {"slow", "hang"} & self.servers[name].faults:
                 lines += [f"operation_timeout = {SLOW_OPERATION_TIMEOUT}", "connect_timeout = 2"]
             lines.append("")
         path.write_text("\n".join(lines), encoding="utf-8")

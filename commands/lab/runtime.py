@@ -18,7 +18,7 @@ from psrpcore.types import ErrorCategory
 
 from commands.errors import UsageError
 from commands.lab.endpoint import ScriptOutcome, TerminatingError
-from commands.lab.twin import AccessDenied, RrasTwin, TwinError
+from commands.lab.twin import RrasTwin
 from commands.scripts import SCRIPTS, script_name, validate_params
 
 _PARAM_BLOCK_RE = re.compile(r"\bparam\s*\(", re.IGNORECASE)
@@ -32,6 +32,8 @@ class ScriptFaults:
 
     terminating_error: bool = False  # every script throws before touching anything
     bad_json: bool = False  # every script writes output that is not one JSON document
+    error_stream: bool = False  # every script writes a non-terminating error (and does not run)
+    hang: bool = False  # every script starts and never finishes
 
 
 def declared_parameters(text: str) -> list[str] | None:
@@ -125,15 +127,20 @@ class ScriptRuntime:
                 "RuntimeException",
                 ErrorCategory.NotSpecified,
             )
+        if self.faults.hang:
+            return ScriptOutcome(running=True)
+        if self.faults.error_stream:
+            # Write-Error without -ErrorAction Stop: the pipeline completes, the error is in the stream.
+            return ScriptOutcome(
+                output=[json.dumps({"ok": True, "changed": False, "detail": "", "exit_code": None})],
+                errors=[f"{name}: Cannot open the registry key HKLM\\SYSTEM\\...\\SstpSvc\\Parameters (lab fault)"],
+            )
         if self.faults.bad_json:
             # Malformed output, and (like every injected fault) the twin is not touched.
             return ScriptOutcome(output=['{"schema": "sstp-bot/snapshot/v1", "host": {"computer_name": '])
-        try:
-            result = self._dispatch(name, clean)
-        except AccessDenied as exc:
-            return _terminating(str(exc), "UnauthorizedAccess", ErrorCategory.PermissionDenied)
-        except TwinError as exc:
-            return _terminating(str(exc), f"{name}Failed", ErrorCategory.ObjectNotFound)
+        # Like the shipped scripts, the twin answers every failure (not elevated, certificate missing)
+        # with {"ok": false, ...} rather than a terminating error.
+        result = self._dispatch(name, clean)
         return ScriptOutcome(output=[json.dumps(result, separators=(",", ":"))])
 
     def _dispatch(self, name: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -152,7 +159,7 @@ class ScriptRuntime:
             return twin.bind_sstp_certificate(str(params["Thumbprint"]))
         if name == "restart_remoteaccess":
             return twin.restart_remoteaccess()
-        raise TwinError(f"the lab does not implement {name}")  # pragma: no cover - SCRIPTS is closed
+        raise AssertionError(f"the lab does not implement {name}")  # pragma: no cover - SCRIPTS is closed
 
 
 def _terminating(message: str, error_id: str, category: ErrorCategory) -> ScriptOutcome:

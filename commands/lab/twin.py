@@ -30,14 +30,6 @@ SSTP_URL_SDDL = (
 )
 
 
-class AccessDenied(Exception):
-    """The session is not elevated: Windows answers access denied (netsh error 5)."""
-
-
-class TwinError(Exception):
-    """A fix script's terminating error (e.g. the certificate is not in the store)."""
-
-
 @dataclass
 class Certificate:
     """One certificate in Cert:\\LocalMachine\\My."""
@@ -266,12 +258,12 @@ class RrasTwin:
 
     # --- fix scripts (DESIGN 5, 9) ----------------------------------------------------------------
 
-    def _require_admin(self, what: str) -> None:
-        if not self.state.is_admin:
-            raise AccessDenied(
-                f"{what}: Access is denied (error 5). The WinRM session is not elevated: connect with an "
-                "account in the local Administrators group (UAC remote restrictions apply to local accounts)."
-            )
+    def _not_elevated(self, what: str) -> dict[str, Any] | None:
+        """The shipped scripts check elevation first and answer ok=false without touching anything
+        (netsh/appcmd would fail with access denied, error 5; DOMAIN 9)."""
+        if self.state.is_admin:
+            return None
+        return _fix(False, False, f"the remote session is not elevated; {what} needs administrator rights")
 
     def _record(self, action: str, **params: Any) -> None:
         self.actions.append((action, params))
@@ -279,7 +271,8 @@ class RrasTwin:
     def remove_iis_binding(self, site: str, binding_information: str) -> dict[str, Any]:
         """appcmd set site /-bindings: the config binding goes, the HTTP.sys binding stays (DOMAIN 4)."""
         with self.lock:
-            self._require_admin("appcmd set site")
+            if (refused := self._not_elevated("appcmd")) is not None:
+                return refused
             self._record("remove_iis_binding", site=site, binding_information=binding_information)
             s = self.state
             if not s.iis_installed:
@@ -297,7 +290,8 @@ class RrasTwin:
     def restart_iis(self) -> dict[str, Any]:
         """iisreset: W3SVC/WAS restart and IIS re-asserts its https bindings in HTTP.sys where missing."""
         with self.lock:
-            self._require_admin("iisreset")
+            if (refused := self._not_elevated("iisreset")) is not None:
+                return refused
             self._record("restart_iis")
             s = self.state
             if not s.iis_installed:
@@ -322,7 +316,8 @@ class RrasTwin:
     def delete_httpsys_binding(self, endpoint: str) -> dict[str, Any]:
         """netsh http delete sslcert ipport=|hostnameport=: not found is fine (idempotent)."""
         with self.lock:
-            self._require_admin("netsh http delete sslcert")
+            if (refused := self._not_elevated("netsh http delete sslcert")) is not None:
+                return refused
             self._record("delete_httpsys_binding", endpoint=endpoint)
             s = self.state
             for table_name in ("ip_bindings", "sni_bindings"):
@@ -336,7 +331,8 @@ class RrasTwin:
     def delete_url_reservation(self, url: str) -> dict[str, Any]:
         """netsh http delete urlacl url=."""
         with self.lock:
-            self._require_admin("netsh http delete urlacl")
+            if (refused := self._not_elevated("netsh http delete urlacl")) is not None:
+                return refused
             self._record("delete_url_reservation", url=url)
             s = self.state
             kept = [r for r in s.url_reservations if r["url"].lower() != url.lower()]
@@ -346,35 +342,74 @@ class RrasTwin:
             return _fix(True, True, f"deleted the URL reservation {url}", 0)
 
     def bind_sstp_certificate(self, thumbprint: str) -> dict[str, Any]:
-        """Set-RemoteAccess -SslCertificate, restart RemoteAccess, wait for a listener (DOMAIN 1.3)."""
+        """Set-RemoteAccess -SslCertificate, restart RemoteAccess, wait for a listener (DOMAIN 1.3).
+
+        Mirrors the shipped script: a missing certificate or one without a private key is ok=false
+        with nothing touched; already bound everywhere and listening is changed=false (no restart);
+        otherwise restart, and ok=false when a wildcard binding still carries another certificate.
+        """
         with self.lock:
-            self._require_admin("Set-RemoteAccess")
+            if (refused := self._not_elevated("Set-RemoteAccess and the restart")) is not None:
+                return refused
             self._record("bind_sstp_certificate", thumbprint=thumbprint)
             s = self.state
-            cert = self.find_certificate(thumbprint)
+            thumb = thumbprint.upper()
+            cert = self.find_certificate(thumb)
             if cert is None:
-                raise TwinError(
-                    f"Cannot find the certificate {thumbprint.upper()} in Cert:\\LocalMachine\\My."
-                )
-            s.sha256_hash = cert.sha256
-            s.sha1_hash = cert.thumbprint
-            s.remote_access_thumbprint = cert.thumbprint
-            s.is_hash_configured_by_admin = True
+                return _fix(False, False, f"certificate {thumb} is not in Cert:\\LocalMachine\\My")
+            if not cert.has_private_key:
+                return _fix(False, False, f"certificate {thumb} has no private key; SSTP cannot use it")
+            if not self._bind_problems(cert):
+                return _fix(True, False, f"certificate {thumb} is already bound and SSTP listens on port {s.listener_port}")
+            notes = []
+            if not (s.remote_access_thumbprint == thumb and s.sha256_hash in (None, cert.sha256)):
+                s.sha256_hash = cert.sha256
+                s.sha1_hash = cert.thumbprint
+                s.remote_access_thumbprint = cert.thumbprint
+                s.is_hash_configured_by_admin = True
+                notes.append(f"Set-RemoteAccess -SslCertificate {thumb}")
             created = self._restart_remote_access()
-            # KB947027 fallback in the script: add a still-missing wildcard binding with SSTP's AppId.
-            # In the twin RRAS has already created every missing one, so this never adds anything.
-            listening = bool(self.listeners()) and s.foreign_listener is None
-            detail = f"SSTP now uses {cert.thumbprint}; RemoteAccess restarted"
+            notes.append("RemoteAccess restarted")
             if created:
-                detail += f"; RRAS created the HTTP.sys binding(s) {', '.join(created)}"
-            if not listening:
-                return _fix(False, True, detail + f"; but nothing listens on port {s.listener_port}", 1)
-            return _fix(True, True, detail, 0)
+                notes.append(f"RRAS created the HTTP.sys binding(s) {', '.join(created)}")
+            # The script's KB947027 fallback (netsh http add sslcert for a still-missing wildcard
+            # binding) never has anything to add here: RRAS has created every missing one.
+            problems = self._bind_problems(cert)
+            if problems:
+                notes.append("still wrong: " + "; ".join(problems))
+                return _fix(False, True, "; ".join(notes))
+            notes.append(f"certificate {thumb} bound; SSTP listens on port {s.listener_port}")
+            return _fix(True, True, "; ".join(notes))
+
+    def _bind_problems(self, cert: Certificate) -> list[str]:
+        """What the script's Get-BindState would report for `cert`."""
+        s = self.state
+        problems = []
+        if s.remote_access_thumbprint != cert.thumbprint:
+            problems.append(f"Get-RemoteAccess reports certificate {s.remote_access_thumbprint}")
+        if s.sha256_hash is not None and s.sha256_hash != cert.sha256:
+            problems.append(f"SstpSvc SHA256CertificateHash is {s.sha256_hash}, expected {cert.sha256}")
+        if s.use_https:
+            for endpoint in (f"0.0.0.0:{s.listener_port}", f"[::]:{s.listener_port}"):
+                binding = next((b for b in s.ip_bindings if b.endpoint == endpoint), None)
+                if binding is None:
+                    problems.append(f"no HTTP.sys binding on {endpoint}")
+                elif binding.cert_hash != cert.thumbprint:
+                    problems.append(
+                        f"HTTP.sys binding {endpoint} carries certificate {binding.cert_hash} (AppId {binding.app_id}); "
+                        "delete it first"
+                    )
+        if not self._service_running("RemoteAccess"):
+            problems.append("RemoteAccess is not running")
+        elif not (s.sstp_listening and s.foreign_listener is None):
+            problems.append(f"nothing listens on port {s.listener_port}")
+        return problems
 
     def restart_remoteaccess(self) -> dict[str, Any]:
         """Restart-Service RemoteAccess (start it when stopped); drops every VPN user."""
         with self.lock:
-            self._require_admin("Restart-Service RemoteAccess")
+            if (refused := self._not_elevated("restarting RemoteAccess")) is not None:
+                return refused
             self._record("restart_remoteaccess")
             created = self._restart_remote_access()
             detail = "RemoteAccess restarted"

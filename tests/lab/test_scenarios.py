@@ -54,3 +54,21 @@ def test_the_fleet_scenario_expands_to_several_servers():
     fleet = load_scenario("fleet")
     assert fleet.is_fleet and len(fleet.servers) >= 5
     assert len({s.name for s in fleet.servers}) == len(fleet.servers)
+
+
+def test_the_engine_plan_without_its_http_sys_deletes_fails_in_the_lab():
+    with Lab(["iis-binding"]) as lab:
+        cfg = lab.server_config("vpn-iis")
+        with RemoteSession(cfg, LAB_PASSWORD) as session:
+            before = evaluate(session.probe(), cfg, datetime.now(UTC))
+            assert before.plan is not None
+            actions = [s.action for s in before.plan.steps]
+            assert "delete_httpsys_binding" in actions and actions[-1] == "bind_sstp_certificate"
+            results = [
+                session.run(step.action, **step.params)
+                for step in before.plan.steps
+                if step.action != "delete_httpsys_binding"
+            ]
+            after = evaluate(session.probe(), cfg, datetime.now(UTC))
+    assert results[-1]["ok"] is False and "delete it first" in results[-1]["detail"]
+    assert "SSTP_HASH_MISMATCH" in _ids(after)

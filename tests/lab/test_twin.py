@@ -110,13 +110,16 @@ def test_the_plan_in_design_order_repairs_every_fixable_scenario(lab, scenario):
     with _session(lab, name) as session:
         before = session.probe()
         assert _healthy(before) or scenario in ("renewal-not-bound", "expired-with-renewal")
+        restarted = False
         for action, params in _plan(before):
             result = session.run(action, **params)
             assert result["ok"], (action, result)
+            restarted |= action == "bind_sstp_certificate" and result["changed"]
         after = session.probe()
     assert _healthy(after) == []
     assert after["sstp"]["sha1_hash"] == _target(before)
-    assert after["vpn_connections"] == 0  # binding restarts RemoteAccess: users dropped
+    if restarted:
+        assert after["vpn_connections"] == 0  # binding restarts RemoteAccess: users dropped
 
 
 def test_classic_wrong_order_skipping_the_http_sys_delete_leaves_the_mismatch(lab):
@@ -128,7 +131,8 @@ def test_classic_wrong_order_skipping_the_http_sys_delete_leaves_the_mismatch(la
         # RRAS creates its bindings only where none exist (DOMAIN 0): IIS's stay in place.
         result = session.run("bind_sstp_certificate", Thumbprint=target)
         after = session.probe()
-    assert result["changed"] is True
+    assert result["ok"] is False and result["changed"] is True
+    assert "delete it first" in result["detail"]
     assert "SSTP_HASH_MISMATCH 0.0.0.0:443" in _healthy(after)
     owners = {b["endpoint"]: b["app_id"] for b in after["http_sys"]["ip_bindings"]}
     assert owners == {"0.0.0.0:443": IIS_APP_ID, "[::]:443": IIS_APP_ID}
@@ -175,22 +179,31 @@ def test_restarting_remoteaccess_drops_users_and_brings_the_listener_back(lab):
     assert {(x["pid"], x["port"]) for x in after["listeners"]} == {(4, 443)}
 
 
-def test_binding_a_certificate_without_private_key_reports_no_listener():
+def test_binding_a_certificate_without_private_key_is_refused_untouched():
     with Lab(["missing-bindings"]) as lab:
         twin = lab.servers["vpn-nobind"].twin
         for c in twin.state.certificates:
             c.has_private_key = False
+        before = twin.copy_state()
         thumb = twin.state.certificates[0].thumbprint
         with _session(lab, "vpn-nobind") as session:
             result = session.run("bind_sstp_certificate", Thumbprint=thumb)
-            after = session.probe()
-    assert result["ok"] is False and "nothing listens" in result["detail"]
-    assert after["listeners"] == []
+        assert twin.copy_state() == before
+    assert result["ok"] is False and result["changed"] is False and "private key" in result["detail"]
 
 
-def test_binding_an_unknown_certificate_is_a_script_failure(lab):
-    from commands.errors import RemoteError
+def test_binding_an_unknown_certificate_is_refused(lab):
+    with _session(lab, "vpn-sni") as session:
+        result = session.run("bind_sstp_certificate", Thumbprint="AB" * 20)
+    assert result["ok"] is False and "is not in Cert:" in result["detail"]
 
-    with _session(lab, "vpn-sni") as session, pytest.raises(RemoteError) as err:
-        session.run("bind_sstp_certificate", Thumbprint="AB" * 20)
-    assert err.value.kind == "script_failed" and "Cannot find the certificate" in err.value.message
+
+def test_binding_the_bound_certificate_again_changes_nothing(lab):
+    twin = lab.servers["vpn-sni"].twin
+    with _session(lab, "vpn-sni") as session:
+        before = session.probe()
+        result = session.run("bind_sstp_certificate", Thumbprint=before["sstp"]["sha1_hash"])
+        after = session.probe()
+    assert result["ok"] is True and result["changed"] is False
+    assert after["vpn_connections"] == before["vpn_connections"] > 0  # no restart, users stay
+    assert twin.actions[-1][0] == "bind_sstp_certificate"
