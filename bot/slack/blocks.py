@@ -106,8 +106,7 @@ def _sections(lines: Sequence[str], max_sections: int) -> tuple[list[Block], lis
 
 def _code_replies(title: str, body: str) -> list[SlackMessage]:
     """Thread replies carrying `body` in code blocks, each within the section limit."""
-    size = MAX_SECTION_TEXT - 10
-    parts = [body[i : i + size] for i in range(0, len(body), size)] or [""]
+    parts = _chunks(body.splitlines(), MAX_SECTION_TEXT - 10) or [""]
     replies = []
     for n, part in enumerate(parts[: MAX_BLOCKS - 1]):
         blocks: list[Block] = [_section(title)] if n == 0 else []
