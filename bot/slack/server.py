@@ -103,6 +103,7 @@ class HttpServer:
     def __init__(self, wsgi_app: SlackWsgiApp, host: str, port: int, *, threads: int = 8) -> None:
         self.server: Any = waitress.create_server(wsgi_app, host=host, port=port, threads=threads, ident="sstp-bot")
         self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
 
     @property
     def port(self) -> int:
@@ -115,20 +116,28 @@ class HttpServer:
         return f"http://{host}:{self.port}"
 
     def serve_forever(self) -> None:
-        self.server.run()
+        """Serve in this thread until `stop()` (from another thread) or Ctrl-C."""
+        # waitress has no public stop; run its loop one poll at a time and tear down in this thread,
+        # so no socket is closed under a select() running elsewhere.
+        adj = self.server.adj
+        try:
+            while not self._stopping.is_set():
+                wasyncore.loop(timeout=adj.asyncore_loop_timeout, map=self.server._map, use_poll=adj.asyncore_use_poll, count=1)
+        finally:
+            self.server.task_dispatcher.shutdown(timeout=5)
+            self.server.close()
+            wasyncore.close_all(self.server._map)
 
     def start(self) -> HttpServer:
-        self._thread = threading.Thread(target=self.server.run, name="sstp-http", daemon=True)
+        self._thread = threading.Thread(target=self.serve_forever, name="sstp-http", daemon=True)
         self._thread.start()
         return self
 
     def stop(self) -> None:
-        # waitress has no public stop: shut the workers, close the listener and every channel.
-        self.server.task_dispatcher.shutdown(timeout=5)
-        self.server.close()
-        wasyncore.close_all(self.server._map)
+        self._stopping.set()
+        self.server.pull_trigger()  # wake the poll
         if self._thread is not None:
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=10)
 
 
 def http_server(app: App, service: ServicePort, host: str, port: int, *, threads: int = 8) -> HttpServer:
