@@ -46,9 +46,13 @@ def configure_logging(env: Environment) -> None:
     handler = logging.StreamHandler(env.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(RedactTokens())
+    handler.set_name("sstp-bot-serve")
     root = logging.getLogger()
-    for existing in root.handlers:
-        existing.addFilter(RedactTokens())
+    for existing in list(root.handlers):
+        if existing.get_name() == "sstp-bot-serve":
+            root.removeHandler(existing)  # serve run again in the same process (tests)
+        else:
+            existing.addFilter(RedactTokens())
     root.addHandler(handler)
     root.setLevel(logging.INFO)
 
