@@ -9,6 +9,7 @@ the card untouched.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import threading
@@ -148,10 +149,8 @@ class SstpSlackBot:
             if not pending:
                 return True
             for future in pending:
-                try:
+                with contextlib.suppress(Exception):
                     future.result(timeout=max(0.0, deadline - time.monotonic()))
-                except Exception:
-                    pass
         with self._pending_lock:
             return not self._pending
 

@@ -82,7 +82,8 @@ def parse(text: str | None) -> Command:
     if verb in ("servers", "status", "help"):
         if args:
             raise UsageError(messages.usage_no_arguments(verb))
-        return {"servers": Servers(), "status": Status(), "help": Help()}[verb]
+        simple: dict[str, Command] = {"servers": Servers(), "status": Status(), "help": Help()}
+        return simple[verb]
     raise UsageError(messages.usage_unknown_verb(_shown(verb)))
 
 

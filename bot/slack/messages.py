@@ -198,7 +198,7 @@ def fix_result(state: str, error: str | None) -> str:
         return ":white_check_mark: *Fix applied.*"
     if error and "state changed" in error.lower():
         return f":x: *Nothing done.* {STATE_CHANGED}"
-    return f":x: *Fix failed.*" + (f" {escape(error)}" if error else "")
+    return ":x: *Fix failed.*" + (f" {escape(error)}" if error else "")
 
 
 def step_result_line(ok: bool, changed: bool, action: str, detail: str) -> str:

@@ -9,6 +9,7 @@ sstp-bot uses the way Slack does (`auth.test`, `chat.postMessage`, `chat.update`
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import threading
@@ -256,9 +257,7 @@ def _parse_body(raw: bytes, content_type: str, query: str) -> dict[str, Any]:
     for key, values in parse_qs(raw.decode(), keep_blank_values=True).items():
         value: Any = values[-1]
         if key in ("blocks", "attachments"):
-            try:
+            with contextlib.suppress(ValueError):
                 value = json.loads(value)
-            except ValueError:
-                pass
         body[key] = value
     return body

@@ -183,7 +183,7 @@ def test_twenty_concurrent_approvals_run_the_plan_once(service: FakeService, har
 
 
 def test_rate_limited_update_is_retried_after_retry_after(service: FakeService, harness: Harness, slack_api: FakeSlackApi, card: tuple[int, str]) -> None:
-    plan_id, ts = card
+    plan_id, _ts = card
     slack_api.rate_limit("chat.update", retry_after=1, times=1)
     started = time.monotonic()
     harness.click(plan_id, approve=False)

@@ -23,7 +23,7 @@ def test_check_one_server_posts_then_updates_with_report(harness: Harness, servi
     plan = service.plans[1]
     assert (plan.channel, plan.message_ts) == (CHANNEL, update.body["ts"])
     assert plan.requester == OPERATOR
-    actor = [a for n, a in service.calls if n == "check"][0][1]
+    actor = next(a for n, a in service.calls if n == "check")[1]
     assert actor.id == OPERATOR and actor.source == "slack"
 
 

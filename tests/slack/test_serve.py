@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import Environment, ExitStatus, main
-from bot.cli import serve
+from bot.cli import Environment, ExitStatus, main, serve
 from bot.slack.redact import RedactTokens, redact
 from tests.fakes.slack_api import FakeSlackApi
 from tests.fakes.socket_mode import FakeSocketModeServer
@@ -63,7 +62,7 @@ def test_missing_secret_is_named(tmp_path: Path, mode: str, environ: dict[str, s
 
 def test_wrong_token_kind_is_refused_without_echoing_it(tmp_path: Path) -> None:
     config = write_config(tmp_path, "http://127.0.0.1:9/api/")
-    code, out, err = run_main(["--config", str(config), "serve"], {"SLACK_BOT_TOKEN": APP_TOKEN, "SLACK_APP_TOKEN": APP_TOKEN})
+    code, _out, err = run_main(["--config", str(config), "serve"], {"SLACK_BOT_TOKEN": APP_TOKEN, "SLACK_APP_TOKEN": APP_TOKEN})
     assert code == ExitStatus.ERROR and "xoxb-" in err and APP_TOKEN not in err
 
 
