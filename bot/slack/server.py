@@ -100,7 +100,7 @@ class SlackWsgiApp:
 class HttpServer:
     """waitress serving a `SlackWsgiApp`, in the foreground (`serve_forever`) or a thread (`start`)."""
 
-    def __init__(self, wsgi_app: SlackWsgiApp, host: str, port: int, *, threads: int = 8) -> None:
+    def __init__(self, wsgi_app: SlackWsgiApp, host: str, port: int, *, threads: int = 16) -> None:
         self.server: Any = waitress.create_server(wsgi_app, host=host, port=port, threads=threads, ident="sstp-bot")
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -140,7 +140,7 @@ class HttpServer:
             self._thread.join(timeout=10)
 
 
-def http_server(app: App, service: ServicePort, host: str, port: int, *, threads: int = 8) -> HttpServer:
+def http_server(app: App, service: ServicePort, host: str, port: int, *, threads: int = 16) -> HttpServer:
     """Build (not start) the HTTP-mode server for a bolt app created with a signing secret."""
     return HttpServer(SlackWsgiApp(app, HealthCheck(app.client, service)), host, port, threads=threads)
 
