@@ -10,6 +10,7 @@ checks they start keep running in the background (a fake service that sleeps). S
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import statistics
 import threading
@@ -31,7 +32,7 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[index]
 
 
-def one_request(url: str, body: str, barrier: threading.Barrier) -> tuple[int, float]:
+def one_request(url: str, body: str, *, barrier: threading.Barrier) -> tuple[int, float]:
     headers = payloads.sign(SIGNING_SECRET, body)
     request = urllib.request.Request(url, data=body.encode(), headers=headers, method="POST")
     barrier.wait()
@@ -69,7 +70,7 @@ def main() -> None:
                         payloads.form_body(payloads.slash_command(f"check vpn0{1 + (round_ + i) % 3}", response_url=slack_api.response_url()))
                         for i in range(args.concurrency)
                     ]
-                    for status, elapsed in pool.map(lambda b: one_request(url, b, barrier), bodies):
+                    for status, elapsed in pool.map(functools.partial(one_request, url, barrier=barrier), bodies):
                         statuses[status] = statuses.get(status, 0) + 1
                         latencies.append(elapsed)
             in_flight = service.count("check")

@@ -162,7 +162,7 @@ class SstpSlackBot:
         self.decisions.shutdown(wait=wait, cancel_futures=not wait)
 
     # --- /sstp -------------------------------------------------------------------------------
-    def on_command(self, ack: Callable[..., None], body: dict[str, Any], respond: Respond) -> None:
+    def on_command(self, ack: Callable[..., None], body: dict[str, Any], respond: Respond | None) -> None:
         try:
             command = grammar.parse(body.get("text"))
         except UsageError as exc:
@@ -171,16 +171,12 @@ class SstpSlackBot:
         ack()
         user = str(body.get("user_id", ""))
         channel = str(body.get("channel_id", ""))
-        self._submit(self.commands, self._run_command, command, user, channel, respond)
+        self._submit(self.commands, self._run_command, command, user, channel, _Replier(self, respond, channel, user))
 
-    def _reply(self, respond: Respond, message: SlackMessage) -> None:
-        """Answer the caller only (ephemeral, through the command's response_url)."""
-        try:
-            respond(response_type="ephemeral", replace_original=False, **message.payload())
-        except Exception as exc:
-            logger.warning("could not answer through response_url: %s", type(exc).__name__)
+    def _reply(self, respond: _Replier, message: SlackMessage) -> None:
+        respond(message)
 
-    def _run_command(self, command: grammar.Command, user: str, channel: str, respond: Respond) -> None:
+    def _run_command(self, command: grammar.Command, user: str, channel: str, respond: _Replier) -> None:
         verb = type(command).__name__.lower()
         if not self.auth.channel_allowed(channel):
             self.service.audit(actor=user, action=f"slack.{verb}", outcome="refused", details={"reason": "channel not allowed", "channel": channel})
@@ -245,7 +241,7 @@ class SstpSlackBot:
             for reply in message.thread:
                 self._post_quietly(channel, reply, ts)
 
-    def _check(self, command: grammar.Check, user: str, channel: str, respond: Respond) -> None:
+    def _check(self, command: grammar.Check, user: str, channel: str, respond: _Replier) -> None:
         targets = self.service.resolve_targets(command.servers, all_servers=command.all_servers, group=command.group)
         actor = slack_actor(user)
         if not command.fleet and len(targets) == 1:
@@ -254,7 +250,7 @@ class SstpSlackBot:
             what = "all" if command.all_servers else f"group:{command.group}" if command.group else ", ".join(t.name for t in targets)
             self._check_fleet(targets, what, actor, channel, respond)
 
-    def _first_post(self, channel: str, message: SlackMessage, respond: Respond) -> str | None:
+    def _first_post(self, channel: str, message: SlackMessage, respond: _Replier) -> str | None:
         try:
             return self._post(channel, message)
         except SlackApiError as exc:
@@ -265,7 +261,7 @@ class SstpSlackBot:
                 self._reply(respond, blocks.notice(messages.INTERNAL_ERROR))
             return None
 
-    def _check_one(self, server: Any, actor: Any, channel: str, respond: Respond) -> None:
+    def _check_one(self, server: Any, actor: Any, channel: str, respond: _Replier) -> None:
         ts = self._first_post(channel, blocks.checking(server.name), respond)
         if ts is None:
             return  # cannot report anywhere, so do not probe
@@ -284,7 +280,7 @@ class SstpSlackBot:
                 expires_at = None
         return blocks.report(outcome.result, outcome.plan_id if outcome.result.plan is not None else None, expires_at)
 
-    def _check_fleet(self, targets: list[Any], what: str, actor: Any, channel: str, respond: Respond) -> None:
+    def _check_fleet(self, targets: list[Any], what: str, actor: Any, channel: str, respond: _Replier) -> None:
         lines = [FleetLine(server=t.name) for t in targets]
         summary_ts = self._first_post(channel, blocks.fleet_summary(what, lines), respond)
         if summary_ts is None:
@@ -324,9 +320,9 @@ class SstpSlackBot:
         ack()
         self._submit(self.decisions, self._decide, body, False)
 
-    def _ephemeral(self, channel: str, user: str, text: str) -> None:
+    def _ephemeral(self, channel: str, user: str, text: str, message: SlackMessage | None = None) -> None:
         try:
-            self.client.chat_postEphemeral(channel=channel, user=user, text=text, blocks=blocks.notice(text).payload()["blocks"])
+            self.client.chat_postEphemeral(channel=channel, user=user, **(message or blocks.notice(text)).payload())
         except (SlackApiError, SlackRequestError, OSError) as exc:
             logger.warning("chat.postEphemeral failed: %s", _api_error(exc))
 
@@ -387,10 +383,33 @@ class SstpSlackBot:
             self._ephemeral(channel, user, messages.STATE_CHANGED)
             self._update(card_channel, card_ts, blocks.plan_card(plan, [approved, messages.fix_result("FAILED", "state changed")]))
             return
+        except SstpBotError as exc:  # e.g. the server became unreachable: say so on the card
+            self._update(card_channel, card_ts, blocks.plan_card(plan, [approved, messages.fix_result("FAILED", str(exc))]))
+            return
+        except Exception:
+            logger.exception("running plan %s failed", plan.id)
+            self._update(card_channel, card_ts, blocks.plan_card(plan, [approved, messages.fix_result("FAILED", messages.INTERNAL_ERROR)]))
+            return
         final = blocks.plan_card(outcome.plan, [approved, messages.fix_result(outcome.state, outcome.error)], outcome=outcome)
         self._update(card_channel, card_ts, final, with_thread=True)
         if outcome.error and "state changed" in outcome.error.lower():
             self._ephemeral(channel, user, messages.STATE_CHANGED)
+
+
+class _Replier:
+    """Answers the caller only: through the command's response_url, else chat.postEphemeral."""
+
+    def __init__(self, bot: SstpSlackBot, respond: Respond | None, channel: str, user: str) -> None:
+        self._bot, self._respond, self._channel, self._user = bot, respond, channel, user
+
+    def __call__(self, message: SlackMessage) -> None:
+        if self._respond is None or not getattr(self._respond, "response_url", None):
+            self._bot._ephemeral(self._channel, self._user, message.text, message)
+            return
+        try:
+            self._respond(response_type="ephemeral", replace_original=False, **message.payload())
+        except Exception as exc:
+            logger.warning("could not answer through response_url: %s", type(exc).__name__)
 
 
 class _ThrottledSummary:

@@ -192,3 +192,15 @@ def test_rate_limited_update_is_retried_after_retry_after(service: FakeService, 
     assert calls[1].at - calls[0].at >= 0.95
     assert time.monotonic() - started >= 1.0
     assert service.plans[plan_id].state == "REJECTED"
+
+
+def test_remote_error_during_the_fix_is_shown_on_the_card(service: FakeService, harness: Harness, slack_api: FakeSlackApi, card: tuple[int, str]) -> None:
+    from commands.errors import RemoteError
+
+    def broken(plan_id, actor, *, progress=None):  # type: ignore[no-untyped-def]
+        raise RemoteError("unreachable", "vpn01", "vpn01:5986 refused the connection")
+
+    service.execute = broken  # type: ignore[method-assign]
+    harness.click(card[0])
+    final = card_updates(slack_api, card[1])[-1]
+    assert "Fix failed" in all_text(final) and "refused the connection" in all_text(final)

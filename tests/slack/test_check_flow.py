@@ -134,3 +134,15 @@ def test_channel_not_allowed(slack_api: FakeSlackApi) -> None:
         assert service.count("check") == 0 and service.audits[0].details["reason"] == "channel not allowed"  # type: ignore[index]
     finally:
         h.close()
+
+
+def test_without_response_url_answers_with_post_ephemeral(harness: Harness, slack_api: FakeSlackApi) -> None:
+    from slack_bolt.request import BoltRequest
+
+    from tests.fakes import payloads
+
+    form = payloads.slash_command("servers", response_url="")
+    harness.app.dispatch(BoltRequest(body=payloads.form_body(form), headers={"content-type": ["application/x-www-form-urlencoded"]}))
+    harness.drain()
+    (eph,) = slack_api.wait_for("chat.postEphemeral")
+    assert eph.body["user"] == OPERATOR and "Inventory" in all_text(eph.body)
