@@ -158,8 +158,9 @@ class SstpSlackBot:
             return not self._pending
 
     def close(self, wait: bool = True) -> None:
-        self.commands.shutdown(wait=wait, cancel_futures=not wait)
-        self.decisions.shutdown(wait=wait, cancel_futures=not wait)
+        """Stop taking work: queued tasks are dropped, running ones finish when `wait` (a fix is never cut mid-step)."""
+        self.commands.shutdown(wait=wait, cancel_futures=True)
+        self.decisions.shutdown(wait=wait, cancel_futures=True)
 
     # --- /sstp -------------------------------------------------------------------------------
     def on_command(self, ack: Callable[..., None], body: dict[str, Any], respond: Respond | None) -> None:
@@ -370,9 +371,14 @@ class SstpSlackBot:
         approved = messages.approved_by(user)
         self._update(card_channel, card_ts, blocks.plan_card(plan, [approved]))
 
+        first_index: list[int] = []
+
         def progress(i: int, k: int, step: dict[str, Any]) -> None:
-            line = messages.running_step(i, k, str(step.get("description") or step.get("action") or ""))
-            self._update(card_channel, card_ts, blocks.plan_card(plan, [approved, line], current_step=i))
+            # Shown 1-based; tolerate a 0-based counter (the first call then says 0).
+            first_index[:] = first_index or [i]
+            n = i + 1 if first_index[0] == 0 else i
+            line = messages.running_step(n, k, str(step.get("description") or step.get("action") or ""))
+            self._update(card_channel, card_ts, blocks.plan_card(plan, [approved, line], current_step=n))
 
         try:
             outcome = self.service.execute(int(plan.id), actor, progress=progress)
@@ -413,26 +419,47 @@ class _Replier:
 
 
 class _ThrottledSummary:
-    """Sends at most one edit per `interval` seconds while results arrive; `flush` always sends."""
+    """At most one edit per `interval` seconds while results arrive; an edit held back is sent when the
+    interval is over (timer), and `flush` always sends the final state."""
 
     def __init__(self, send: Callable[[], None], interval: float, monotonic: Callable[[], float]) -> None:
         self._send = send
         self._interval = interval
         self._monotonic = monotonic
         self._last: float | None = None
+        self._timer: threading.Timer | None = None
+        self._done = False
         self.lock = threading.RLock()
 
     def changed(self) -> None:
         with self.lock:
+            if self._done:
+                return
             now = self._monotonic()
             if self._last is None or now - self._last >= self._interval:
-                self._last = now
-                self._send()
+                self._send_now()
+            elif self._timer is None:
+                self._timer = threading.Timer(self._interval - (now - self._last), self._held_back)
+                self._timer.daemon = True
+                self._timer.start()
+
+    def _held_back(self) -> None:
+        with self.lock:
+            self._timer = None
+            if not self._done:
+                self._send_now()
+
+    def _send_now(self) -> None:
+        self._last = self._monotonic()
+        self._send()
 
     def flush(self) -> None:
         with self.lock:
-            self._last = self._monotonic()
-            self._send()
+            self._done = True
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self._send_now()
 
 
 def _api_error(exc: Exception) -> str:

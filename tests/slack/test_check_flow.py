@@ -146,3 +146,25 @@ def test_without_response_url_answers_with_post_ephemeral(harness: Harness, slac
     harness.drain()
     (eph,) = slack_api.wait_for("chat.postEphemeral")
     assert eph.body["user"] == OPERATOR and "Inventory" in all_text(eph.body)
+
+
+def test_held_back_summary_edit_is_sent_after_the_interval(service: FakeService, config, slack_api: FakeSlackApi) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    from bot.slack.app import _ThrottledSummary
+
+    sent: list[float] = []
+    clock = [0.0]
+    summary = _ThrottledSummary(lambda: sent.append(clock[0]), 0.2, lambda: clock[0])
+    summary.changed()  # sent at once
+    clock[0] = 0.05
+    summary.changed()  # held back: a timer sends it
+    summary.changed()  # still one timer
+    clock[0] = 0.3
+    done = threading.Event()
+    threading.Timer(0.4, done.set).start()
+    done.wait()
+    assert len(sent) == 2
+    summary.flush()
+    summary.changed()  # nothing after the final edit
+    assert len(sent) == 3
