@@ -261,12 +261,23 @@ class SstpSlackBot:
                 logger.warning("chat.postMessage failed: %s", _api_error(exc))
                 self._reply(respond, blocks.notice(messages.INTERNAL_ERROR))
             return None
+        except (SlackRequestError, OSError) as exc:
+            logger.warning("chat.postMessage failed: %s", _api_error(exc))
+            self._reply(respond, blocks.notice(messages.INTERNAL_ERROR))
+            return None
 
     def _check_one(self, server: Any, actor: Any, channel: str, respond: _Replier) -> None:
         ts = self._first_post(channel, blocks.checking(server.name), respond)
         if ts is None:
             return  # cannot report anywhere, so do not probe
-        outcomes = self.service.check([server], actor)
+        try:
+            outcomes = self.service.check([server], actor)
+        except SstpBotError as exc:
+            self._update(channel, ts, blocks.notice(messages.check_failed(server.name, str(exc))))
+            return
+        except Exception:
+            self._update(channel, ts, blocks.notice(messages.check_failed(server.name, messages.INTERNAL_ERROR)))
+            raise
         for outcome in outcomes:
             self._update(channel, ts, self._report(outcome), with_thread=True)
             if outcome.plan_id is not None:
@@ -309,6 +320,11 @@ class SstpSlackBot:
 
         try:
             self.service.check(targets, actor, on_result=on_result)
+        except SstpBotError as exc:
+            self._post_quietly(channel, blocks.notice(messages.check_failed(what, str(exc))), summary_ts)
+        except Exception:
+            self._post_quietly(channel, blocks.notice(messages.check_failed(what, messages.INTERNAL_ERROR)), summary_ts)
+            raise
         finally:
             progress.flush()
 

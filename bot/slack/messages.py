@@ -109,6 +109,10 @@ def checking_fleet(count: int, what: str) -> str:
     return f":hourglass_flowing_sand: Checking {count} server{'s' if count != 1 else ''} ({escape(what)})…"
 
 
+def check_failed(what: str, message: str) -> str:
+    return f":x: The check of *{escape(what)}* could not run: {escape(message)}"
+
+
 def fleet_progress(done: int, total: int) -> str:
     return f"{done} of {total} checked"
 

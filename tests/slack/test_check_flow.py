@@ -168,3 +168,15 @@ def test_held_back_summary_edit_is_sent_after_the_interval(service: FakeService,
     summary.flush()
     summary.changed()  # nothing after the final edit
     assert len(sent) == 3
+
+
+def test_a_check_that_cannot_run_replaces_the_checking_message(harness: Harness, service: FakeService, slack_api: FakeSlackApi) -> None:
+    from commands.errors import ConfigError
+
+    def broken(servers, actor, *, on_result=None):  # type: ignore[no-untyped-def]
+        raise ConfigError("the WinRM password is missing: set SSTP_BOT_WINRM_PASSWORD")
+
+    service.check = broken  # type: ignore[method-assign]
+    harness.command("check vpn01")
+    update = slack_api.wait_for("chat.update")[0]
+    assert "could not run" in all_text(update.body) and "SSTP_BOT_WINRM_PASSWORD" in all_text(update.body)
