@@ -56,6 +56,7 @@ class SstpApp(App):
     """A bolt App that also carries the sstp-bot handlers (`.sstp`), for shutdown and tests."""
 
     sstp: SstpSlackBot
+    verifies_requests: bool = False
 
 
 def create_app(
@@ -76,7 +77,7 @@ def create_app(
     app = SstpApp(
         client=client,
         signing_secret=signing_secret or "",
-        request_verification_enabled=signing_secret is not None,
+        request_verification_enabled=bool(signing_secret),
         # Our listeners only parse, ack and hand over to our own pools, so running them inline is
         # fast; it spares bolt's extra thread hop and its 10 ms polling for the ack.
         process_before_response=True,
@@ -92,6 +93,7 @@ def create_app(
     )
     bot.register(app)
     app.sstp = bot
+    app.verifies_requests = signing_secret is not None and signing_secret != ""
     return app
 
 

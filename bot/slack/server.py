@@ -24,6 +24,7 @@ from slack_sdk.errors import SlackApiError, SlackRequestError
 from waitress import wasyncore
 
 from bot.slack.ports import ServicePort
+from commands.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -142,6 +143,9 @@ class HttpServer:
 
 def http_server(app: App, service: ServicePort, host: str, port: int, *, threads: int = 16) -> HttpServer:
     """Build (not start) the HTTP-mode server for a bolt app created with a signing secret."""
+    if not getattr(app, "verifies_requests", False):
+        # Without the signing secret anyone who can reach the port could run commands and click Approve.
+        raise ConfigError("HTTP mode needs the signing secret: create the app with signing_secret=...")
     return HttpServer(SlackWsgiApp(app, HealthCheck(app.client, service)), host, port, threads=threads)
 
 

@@ -135,3 +135,13 @@ def test_healthz_503_when_slack_rejects_the_token(service: FakeService, config: 
 def test_unknown_path_is_404(running: Running) -> None:
     status, _, _ = running.post("x", {}, path="/nope")
     assert status == 404
+
+
+def test_http_mode_refuses_an_app_without_signing_secret(service: FakeService, config: Config, slack_api: FakeSlackApi) -> None:
+    from commands.errors import ConfigError
+
+    for secret in (None, ""):
+        app = create_app(service, config, client=make_web_client(BOT_TOKEN, slack_api.url), signing_secret=secret)
+        with pytest.raises(ConfigError):
+            http_server(app, service, "127.0.0.1", 0)
+        app.sstp.close()
