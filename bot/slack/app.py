@@ -405,7 +405,7 @@ class SstpSlackBot:
             return
         except StateChanged:
             self._ephemeral(channel, user, messages.STATE_CHANGED)
-            self._update(card_channel, card_ts, blocks.plan_card(plan, [approved, messages.fix_result("FAILED", "state changed")]))
+            self._update(card_channel, card_ts, blocks.plan_card(plan, [approved, messages.fix_result("FAILED", None, drifted=True)]))
             return
         except SstpBotError as exc:  # e.g. the server became unreachable: say so on the card
             self._update(card_channel, card_ts, blocks.plan_card(plan, [approved, messages.fix_result("FAILED", str(exc))]))
@@ -414,9 +414,12 @@ class SstpSlackBot:
             logger.exception("running plan %s failed", plan.id)
             self._update(card_channel, card_ts, blocks.plan_card(plan, [approved, messages.fix_result("FAILED", messages.INTERNAL_ERROR)]))
             return
-        final = blocks.plan_card(outcome.plan, [approved, messages.fix_result(outcome.state, outcome.error)], outcome=outcome)
+        drifted = _drifted(outcome)
+        final = blocks.plan_card(
+            outcome.plan, [approved, messages.fix_result(str(outcome.state), outcome.error, drifted=drifted)], outcome=outcome
+        )
         self._update(card_channel, card_ts, final, with_thread=True)
-        if outcome.error and "state changed" in outcome.error.lower():
+        if drifted:
             self._ephemeral(channel, user, messages.STATE_CHANGED)
 
 
@@ -478,6 +481,14 @@ class _ThrottledSummary:
                 self._timer.cancel()
                 self._timer = None
             self._send_now()
+
+
+def _drifted(outcome: Any) -> bool:
+    """The fix stopped before any step because the server changed since the plan was made."""
+    error = (outcome.error or "").lower()
+    return str(outcome.state) == "FAILED" and not outcome.steps and (
+        "state changed" in error or "changed since the plan" in error
+    )
 
 
 def _api_error(exc: Exception) -> str:

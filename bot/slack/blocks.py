@@ -123,6 +123,8 @@ def _evidence_text(evidence: dict[str, Any]) -> str:
     lines = []
     for key, value in evidence.items():
         shown = value if isinstance(value, str) else json.dumps(value, default=str)
+        if "`" not in shown and "\n" not in shown and len(shown) <= 200:
+            shown = f"`{shown}`"  # literal: values like *:443: must not turn into mrkdwn
         lines.append(f"• `{escape(str(key))}`: {escape(shown)}")
     return "\n".join(lines)
 
@@ -166,15 +168,26 @@ def step_lines(steps: Sequence[dict[str, Any]], markers: Sequence[str] | None = 
     return lines
 
 
+def _confirm_text(server: str, steps: Sequence[dict[str, Any]]) -> str:
+    """Every step in 300 characters: the descriptions when they fit, else the action names."""
+    def listed(key: str) -> list[str]:
+        return [
+            f"{n}. {s.get(key) or s.get('action', '')}" + (" (disruptive)" if s.get("disruptive") else "")
+            for n, s in enumerate(steps, start=1)
+        ]
+
+    text = messages.confirm_text(server, listed("description"))
+    if len(text) > MAX_CONFIRM_TEXT:
+        text = messages.confirm_text(server, listed("action"))
+    return _truncate(text, MAX_CONFIRM_TEXT)
+
+
 def plan_buttons(plan_id: int, server: str, steps: Sequence[dict[str, Any]]) -> ActionsBlock:
     """Approve (with a confirm dialog listing the steps) and Reject; each button's value is the plan id only."""
-    described = [
-        f"{n}. {s.get('description', s.get('action', ''))}" + (" (disruptive)" if s.get("disruptive") else "")
-        for n, s in enumerate(steps, start=1)
-    ]
+    confirm_text = _confirm_text(server, steps)
     confirm = ConfirmObject(
         title=PlainTextObject(text=messages.CONFIRM_TITLE),
-        text=PlainTextObject(text=_truncate(messages.confirm_text(server, described), MAX_CONFIRM_TEXT)),
+        text=PlainTextObject(text=confirm_text),
         confirm=PlainTextObject(text=messages.CONFIRM_YES),
         deny=PlainTextObject(text=messages.CONFIRM_NO),
         style="danger" if any(s.get("disruptive") for s in steps) else "primary",

@@ -197,10 +197,10 @@ PLAN_STATE_LINES = {
 }
 
 
-def fix_result(state: str, error: str | None) -> str:
+def fix_result(state: str, error: str | None, *, drifted: bool = False) -> str:
     if state == "SUCCEEDED":
         return ":white_check_mark: *Fix applied.*"
-    if error and "state changed" in error.lower():
+    if drifted:
         return f":x: *Nothing done.* {STATE_CHANGED}"
     return ":x: *Fix failed.*" + (f" {escape(error)}" if error else "")
 

@@ -87,6 +87,8 @@ def slack_actor(user_id: str) -> Any:
     """The service's `Actor` for a Slack user (the user ID is the actor ID)."""
     try:
         from bot.service import Actor  # the real one, once the use-case layer is installed
-    except ImportError:
+    except ModuleNotFoundError as exc:
+        if exc.name != "bot.service":
+            raise  # bot.service exists but is broken: do not hide it
         return _Actor(id=user_id, source="slack")
     return Actor(id=user_id, source="slack")

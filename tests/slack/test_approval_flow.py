@@ -217,3 +217,18 @@ def test_zero_based_progress_is_shown_one_based(service: FakeService, harness: H
     texts = [all_text(u) for u in card_updates(slack_api, card[1])]
     assert any("Running step 1 of 2" in t for t in texts) and any("Running step 2 of 2" in t for t in texts)
     assert not any("step 0 of" in t for t in texts)
+
+
+def test_state_changed_worded_as_the_service_does(service: FakeService, harness: Harness, slack_api: FakeSlackApi, card: tuple[int, str]) -> None:
+    real = service.execute
+
+    def drifted(plan_id, actor, *, progress=None):  # type: ignore[no-untyped-def]
+        service.state_changed.add(plan_id)
+        outcome = real(plan_id, actor, progress=progress)
+        outcome.error = "The server changed since the plan was made; nothing was touched. Run the check again."
+        return outcome
+
+    service.execute = drifted  # type: ignore[method-assign]
+    harness.click(card[0])
+    assert "Nothing done" in all_text(card_updates(slack_api, card[1])[-1])
+    assert "server changed" in slack_api.wait_for("chat.postEphemeral")[0].body["text"]

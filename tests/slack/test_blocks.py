@@ -157,3 +157,15 @@ def test_history_status_servers_render() -> None:
     assert "vpn03" in all_text(payload(blocks.status(service.status())))
     assert "group `emea`" in all_text(payload(blocks.servers(list(service.config.servers.values()))))
     assert "No history" in all_text(payload(blocks.history("vpn09", [])))
+
+
+def test_confirm_falls_back_to_action_names_to_list_every_step() -> None:
+    steps = tuple(Step(f"action_{i}", {}, "A long explanation of what this step does on the server " * 2, disruptive=i == 4) for i in range(5))
+    result = replace(hash_mismatch(), plan=Plan(steps=steps, fingerprint="f" * 64))
+    text = buttons(payload(blocks.report(result, plan_id=1)))[0]["confirm"]["text"]["text"]
+    assert all(f"{i + 1}. action_{i}" in text for i in range(5)) and "action_4 (disruptive)" in text
+
+
+def test_evidence_values_are_literal() -> None:
+    finding = Finding("IIS_HTTPS_BINDING", "critical", "t", "d", evidence={"binding_information": "*:443:"})
+    assert "`*:443:`" in all_text(payload(blocks.report(CheckResult("vpn01", T0, findings=[finding]))))
