@@ -11,7 +11,6 @@ import logging
 import signal
 import threading
 from collections.abc import Mapping
-from typing import Any
 
 from bot.cli import Environment, ExitStatus
 from bot.config import Config, load_config
@@ -66,7 +65,7 @@ def run(args: argparse.Namespace, env: Environment, *, stop: threading.Event | N
     from bot.slack.app import create_app, make_web_client
     from bot.slack.server import http_server, run_socket_mode, socket_mode_handler
 
-    service: Any = build_service(config, env.environ, env.clock)
+    service = build_service(config, env.environ, env.clock)
     client = make_web_client(secrets["SLACK_BOT_TOKEN"], config.slack.api_url)
     stop = stop or threading.Event()
     _stop_on_sigterm(stop)
