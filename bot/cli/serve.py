@@ -7,14 +7,18 @@ redacts anything looking like a Slack token.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import signal
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+
+from slack_bolt.error import BoltError
+from slack_sdk.errors import SlackApiError, SlackRequestError
 
 from bot.cli import Environment, ExitStatus
 from bot.config import Config, load_config
-from bot.slack.redact import RedactTokens
+from bot.slack.redact import RedactTokens, redact
 from commands.errors import ConfigError
 
 logger = logging.getLogger("bot.serve")
@@ -70,7 +74,8 @@ def run(args: argparse.Namespace, env: Environment, *, stop: threading.Event | N
     stop = stop or threading.Event()
     _stop_on_sigterm(stop)
     if config.slack.mode == "http":
-        app = create_app(service, config, client=client, signing_secret=secrets["SLACK_SIGNING_SECRET"])
+        with _slack_errors("SLACK_BOT_TOKEN"):
+            app = create_app(service, config, client=client, signing_secret=secrets["SLACK_SIGNING_SECRET"])
         server = http_server(app, service, config.slack.http_host, config.slack.http_port)
         print(f"sstp-bot: HTTP mode, events on {server.url}/slack/events, health on {server.url}/healthz", file=env.stdout)
         server.start()
@@ -83,17 +88,32 @@ def run(args: argparse.Namespace, env: Environment, *, stop: threading.Event | N
             server.stop()
             app.sstp.close()
     else:
-        app = create_app(service, config, client=client)
+        with _slack_errors("SLACK_BOT_TOKEN"):
+            app = create_app(service, config, client=client)
         handler = socket_mode_handler(app, secrets["SLACK_APP_TOKEN"])
         print("sstp-bot: Socket Mode, connecting to Slack", file=env.stdout)
         try:
-            run_socket_mode(handler, stop)
+            with _slack_errors("SLACK_APP_TOKEN"):
+                run_socket_mode(handler, stop)
         except KeyboardInterrupt:
             pass
         finally:
             app.sstp.close()
     print("sstp-bot: stopped", file=env.stdout)
     return ExitStatus.OK
+
+
+@contextlib.contextmanager
+def _slack_errors(variable: str) -> Iterator[None]:
+    """Slack refusing a token, or not answering, becomes a ConfigError naming the variable (never its value)."""
+    try:
+        yield
+    except SlackApiError as exc:
+        raise ConfigError(f"Slack refused {variable}: {exc.response.get('error', 'error')}") from None
+    except BoltError as exc:
+        raise ConfigError(f"Slack refused {variable}: {redact(str(exc))}") from None
+    except (SlackRequestError, OSError) as exc:
+        raise ConfigError(f"cannot reach the Slack Web API ({type(exc).__name__}): check slack.api_url and the network") from None
 
 
 def _stop_on_sigterm(stop: threading.Event) -> None:

@@ -152,3 +152,22 @@ def test_serve_http_mode_answers_healthz(tmp_path: Path, slack_api: FakeSlackApi
         stop.set()
         thread.join(timeout=15)
     assert not thread.is_alive() and "HTTP mode" in out.getvalue()
+
+
+@pytest.mark.parametrize(("method", "variable"), [("auth.test", "SLACK_BOT_TOKEN"), ("apps.connections.open", "SLACK_APP_TOKEN")])
+def test_token_refused_by_slack_is_a_clear_error(
+    tmp_path: Path, slack_api: FakeSlackApi, fake_service_module: list[FakeService], method: str, variable: str
+) -> None:
+    slack_api.socket_mode_url = "ws://127.0.0.1:9/"
+    slack_api.fail(method, "invalid_auth", times=10)
+    config = write_config(tmp_path, slack_api.url)
+    code, out, err = run_main(["--config", str(config), "serve"], {"SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_APP_TOKEN": APP_TOKEN})
+    assert code == ExitStatus.ERROR
+    assert f"Slack refused {variable}" in err and "invalid_auth" in err
+    assert BOT_TOKEN not in out + err and APP_TOKEN not in out + err
+
+
+def test_unreachable_slack_is_a_clear_error(tmp_path: Path, fake_service_module: list[FakeService]) -> None:
+    config = write_config(tmp_path, "http://127.0.0.1:9/api/")
+    code, _, err = run_main(["--config", str(config), "serve"], {"SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_APP_TOKEN": APP_TOKEN})
+    assert code == ExitStatus.ERROR and "cannot reach the Slack Web API" in err
