@@ -182,7 +182,7 @@ class SstpSlackBot:
     def _run_command(self, command: grammar.Command, user: str, channel: str, respond: _Replier) -> None:
         verb = type(command).__name__.lower()
         if not self.auth.channel_allowed(channel):
-            self.service.audit(actor=user, action=f"slack.{verb}", outcome="refused", details={"reason": "channel not allowed", "channel": channel})
+            self.service.audit(actor=user, action=verb, outcome="refused: channel not allowed", details={"channel": channel, "source": "slack"})
             self._reply(respond, blocks.notice(messages.REFUSED_CHANNEL))
             return
         operator = self.auth.is_operator(user)
@@ -198,7 +198,7 @@ class SstpSlackBot:
             )
             return
         if not operator:
-            self.service.audit(actor=user, action=f"slack.{verb}", outcome="refused", details={"reason": "not an operator", "channel": channel})
+            self.service.audit(actor=user, action=verb, outcome="refused: not an operator", details={"channel": channel, "source": "slack"})
             self._reply(respond, blocks.notice(messages.REFUSED_NOT_OPERATOR))
             return
         try:
@@ -353,14 +353,14 @@ class SstpSlackBot:
         value = str(actions[0].get("value", ""))
         name = "approve" if approve else "reject"
         if not PLAN_ID_RE.match(value):
-            self.service.audit(actor=user, action=f"plan.{name}", outcome="refused", details={"reason": "bad button value"})
+            self.service.audit(actor=user, action=name, outcome="refused: bad button value", details={"channel": channel, "value": value[:40]})
             self._ephemeral(channel, user, messages.REFUSED_BAD_BUTTON)
             return
         plan_id = int(value)
         if not self.auth.channel_allowed(channel):
             self.service.audit(
-                actor=user, action=f"plan.{name}", outcome="refused", plan_id=plan_id,
-                details={"reason": "channel not allowed", "channel": channel},
+                actor=user, action=name, outcome="refused: channel not allowed", plan_id=plan_id,
+                details={"channel": channel, "source": "slack"},
             )
             self._ephemeral(channel, user, messages.REFUSED_CHANNEL)
             return

@@ -156,7 +156,9 @@ def test_click_in_a_channel_not_allowed(slack_api: FakeSlackApi) -> None:
         h.click(1)
         assert "not enabled" in slack_api.wait_for("chat.postEphemeral")[0].body["text"]
         assert service.count("approve") == 0
-        assert service.audits[-1].details == {"reason": "channel not allowed", "channel": CHANNEL}
+        last = service.audits[-1]
+        assert (last.action, last.outcome, last.plan_id) == ("approve", "refused: channel not allowed", 1)
+        assert last.details == {"channel": CHANNEL, "source": "slack"}
     finally:
         h.close()
 
