@@ -76,7 +76,13 @@ def run(args: argparse.Namespace, env: Environment, *, stop: threading.Event | N
     if config.slack.mode == "http":
         with _slack_errors("SLACK_BOT_TOKEN"):
             app = create_app(service, config, client=client, signing_secret=secrets["SLACK_SIGNING_SECRET"])
-        server = http_server(app, service, config.slack.http_host, config.slack.http_port)
+        try:
+            server = http_server(app, service, config.slack.http_host, config.slack.http_port)
+        except OSError as exc:
+            app.sstp.close()
+            raise ConfigError(
+                f"cannot listen on {config.slack.http_host}:{config.slack.http_port} (slack.http_host/http_port): {exc.strerror}"
+            ) from None
         print(f"sstp-bot: HTTP mode, events on {server.url}/slack/events, health on {server.url}/healthz", file=env.stdout)
         server.start()
         try:

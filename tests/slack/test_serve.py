@@ -171,3 +171,15 @@ def test_unreachable_slack_is_a_clear_error(tmp_path: Path, fake_service_module:
     config = write_config(tmp_path, "http://127.0.0.1:9/api/")
     code, _, err = run_main(["--config", str(config), "serve"], {"SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_APP_TOKEN": APP_TOKEN})
     assert code == ExitStatus.ERROR and "cannot reach the Slack Web API" in err
+
+
+def test_http_port_in_use_is_a_clear_error(tmp_path: Path, slack_api: FakeSlackApi, fake_service_module: list[FakeService]) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        config = write_config(tmp_path, slack_api.url, mode="http", port=busy.getsockname()[1])
+        code, _, err = run_main(["--config", str(config), "serve"], {"SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET})
+    assert code == ExitStatus.ERROR and "cannot listen on 127.0.0.1:" in err
+    assert SIGNING_SECRET not in err
