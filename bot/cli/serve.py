@@ -1,0 +1,128 @@
+"""`sstp-bot serve`: run the Slack bot in Socket Mode (default) or HTTP mode (`[slack] mode`).
+
+Tokens come only from the environment and are never printed; every log handler gets a filter that
+redacts anything looking like a Slack token.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import signal
+import threading
+from collections.abc import Iterator, Mapping
+
+from slack_bolt.error import BoltError
+from slack_sdk.errors import SlackApiError, SlackRequestError
+
+from bot.cli import Environment, ExitStatus
+from bot.config import Config, load_config
+from bot.slack.redact import RedactTokens, redact
+from commands.errors import ConfigError
+
+logger = logging.getLogger("bot.serve")
+
+
+def required_secrets(config: Config) -> tuple[str, ...]:
+    if config.slack.mode == "http":
+        return ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET")
+    return ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN")
+
+
+def read_secrets(config: Config, environ: Mapping[str, str]) -> dict[str, str]:
+    """The secrets the chosen mode needs; ConfigError naming the first missing variable."""
+    secrets = {}
+    for name in required_secrets(config):
+        value = environ.get(name, "").strip()
+        if not value:
+            raise ConfigError(f"environment variable {name} is not set (needed in slack.mode = {config.slack.mode!r})")
+        secrets[name] = value
+    if not secrets["SLACK_BOT_TOKEN"].startswith("xoxb-"):
+        raise ConfigError("SLACK_BOT_TOKEN does not look like a bot token (it should start with xoxb-)")
+    if "SLACK_APP_TOKEN" in secrets and not secrets["SLACK_APP_TOKEN"].startswith("xapp-"):
+        raise ConfigError("SLACK_APP_TOKEN does not look like an app-level token (it should start with xapp-)")
+    return secrets
+
+
+def configure_logging(env: Environment) -> None:
+    handler = logging.StreamHandler(env.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactTokens())
+    handler.set_name("sstp-bot-serve")
+    root = logging.getLogger()
+    for existing in list(root.handlers):
+        if existing.get_name() == "sstp-bot-serve":
+            root.removeHandler(existing)  # serve run again in the same process (tests)
+        else:
+            existing.addFilter(RedactTokens())
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+
+def run(args: argparse.Namespace, env: Environment, *, stop: threading.Event | None = None) -> int:
+    config = load_config(args.config, env.environ)
+    secrets = read_secrets(config, env.environ)
+    configure_logging(env)
+
+    from bot.service import build_service  # the use-case layer; imported here so the CLI starts fast
+    from bot.slack.app import create_app, make_web_client
+    from bot.slack.server import http_server, run_socket_mode, socket_mode_handler
+
+    service = build_service(config, env.environ, env.clock)
+    client = make_web_client(secrets["SLACK_BOT_TOKEN"], config.slack.api_url)
+    stop = stop or threading.Event()
+    _stop_on_sigterm(stop)
+    if config.slack.mode == "http":
+        with _slack_errors("SLACK_BOT_TOKEN"):
+            app = create_app(service, config, client=client, signing_secret=secrets["SLACK_SIGNING_SECRET"])
+        try:
+            server = http_server(app, service, config.slack.http_host, config.slack.http_port)
+        except OSError as exc:
+            app.sstp.close()
+            raise ConfigError(
+                f"cannot listen on {config.slack.http_host}:{config.slack.http_port} (slack.http_host/http_port): {exc.strerror}"
+            ) from None
+        print(f"sstp-bot: HTTP mode, events on {server.url}/slack/events, health on {server.url}/healthz", file=env.stdout)
+        server.start()
+        try:
+            while not stop.wait(1.0):
+                pass
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.stop()
+            app.sstp.close()
+    else:
+        with _slack_errors("SLACK_BOT_TOKEN"):
+            app = create_app(service, config, client=client)
+        handler = socket_mode_handler(app, secrets["SLACK_APP_TOKEN"])
+        print("sstp-bot: Socket Mode, connecting to Slack", file=env.stdout)
+        try:
+            with _slack_errors("SLACK_APP_TOKEN"):
+                run_socket_mode(handler, stop)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            app.sstp.close()
+    print("sstp-bot: stopped", file=env.stdout)
+    return ExitStatus.OK
+
+
+@contextlib.contextmanager
+def _slack_errors(variable: str) -> Iterator[None]:
+    """Slack refusing a token, or not answering, becomes a ConfigError naming the variable (never its value)."""
+    try:
+        yield
+    except SlackApiError as exc:
+        raise ConfigError(f"Slack refused {variable}: {exc.response.get('error', 'error')}") from None
+    except BoltError as exc:
+        raise ConfigError(f"Slack refused {variable}: {redact(str(exc))}") from None
+    except (SlackRequestError, OSError) as exc:
+        raise ConfigError(f"cannot reach the Slack Web API ({type(exc).__name__}): check slack.api_url and the network") from None
+
+
+def _stop_on_sigterm(stop: threading.Event) -> None:
+    if threading.current_thread() is not threading.main_thread():
+        return  # signal handlers can only be set from the main thread (tests run serve in a thread)
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -1,0 +1,94 @@
+"""What the Slack adapter needs from the use-case layer (`bot.service.Service`).
+
+Written as a Protocol so the adapter can be tested against an in-memory fake and does not care
+whether it talks to the real service. Plan and history records are read by attribute only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from bot.config import Config
+from commands.model import CheckResult
+from commands.server import ServerConfig
+
+
+class CheckOutcomeLike(Protocol):
+    result: CheckResult
+    check_id: int
+    plan_id: int | None
+
+
+class FixOutcomeLike(Protocol):
+    plan: Any
+    state: str
+    steps: Sequence[Any]
+    before: CheckResult | None
+    after: CheckResult | None
+    error: str | None
+
+
+class ServicePort(Protocol):
+    """The subset of `bot.service.Service` the Slack adapter calls."""
+
+    config: Config
+
+    def resolve_targets(
+        self, names: Sequence[str] = (), *, all_servers: bool = False, group: str | None = None
+    ) -> list[ServerConfig]: ...
+
+    def check(
+        self,
+        servers: Sequence[ServerConfig],
+        actor: Any,
+        *,
+        on_result: Callable[[Any], None] | None = None,
+    ) -> Sequence[Any]: ...
+
+    def attach_message(self, plan_id: int, channel: str, ts: str) -> None: ...
+
+    def get_plan(self, plan_id: int) -> Any: ...
+
+    def approve(self, plan_id: int, actor: Any, *, authorised: bool) -> Any: ...
+
+    def reject(self, plan_id: int, actor: Any, *, authorised: bool) -> Any: ...
+
+    def execute(
+        self, plan_id: int, actor: Any, *, progress: Callable[[int, int, dict[str, Any]], None] | None = None
+    ) -> Any: ...
+
+    def history(self, server: str | None = None, limit: int = 20) -> Sequence[Any]: ...
+
+    def status(self) -> Sequence[Any]: ...
+
+    def audit(
+        self,
+        *,
+        actor: str,
+        action: str,
+        outcome: str,
+        server: str | None = None,
+        plan_id: int | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None: ...
+
+
+@dataclass(frozen=True)
+class _Actor:
+    """Stand-in with the shape of `bot.service.Actor`, used only when bot.service is absent."""
+
+    id: str
+    source: str
+
+
+def slack_actor(user_id: str) -> Any:
+    """The service's `Actor` for a Slack user (the user ID is the actor ID)."""
+    try:
+        from bot.service import Actor  # the real one, once the use-case layer is installed
+    except ModuleNotFoundError as exc:
+        if exc.name != "bot.service":
+            raise  # bot.service exists but is broken: do not hide it
+        return _Actor(id=user_id, source="slack")
+    return Actor(id=user_id, source="slack")

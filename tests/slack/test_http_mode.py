@@ -1,0 +1,147 @@
+"""HTTP mode over a real socket: waitress on 127.0.0.1, bolt's signature check, /healthz."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from bot.config import Config
+from bot.slack.app import SstpApp, create_app, make_web_client
+from bot.slack.blocks import APPROVE_ACTION
+from bot.slack.server import HttpServer, http_server
+from tests.fakes import payloads
+from tests.fakes.slack_api import FakeSlackApi
+from tests.slack.conftest import APPROVER, BOT_TOKEN, SIGNING_SECRET
+from tests.slack.fake_service import FakeService, hash_mismatch
+
+
+@dataclass
+class Running:
+    app: SstpApp
+    server: HttpServer
+    service: FakeService
+
+    def post(self, body: str, headers: dict[str, str], path: str = "/slack/events") -> tuple[int, str, float]:
+        request = urllib.request.Request(self.server.url + path, data=body.encode(), headers=headers, method="POST")
+        started = time.monotonic()
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, response.read().decode(), time.monotonic() - started
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode(), time.monotonic() - started
+
+    def get(self, path: str) -> tuple[int, dict]:
+        try:
+            with urllib.request.urlopen(self.server.url + path, timeout=10) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+
+@pytest.fixture
+def running(service: FakeService, config: Config, slack_api: FakeSlackApi) -> Iterator[Running]:
+    app = create_app(service, config, client=make_web_client(BOT_TOKEN, slack_api.url), signing_secret=SIGNING_SECRET)
+    server = http_server(app, service, "127.0.0.1", 0).start()
+    yield Running(app, server, service)
+    server.stop()
+    app.sstp.close()
+
+
+def command_body(slack_api: FakeSlackApi, text: str) -> str:
+    return payloads.form_body(payloads.slash_command(text, response_url=slack_api.response_url()))
+
+
+def test_signed_slash_command_is_acked_fast_and_the_work_happens(running: Running, slack_api: FakeSlackApi) -> None:
+    running.service.results["vpn01"] = hash_mismatch()
+    running.service.check_delay = 1.0  # the probe takes a while; the ack must not wait for it
+    body = command_body(slack_api, "check vpn01")
+    status, _, elapsed = running.post(body, payloads.sign(SIGNING_SECRET, body))
+    assert status == 200 and elapsed < 0.5
+    assert running.service.count("check") in (0, 1)
+    slack_api.wait_for("chat.postMessage")
+    update = slack_api.wait_for("chat.update", timeout=10)[0]
+    assert "SSTP_HASH_MISMATCH" in json.dumps(update.body)
+    assert running.service.count("check") == 1
+
+
+def test_signed_button_click(running: Running, slack_api: FakeSlackApi) -> None:
+    running.service.results["vpn01"] = hash_mismatch()
+    body = command_body(slack_api, "check vpn01")
+    running.post(body, payloads.sign(SIGNING_SECRET, body))
+    slack_api.wait_for("chat.update")
+    assert running.app.sstp.drain(10)
+    body = payloads.actions_body(payloads.block_actions(APPROVE_ACTION, "1", user=APPROVER))
+    status, _, _ = running.post(body, payloads.sign(SIGNING_SECRET, body))
+    assert status == 200
+    slack_api.wait_for("chat.update", where=lambda c: "Fix applied" in json.dumps(c.body))
+    assert running.service.plans[1].state == "SUCCEEDED"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        lambda body: payloads.sign("wrong-secret", body),
+        lambda body: payloads.sign(SIGNING_SECRET, body, timestamp=int(time.time()) - 301),
+        lambda body: payloads.sign(SIGNING_SECRET, body, timestamp=int(time.time()) + 301),
+        lambda body: {"Content-Type": "application/x-www-form-urlencoded"},
+        lambda body: {**payloads.sign(SIGNING_SECRET, body), "X-Slack-Signature": "v0=" + "0" * 64},
+        lambda body: payloads.sign(SIGNING_SECRET, body + "&text=check+all"),
+    ],
+    ids=["wrong-secret", "stale", "future", "unsigned", "forged", "tampered"],
+)
+def test_bad_or_stale_signature_is_401_and_nothing_runs(running: Running, slack_api: FakeSlackApi, headers) -> None:  # type: ignore[no-untyped-def]
+    body = command_body(slack_api, "check vpn01")
+    status, _, _ = running.post(body, headers(body))
+    assert status == 401
+    time.sleep(0.2)
+    assert running.service.calls == []
+    assert slack_api.calls_to("chat.postMessage") == [] and slack_api.calls_to("response_url") == []
+
+
+def test_healthz(running: Running, slack_api: FakeSlackApi) -> None:
+    status, body = running.get("/healthz")
+    assert status == 200 and body["slack"]["ok"] and body["database"]["ok"] and body["status"] == "ok"
+    before = len(slack_api.calls_to("auth.test"))
+    running.get("/healthz")
+    assert len(slack_api.calls_to("auth.test")) == before, "auth.test is cached"
+
+
+def test_healthz_503_when_the_database_is_down(running: Running) -> None:
+    running.service.status_error = OSError("database is locked")
+    status, body = running.get("/healthz")
+    assert status == 503 and body["database"] == {"ok": False, "error": "OSError"} and body["status"] == "failing"
+
+
+def test_healthz_503_when_slack_rejects_the_token(service: FakeService, config: Config, slack_api: FakeSlackApi) -> None:
+    app = create_app(service, config, client=make_web_client(BOT_TOKEN, slack_api.url), signing_secret=SIGNING_SECRET)
+    server = http_server(app, service, "127.0.0.1", 0).start()
+    try:
+        slack_api.fail("auth.test", "invalid_auth")
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(server.url + "/healthz", timeout=10)
+        assert info.value.code == 503
+        assert json.loads(info.value.read())["slack"] == {"ok": False, "error": "invalid_auth"}
+    finally:
+        server.stop()
+        app.sstp.close()
+
+
+def test_unknown_path_is_404(running: Running) -> None:
+    status, _, _ = running.post("x", {}, path="/nope")
+    assert status == 404
+
+
+def test_http_mode_refuses_an_app_without_signing_secret(service: FakeService, config: Config, slack_api: FakeSlackApi) -> None:
+    from commands.errors import ConfigError
+
+    for secret in (None, ""):
+        app = create_app(service, config, client=make_web_client(BOT_TOKEN, slack_api.url), signing_secret=secret)
+        with pytest.raises(ConfigError):
+            http_server(app, service, "127.0.0.1", 0)
+        app.sstp.close()
