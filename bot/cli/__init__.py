@@ -142,3 +142,9 @@ def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> i
     except KeyboardInterrupt:
         print("interrupted", file=env.stderr)
         return 130
+    except BrokenPipeError:
+        # `sstp-bot check --all --json | head`: the reader left. Silence the flush at exit, like a shell.
+        if env.stdout is sys.stdout:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        return 128 + 13
