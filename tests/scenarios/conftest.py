@@ -57,13 +57,19 @@ class CliRun:
 
 
 class FakeClock:
-    """A clock the test moves by hand; starts at the real time (the lab issues certificates now)."""
+    """A clock the test moves by hand; starts at the real time (the lab issues certificates now).
 
-    def __init__(self, start: datetime | None = None) -> None:
+    With `tick`, every reading moves it on by that many seconds (distinct, ordered times).
+    """
+
+    def __init__(self, start: datetime | None = None, *, tick: float = 0.0) -> None:
         self.now = start or datetime.now(UTC).replace(microsecond=0)
+        self.tick = timedelta(seconds=tick)
 
     def __call__(self) -> datetime:
-        return self.now
+        now = self.now
+        self.now += self.tick
+        return now
 
     def advance(self, **delta: float) -> datetime:
         self.now += timedelta(**delta)
