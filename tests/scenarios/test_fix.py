@@ -8,8 +8,9 @@ import pytest
 
 from commands.lab.lab import Lab
 from commands.lab.scenarios import load_scenario
+from commands.lab.twin import TwinError
 
-from .conftest import SINGLE_SCENARIOS, LabSetup, cli_login, make_setup
+from .conftest import SINGLE_SCENARIOS, LabSetup, cli_login, make_setup, run_cli
 from .test_check import assert_check_contract
 
 FIX_KEYS = {"server", "plan_id", "state", "steps", "before", "after", "error"}
@@ -177,3 +178,33 @@ def test_fix_usage(lab_factory):
     assert setup.cli("fix").code == 3
     assert setup.cli("fix", "vpn-iis", "vpn-healthy").code == 3
     assert setup.total_requests() == 0
+
+
+def test_a_failing_step_stops_the_plan_and_the_server_is_rechecked(lab_factory, monkeypatch):
+    """The third step fails on the server: steps 4-5 never run, the plan is FAILED, the re-check shows why."""
+    setup: LabSetup = lab_factory(["iis-binding"])
+    twin = setup.server("vpn-iis").twin
+
+    def refuse(endpoint: str) -> dict:
+        raise TwinError(f"netsh http delete sslcert ipport={endpoint}: The parameter is incorrect. (lab)")
+
+    monkeypatch.setattr(twin, "delete_httpsys_binding", refuse)
+    run = setup.cli("fix", "vpn-iis", "--yes", "--json")
+    assert run.code == 1, (run.stdout, run.stderr)
+    doc = run.json()
+    assert doc["state"] == "FAILED"
+    assert [(s["action"], s["ok"]) for s in doc["steps"]] == [
+        ("remove_iis_binding", True), ("restart_iis", True), ("delete_httpsys_binding", False)]
+    assert "The parameter is incorrect" in doc["steps"][-1]["detail"]
+    assert "Step 3 (delete_httpsys_binding) failed" in doc["error"]
+    assert [a for a, _ in twin.actions] == ["remove_iis_binding", "restart_iis"]  # nothing after the failure
+    assert doc["after"]["status"] == "unhealthy" and "SSTP_HASH_MISMATCH" in serious(doc["after"])
+    trail = setup.cli("history", "--plan", str(doc["plan_id"]), "--json").json()
+    assert [(e["action"], e["outcome"]) for e in trail][-4:] == [
+        ("step", "ok"), ("step", "ok"), ("step", "failed"), ("fail", "ok")]
+
+
+def test_config_path_from_the_environment(lab_factory):
+    setup: LabSetup = lab_factory(["remoteaccess-stopped"])
+    run = run_cli(["fix", "vpn-stopped", "--yes", "--json"], environ={"SSTP_BOT_CONFIG": str(setup.config_path)})
+    assert run.code == 0 and run.json()["state"] == "SUCCEEDED"
