@@ -10,6 +10,7 @@ import pytest
 
 from bot.service import Actor, Service
 from commands.errors import NotAuthorised, PlanStateError
+from storage.states import PlanState
 
 from .conftest import (
     APPROVERS,
@@ -182,3 +183,24 @@ def test_twenty_concurrent_approve_and_execute_run_the_plan_once(setup: LabSetup
     assert ok["approve"] == 1 and ok["start"] == 1 and ok["succeed"] == 1 and ok["step"] == steps
     refused = Counter(a for _, a, o in audit_outcomes(service, plan_id) if o == "refused")
     assert refused["approve"] == 19 and refused["start"] == 19  # every refused click is audited
+
+
+def test_a_plan_left_running_by_a_crash_is_interrupted_never_rerun(setup: LabSetup):
+    service = slack_service(setup)
+    plan_id = propose(service)
+    service.approve(plan_id, SLACK_APPROVER, authorised=True)
+    # The bot dies right after starting the plan (RUNNING recorded, no step run).
+    service.repo.transition(plan_id, PlanState.APPROVED, PlanState.RUNNING, actor=SLACK_APPROVER.id)
+    twin = setup.server("vpn-iis").twin
+
+    # The next start of the bot (any CLI command that builds the service) marks it INTERRUPTED.
+    assert setup.cli("check", "vpn-iis", "--json").code == 1
+    assert service.get_plan(plan_id).state == "INTERRUPTED"
+    trail = setup.cli("history", "--plan", str(plan_id), "--json").json()
+    assert trail[-1]["action"] == "interrupt" and trail[-1]["actor"] == "system"
+    with pytest.raises(PlanStateError, match="interrupted"):
+        service.execute(plan_id, SLACK_APPROVER)
+    assert twin.actions == []  # never re-run automatically
+    # A new fix of the server is not blocked by the dead plan.
+    run = setup.cli("fix", "vpn-iis", "--yes", "--json")
+    assert run.code == 0 and run.json()["plan_id"] != plan_id
