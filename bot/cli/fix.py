@@ -43,7 +43,9 @@ def run(args: argparse.Namespace, env: Environment) -> int:
         if not env.interactive:
             service.reject(plan_id, actor, authorised=True)
             raise UsageError("fix: standard input is not a terminal; pass --yes to run the plan without asking")
-        console.print(f"Run these {len(before.plan.steps) if before.plan else 0} steps on {server.name}? [y/N] ", end="")
+        # markup=False: rich would take "[y/N]" for a style tag and print nothing of it.
+        console.print(f"Run these {len(before.plan.steps) if before.plan else 0} steps on {server.name}? [y/N] ", end="",
+                      markup=False)
         answer = env.stdin.readline().strip().lower()
         if answer not in ("y", "yes"):
             service.reject(plan_id, actor, authorised=True)

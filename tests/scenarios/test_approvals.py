@@ -1,0 +1,206 @@
+"""Approvals through `bot.service` against the lab (DESIGN 6): who may approve, when, and exactly once."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from bot.service import Actor, Service
+from commands.errors import NotAuthorised, PlanStateError
+from storage.states import PlanState
+
+from .conftest import (
+    APPROVERS,
+    SLACK_APPROVER,
+    SLACK_OUTSIDER,
+    SLACK_REQUESTER,
+    FakeClock,
+    LabSetup,
+    is_approver,
+)
+
+THIRD_APPROVER = Actor(id="UAPPROVE4", source="slack")
+
+
+def slack_service(setup: LabSetup, clock: Any = None) -> Service:
+    return setup.service(
+        clock=clock,
+        approvers=(*APPROVERS, THIRD_APPROVER.id),
+        two_person_rule=True,
+        plan_ttl_minutes=15,
+    )
+
+
+def propose(service: Service, name: str = "vpn-iis", actor: Actor = SLACK_REQUESTER) -> int:
+    [outcome] = service.check([service.config.server(name)], actor)
+    assert outcome.plan_id is not None, outcome.result.findings
+    return outcome.plan_id
+
+
+def audit_outcomes(service: Service, plan_id: int) -> list[tuple[str, str, str]]:
+    return [(e.actor, e.action, e.outcome) for e in service.plan_audit(plan_id)]
+
+
+@pytest.fixture
+def setup(lab_factory) -> LabSetup:
+    return lab_factory(["iis-binding"])
+
+
+def test_two_person_rule(setup: LabSetup):
+    service = slack_service(setup)
+    plan_id = propose(service)
+    twin = setup.server("vpn-iis").twin
+
+    assert is_approver(service, SLACK_REQUESTER)  # an approver, but the one who asked
+    with pytest.raises(NotAuthorised, match="Two-person rule"):
+        service.approve(plan_id, SLACK_REQUESTER, authorised=is_approver(service, SLACK_REQUESTER))
+    assert service.get_plan(plan_id).state == "PROPOSED"
+    assert (SLACK_REQUESTER.id, "approve", "refused: two-person rule") in audit_outcomes(service, plan_id)
+
+    plan = service.approve(plan_id, SLACK_APPROVER, authorised=is_approver(service, SLACK_APPROVER))
+    assert plan.state == "APPROVED" and plan.approver == SLACK_APPROVER.id and plan.requester == SLACK_REQUESTER.id
+    fix = service.execute(plan_id, SLACK_APPROVER)
+    assert fix.state == "SUCCEEDED" and fix.after is not None and fix.after.status == "healthy"
+    assert len(twin.actions) == len(plan.steps)
+    assert [a for _, a, o in audit_outcomes(service, plan_id) if o == "ok"] == [
+        "propose", "approve", "start", *["step"] * len(plan.steps), "succeed"]
+
+
+def test_two_person_rule_does_not_stop_the_requester_from_rejecting(setup: LabSetup):
+    service = slack_service(setup)
+    plan_id = propose(service)
+    assert service.reject(plan_id, SLACK_REQUESTER, authorised=True).state == "REJECTED"
+    with pytest.raises(PlanStateError, match="rejected"):
+        service.approve(plan_id, SLACK_APPROVER, authorised=True)
+    with pytest.raises(PlanStateError):
+        service.execute(plan_id, SLACK_APPROVER)
+    assert setup.server("vpn-iis").twin.actions == []
+
+
+def test_a_non_approver_is_refused_and_audited(setup: LabSetup):
+    service = slack_service(setup)
+    plan_id = propose(service)
+    assert not is_approver(service, SLACK_OUTSIDER)
+    for decide in (service.approve, service.reject):
+        with pytest.raises(NotAuthorised, match="approvers"):
+            decide(plan_id, SLACK_OUTSIDER, authorised=is_approver(service, SLACK_OUTSIDER))
+    assert service.get_plan(plan_id).state == "PROPOSED"
+    refusals = [(a, o) for actor, a, o in audit_outcomes(service, plan_id) if actor == SLACK_OUTSIDER.id]
+    assert refusals == [("approve", "refused: not an approver"), ("reject", "refused: not an approver")]
+    # A plan that was never approved cannot be executed, by anyone.
+    with pytest.raises(PlanStateError, match="not been approved"):
+        service.execute(plan_id, SLACK_OUTSIDER)
+    assert setup.server("vpn-iis").twin.actions == []
+    # The refusals show in the CLI's audit trail too.
+    trail = setup.cli("history", "--plan", str(plan_id), "--json").json()
+    assert [e["outcome"] for e in trail if e["actor"] == SLACK_OUTSIDER.id][:2] == ["refused: not an approver"] * 2
+
+
+def test_an_expired_plan_is_refused(setup: LabSetup):
+    clock = FakeClock()
+    service = slack_service(setup, clock)
+    plan_id = propose(service)
+    expires = service.get_plan(plan_id).expires_at
+    clock.advance(minutes=14, seconds=59)
+    assert service.get_plan(plan_id).state == "PROPOSED"
+    clock.advance(seconds=2)
+    assert clock.now > expires
+    with pytest.raises(PlanStateError, match="expired") as err:
+        service.approve(plan_id, SLACK_APPROVER, authorised=True)
+    assert err.value.state == "EXPIRED"
+    assert service.get_plan(plan_id).state == "EXPIRED"
+    trail = audit_outcomes(service, plan_id)
+    assert ("system", "expire", "ok") in trail and (SLACK_APPROVER.id, "approve", "refused") in trail
+    with pytest.raises(PlanStateError):
+        service.execute(plan_id, SLACK_APPROVER)
+    assert setup.server("vpn-iis").twin.actions == []
+
+
+def test_a_superseded_plan_is_refused(setup: LabSetup):
+    service = slack_service(setup)
+    old = propose(service)
+    new = propose(service, actor=SLACK_OUTSIDER)  # anyone may run a check; it supersedes the old plan
+    assert new != old
+    with pytest.raises(PlanStateError, match="superseded") as err:
+        service.approve(old, SLACK_APPROVER, authorised=True)
+    assert err.value.state == "SUPERSEDED"
+    assert service.get_plan(old).state == "SUPERSEDED"
+    assert setup.server("vpn-iis").twin.actions == []
+    # The newest proposal is the one that can run (and its requester is the outsider, not the approver).
+    assert service.approve(new, SLACK_REQUESTER, authorised=True).state == "APPROVED"
+    assert service.execute(new, SLACK_REQUESTER).state == "SUCCEEDED"
+
+
+def test_twenty_concurrent_approve_and_execute_run_the_plan_once(setup: LabSetup):
+    service = slack_service(setup)
+    plan_id = propose(service)
+    steps = len(service.get_plan(plan_id).steps)
+    server = setup.server("vpn-iis")
+    server.endpoint.clear_log()
+
+    actors = [SLACK_APPROVER, THIRD_APPROVER]
+    barrier = threading.Barrier(20)
+    results: list[tuple[str, str]] = []
+    lock = threading.Lock()
+
+    def click(i: int) -> None:
+        actor = actors[i % 2]
+        barrier.wait()
+        outcome = []
+        try:
+            service.approve(plan_id, actor, authorised=True)
+            outcome.append("approved")
+        except PlanStateError:
+            outcome.append("approve refused")
+        try:
+            fix = service.execute(plan_id, actor)
+            outcome.append(f"ran: {fix.state}")
+        except PlanStateError:
+            outcome.append("execute refused")
+        with lock:
+            results.append(tuple(outcome))  # type: ignore[arg-type]
+
+    threads = [threading.Thread(target=click, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(results) == 20, "a thread died with an unexpected error"
+
+    counts = Counter(part for outcome in results for part in outcome)
+    assert counts["approved"] == 1 and counts["approve refused"] == 19
+    assert counts["ran: SUCCEEDED"] == 1 and counts["execute refused"] == 19
+    # Exactly one execution on the server: one pool, probe + steps + re-probe, each script once.
+    actions = Counter(r.action for r in server.requests)
+    assert actions["Create"] == 1 and actions["Command"] == steps + 2
+    assert len(server.twin.actions) == steps
+    plan = service.get_plan(plan_id)
+    assert plan.state == "SUCCEEDED" and len(plan.step_results) == steps
+    ok = Counter(a for _, a, o in audit_outcomes(service, plan_id) if o == "ok")
+    assert ok["approve"] == 1 and ok["start"] == 1 and ok["succeed"] == 1 and ok["step"] == steps
+    refused = Counter(a for _, a, o in audit_outcomes(service, plan_id) if o == "refused")
+    assert refused["approve"] == 19 and refused["start"] == 19  # every refused click is audited
+
+
+def test_a_plan_left_running_by_a_crash_is_interrupted_never_rerun(setup: LabSetup):
+    service = slack_service(setup)
+    plan_id = propose(service)
+    service.approve(plan_id, SLACK_APPROVER, authorised=True)
+    # The bot dies right after starting the plan (RUNNING recorded, no step run).
+    service.repo.transition(plan_id, PlanState.APPROVED, PlanState.RUNNING, actor=SLACK_APPROVER.id)
+    twin = setup.server("vpn-iis").twin
+
+    # The next start of the bot (any CLI command that builds the service) marks it INTERRUPTED.
+    assert setup.cli("check", "vpn-iis", "--json").code == 1
+    assert service.get_plan(plan_id).state == "INTERRUPTED"
+    trail = setup.cli("history", "--plan", str(plan_id), "--json").json()
+    assert trail[-1]["action"] == "interrupt" and trail[-1]["actor"] == "system"
+    with pytest.raises(PlanStateError, match="interrupted"):
+        service.execute(plan_id, SLACK_APPROVER)
+    assert twin.actions == []  # never re-run automatically
+    # A new fix of the server is not blocked by the dead plan.
+    run = setup.cli("fix", "vpn-iis", "--yes", "--json")
+    assert run.code == 0 and run.json()["plan_id"] != plan_id
