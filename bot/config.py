@@ -145,6 +145,12 @@ def parse_config(data: Mapping[str, Any], path: Path | None = None) -> Config:
             raise ConfigError(f"servers.{name}: duplicate server name (names are case-insensitive)")
         _reject_unknown(f"servers.{name}", table, set(_SERVER_KEYS))
         merged = {**defaults, **table}
+        # A server that names its own password source overrides the inherited one entirely: a
+        # per-server password_file must not lose to a [defaults] password_env that happens to be set.
+        if "password_file" in table and "password_env" not in table:
+            merged["password_env"] = ""
+        if "password_env" in table and "password_file" not in table:
+            merged.pop("password_file", None)
         servers[name] = _parse_server(name, merged)
     return Config(slack=slack, database=database, servers=servers, path=path)
 

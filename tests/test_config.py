@@ -102,3 +102,18 @@ def test_password_file(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text(f"[servers.lab1]\nhost='127.0.0.1'\nusername='lab'\npassword_env=''\npassword_file='{secret}'\n")
     assert load_config(path, environ={}).server("lab1").password({}) == "file-secret"
+
+
+def test_a_server_password_source_overrides_the_inherited_one(tmp_path: Path) -> None:
+    secret = tmp_path / "pw"
+    secret.write_text("from-file\n")
+    path = tmp_path / "c.toml"
+    path.write_text(
+        "[defaults]\nusername='lab'\npassword_env='SSTP_BOT_WINRM_PASSWORD'\n"
+        f"[servers.a]\nhost='127.0.0.1'\npassword_file='{secret}'\n"
+        "[servers.b]\nhost='127.0.0.1'\n"
+    )
+    config = load_config(path, environ={})
+    environ = {"SSTP_BOT_WINRM_PASSWORD": "from-env"}
+    assert config.server("a").password(environ) == "from-file"
+    assert config.server("b").password(environ) == "from-env"
