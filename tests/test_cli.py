@@ -1,0 +1,51 @@
+"""The CLI edge: parser, exit codes, and `servers`."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from bot.cli import Environment, ExitStatus, main
+
+
+def run(argv: list[str], environ: dict[str, str] | None = None) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(argv, env=Environment(stdout=out, stderr=err, stdin=io.StringIO(), environ=environ or {}))
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_no_command_prints_help_and_is_a_usage_error() -> None:
+    code, out, _ = run([])
+    assert code == ExitStatus.USAGE and "check" in out and "diagnose" in out
+
+
+def test_unknown_command_and_bad_flag_are_usage_errors() -> None:
+    assert run(["frobnicate"])[0] == ExitStatus.USAGE
+    code, _, err = run(["history", "--limit", "many"])
+    assert code == ExitStatus.USAGE and "invalid int value" in err
+
+
+def test_missing_config_is_a_clear_error(tmp_path: Path) -> None:
+    code, _, err = run(["--config", str(tmp_path / "none.toml"), "servers"])
+    assert code == ExitStatus.ERROR and "not found" in err
+
+
+def test_servers_lists_the_inventory_without_secrets(tmp_path: Path) -> None:
+    config = tmp_path / "sstp-bot.toml"
+    config.write_text(
+        "[defaults]\nusername='CORP\\\\svc'\npassword_env='PW'\n"
+        "[servers.vpn01]\nhost='vpn01.corp.example.com'\ngroup='emea'\npublic_name='vpn.example.com'\n"
+        "[servers.vpn02]\nhost='vpn02.corp.example.com'\ntransport='http'\nport=5985\n"
+    )
+    code, out, _ = run(["--config", str(config), "servers"], environ={"PW": "hunter2-secret"})
+    assert code == ExitStatus.OK
+    assert "vpn01.corp.example.com:5986" in out and "vpn02.corp.example.com:5985" in out
+    assert "emea" in out and "vpn.example.com" in out
+    assert "hunter2" not in out
+
+
+def test_config_from_environment_variable(tmp_path: Path) -> None:
+    config = tmp_path / "elsewhere.toml"
+    config.write_text("[servers.vpn09]\nhost='vpn09.corp.example.com'\n")
+    code, out, _ = run(["servers"], environ={"SSTP_BOT_CONFIG": str(config)})
+    assert code == ExitStatus.OK and "vpn09" in out
