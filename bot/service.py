@@ -82,7 +82,6 @@ class FixOutcome:
             "steps": [s.to_json() for s in self.steps],
             "before": self.before.to_json() if self.before is not None else None,
             "after": self.after.to_json() if self.after is not None else None,
-            "error": self.error,
         }
 
 

@@ -33,7 +33,7 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     if outcome.plan_id is None:
         if args.json:
             print(json.dumps({"server": server.name, "plan_id": None, "state": None, "steps": [],
-                              "before": before.to_json(), "after": None, "error": None}, indent=2), file=env.stdout)
+                              "before": before.to_json(), "after": None}, indent=2), file=env.stdout)
         elif before.status != "error":
             console.print("Nothing to fix automatically." if before.status == "unhealthy" else "Nothing to fix.")
         return exit_status([before])
@@ -62,6 +62,9 @@ def run(args: argparse.Namespace, env: Environment) -> int:
         payload = fix.to_json()
         payload["before"] = before.to_json()
         print(json.dumps(payload, indent=2), file=env.stdout)
+        if fix.error:
+            # The JSON keys are fixed by the contract; the reason for a failure goes to stderr.
+            print(f"error: {fix.error}", file=env.stderr)
     else:
         _print_outcome(fix, console)
     if fix.after is None:
