@@ -662,32 +662,60 @@ def _rule_service(a: Analysis, out: _Findings) -> None:
 
 
 def _rule_events(a: Analysis, out: _Findings) -> None:
+    """SSTP_ERROR_EVENTS: relevant events of the last 24 hours that belong to the current run.
+
+    When the probe reports when Remote Access started (`services.RemoteAccess.started_at`), events
+    logged before that belong to the previous run (DOMAIN 9: "no new RasSstp 8/9/13/18/21 since the
+    restart") and are ignored, so a fix that restarts Remote Access is judged by what happened after it.
+    Without `started_at` every event of the window counts.
+    """
     events = a.snapshot.events
     if not events:
         return
+    remote_access = a.remote_access
+    started_at = remote_access.started_at if remote_access is not None else None
     relevant = []
+    ignored = 0
     for event in events:
         provider = event.provider.lower()
         if (
             ("rassstp" in provider and event.id in SSTP_EVENT_IDS)
             or ("schannel" in provider and event.id in SCHANNEL_EVENT_IDS)
         ) and event.time >= a.now - EVENT_WINDOW:
-            relevant.append(event)
+            if started_at is not None and event.time < started_at:
+                ignored += 1
+            else:
+                relevant.append(event)
     if relevant:
         relevant.sort(key=lambda e: e.time, reverse=True)
         ids = sorted({e.id for e in relevant})
+        since = "in the last 24 hours"
+        detail = (
+            "RasSstp 8 (HTTP layer), 9 (URL reservation), 12/13 (certificate for IPv4/IPv6), 18 (bad "
+            "SHA256CertificateHash), 21 (certificate hash) and Schannel 36870 (private key) show SSTP "
+            "failing to serve clients."
+        )
+        extra: dict[str, Any] = {}
+        if started_at is not None:
+            if started_at > a.now - EVENT_WINDOW:
+                since = f"since Remote Access started at {_when(started_at)}"
+            if ignored:
+                detail += (
+                    f" {ignored} older event(s), logged before Remote Access started at {_when(started_at)}, "
+                    "belong to its previous run and were ignored."
+                )
+            extra = {"remoteaccess_started_at": _when(started_at), "ignored_before_start": ignored}
         out.add(
             "SSTP_ERROR_EVENTS",
             "warning",
-            f"{len(relevant)} SSTP/Schannel error event(s) in the last 24 hours (IDs {', '.join(map(str, ids))})",
-            "RasSstp 8 (HTTP layer), 9 (URL reservation), 12/13 (certificate for IPv4/IPv6), 18 (bad "
-            "SHA256CertificateHash), 21 (certificate hash) and Schannel 36870 (private key) show SSTP "
-            "failing to serve clients.",
+            f"{len(relevant)} SSTP/Schannel error event(s) {since} (IDs {', '.join(map(str, ids))})",
+            detail,
             events=[
                 {"provider": e.provider, "id": e.id, "time": _when(e.time), "message": (e.message or "")[:300]}
                 for e in relevant[:10]
             ],
             count=len(relevant),
+            **extra,
         )
 
 

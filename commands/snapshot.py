@@ -20,6 +20,8 @@ Decisions where DESIGN leaves room:
   certificate in LocalMachine\\My must not make the server impossible to check. Its hashes are still
   computed from the DER, so SSTP certificate resolution keeps working.
 - Inputs larger than 10 MB are refused before any parsing.
+- `services.<name>.started_at` is optional (probes older than the key omit it): absent or null means
+  unknown; a value that is not an ISO 8601 time is an error like any other bad time.
 """
 
 from __future__ import annotations
@@ -65,6 +67,8 @@ class Host:
 class ServiceState:
     status: str | None
     start_type: str | None
+    # Optional in v1 (added later): when the service's process started, UTC; None when stopped or unknown.
+    started_at: datetime | None = None
 
     @property
     def running(self) -> bool:
@@ -413,8 +417,10 @@ def _service(data: Any, path: str) -> ServiceState | None:
     if data is None:
         return None
     r = _Reader(data, path)
+    started = r.get("started_at", required=False)
     return ServiceState(status=_enum_text(r, "status", _SERVICE_STATUS, required=True),
-                        start_type=_enum_text(r, "start_type", _START_TYPE, required=False))
+                        start_type=_enum_text(r, "start_type", _START_TYPE, required=False),
+                        started_at=None if started is None else _time(started, r.at("started_at")))
 
 
 def _services(r: _Reader) -> Mapping[str, ServiceState | None] | None:

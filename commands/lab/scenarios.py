@@ -31,6 +31,7 @@ from commands.lab.twin import (
 )
 
 DEFAULT_PUBLIC_NAME = "vpn.example.com"
+DEFAULT_STARTED_MINUTES_AGO = 3 * 24 * 60
 
 # The healthy server every single-server scenario starts from.
 BASELINE: dict[str, Any] = {
@@ -170,7 +171,16 @@ def build_state(spec: ServerSpec, now: datetime | None = None) -> TwinState:
     port = int(sstp.get("listener_port", 443))
     services: dict[str, Service | None] = {}
     for svc_name, svc in data.get("services", {}).items():
-        services[svc_name] = None if svc in (None, "absent", False) else Service(svc["status"], svc["start_type"])
+        if svc in (None, "absent", False):
+            services[svc_name] = None
+            continue
+        # A running service started `started_minutes_ago` before the lab (default 3 days): before the
+        # scenario's events unless a scenario says otherwise.
+        started = None
+        if svc["status"] == "Running":
+            started = (now - timedelta(minutes=float(svc.get("started_minutes_ago", DEFAULT_STARTED_MINUTES_AGO))))
+            started = started.replace(microsecond=0)
+        services[svc_name] = Service(svc["status"], svc["start_type"], started)
     http_sys = data.get("http_sys", {})
 
     def bindings(entries: list[dict[str, Any]]) -> list[HttpSysBinding]:

@@ -105,6 +105,15 @@ def _split_binding_information(value: str) -> tuple[str, str, str]:
 class Service:
     status: str = "Running"
     start_type: str = "Automatic"
+    started_at: datetime | None = None  # when the service (its process) last started; None while stopped
+
+    def to_snapshot(self) -> dict[str, Any]:
+        started = self.started_at if self.status == "Running" else None
+        return {
+            "status": self.status,
+            "start_type": self.start_type,
+            "started_at": None if started is None else started.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
 
 
 @dataclass
@@ -217,8 +226,7 @@ class RrasTwin:
                     "is_admin": s.is_admin,
                 },
                 "services": {
-                    name: None if svc is None else {"status": svc.status, "start_type": svc.start_type}
-                    for name, svc in s.services.items()
+                    name: None if svc is None else svc.to_snapshot() for name, svc in s.services.items()
                 },
                 "sstp": {
                     "sha256_hash": s.sha256_hash,
@@ -296,9 +304,10 @@ class RrasTwin:
             s = self.state
             if not s.iis_installed:
                 return _fix(True, False, "IIS is not installed: nothing to restart")
+            now = self.clock()
             for name in ("W3SVC", "WAS"):
-                if s.services.get(name) is not None:
-                    s.services[name] = Service("Running", s.services[name].start_type)  # type: ignore[union-attr]
+                if (service := s.services.get(name)) is not None:
+                    s.services[name] = Service("Running", service.start_type, now)
             pushed = []
             for b in s.iis_bindings:
                 if not b.cert_hash:
@@ -420,12 +429,20 @@ class RrasTwin:
             return _fix(True, True, detail, 0)
 
     def _restart_remote_access(self) -> list[str]:
-        """RemoteAccess (re)starts: users drop; SSTP binds HTTP.sys only where no binding exists."""
+        """RemoteAccess (re)starts: users drop; SSTP binds HTTP.sys only where no binding exists.
+
+        RemoteAccess's start time becomes the twin's clock; SstpSvc (which RemoteAccess needs) keeps its
+        start time when it was already running and gets the clock's when it had to be started.
+        """
         s = self.state
+        now = self.clock()
         for name, default_start in (("RemoteAccess", "Automatic"), ("SstpSvc", "Manual")):
             current = s.services.get(name)
             if current is not None or name == "RemoteAccess":
-                s.services[name] = Service("Running", current.start_type if current else default_start)
+                started = now
+                if name != "RemoteAccess" and current is not None and current.status == "Running":
+                    started = current.started_at
+                s.services[name] = Service("Running", current.start_type if current else default_start, started)
         s.vpn_connections = 0
         created: list[str] = []
         cert = self._sstp_certificate()

@@ -150,7 +150,34 @@ function Get-ServiceState([string]$Name) {
             if ($startType -eq 'Auto') { $startType = 'Automatic' }
         }
     }
-    return [ordered]@{ status = $service.Status.ToString(); start_type = $startType }
+    return [ordered]@{
+        status     = $service.Status.ToString()
+        start_type = $startType
+        started_at = Get-ServiceStartTime $Name
+    }
+}
+
+function Get-ServiceStartTime([string]$Name) {
+    # Optional started_at (UTC) so diagnosis can ignore events of the previous run (DOMAIN 7, 9: "no new
+    # RasSstp events since the restart"). Windows keeps no service start time; this is the start time of
+    # the process hosting the service (Win32_Service.ProcessId, 0 while stopped). When the service
+    # shares its svchost.exe with other services (older builds, or svchost splitting disabled), the
+    # process can be older than the service's last (re)start, so the value is a LOWER bound of the
+    # service start: events between the two are still counted (today's behaviour), newer ones are never
+    # hidden. Best effort: any failure (access denied on the process, CIM unavailable) gives $null and
+    # is not a probe error. ($PID is PowerShell's own process id, hence $processId.)
+    try {
+        $cim = Get-CimInstance -ClassName Win32_Service -Filter ("Name='{0}'" -f $Name) -ErrorAction Stop
+        if ($null -eq $cim) { return $null }
+        $processId = [int]$cim.ProcessId
+        if ($processId -le 0) { return $null }
+        $process = Get-Process -Id $processId -ErrorAction Stop
+        $started = $process.StartTime
+        if ($null -eq $started) { return $null }
+        return ConvertTo-IsoTime $started
+    } catch {
+        return $null
+    }
 }
 
 function Get-SstpEvents([string[]]$ProviderNames, [int[]]$Ids, [datetime]$Since) {

@@ -77,7 +77,9 @@ def snapshots(draw: st.DrawFn) -> dict[str, Any]:
             {
                 "status": st.sampled_from(["Running", "Stopped", "StartPending", 4, 1]),
                 "start_type": st.sampled_from(["Automatic", "Manual", "Disabled", None]),
-            }
+            },
+            # Optional in snapshot v1: absent, null, or when the service (its process) started.
+            optional={"started_at": st.sampled_from([None, "2026-11-25T11:30:00Z", "2026-11-20T00:00:00Z"])},
         ),
     )
     sha256 = draw(st.one_of(st.none(), st.just("CD" * 32), st.sampled_from([c.sha256 for c in certs])))
@@ -272,6 +274,9 @@ def test_fingerprint_ignores_order_and_volatile_data(raw: dict[str, Any], rnd: A
     other["collected_at"] = "2026-11-25T12:05:00Z"
     other["vpn_connections"] = 99
     other["events"] = []
+    remote_access = (other["services"] or {}).get("RemoteAccess")
+    if remote_access is not None:
+        remote_access["started_at"] = "2026-11-25T11:59:00Z"  # a restart alone changes no plan input
     for path in (("http_sys", "ip_bindings"), ("http_sys", "sni_bindings"), ("http_sys", "url_reservations"),
                  ("iis", "https_bindings"), ("listeners",), ("certificates",)):
         node: Any = other

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -207,3 +209,72 @@ def test_binding_the_bound_certificate_again_changes_nothing(lab):
     assert result["ok"] is True and result["changed"] is False
     assert after["vpn_connections"] == before["vpn_connections"] > 0  # no restart, users stay
     assert twin.actions[-1][0] == "bind_sstp_certificate"
+
+
+# --- service start times (services.<name>.started_at, used to ignore events of the previous run) ----
+
+
+def _started(snapshot: dict[str, Any], name: str) -> str | None:
+    return snapshot["services"][name]["started_at"]
+
+
+def test_running_services_report_when_they_started_and_stopped_ones_do_not(lab):
+    with _session(lab, "vpn-stopped") as session:
+        stopped = session.probe()
+    with _session(lab, "vpn-iis") as session:
+        running = session.probe()
+    assert _started(stopped, "RemoteAccess") is None
+    for name in ("RemoteAccess", "SstpSvc", "W3SVC", "WAS"):
+        value = _started(running, name)
+        assert value is not None and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", value), value
+        assert value < running["collected_at"]
+
+
+def test_restarting_remoteaccess_records_the_twin_clock_as_its_start(lab):
+    twin = lab.servers["vpn-urlacl"].twin
+    restart = datetime(2031, 5, 6, 7, 8, 9, 500000, tzinfo=UTC)
+    with _session(lab, "vpn-urlacl") as session:
+        before = session.probe()
+        twin.clock = lambda: restart
+        assert session.run("restart_remoteaccess")["ok"]
+        after = session.probe()
+    assert _started(after, "RemoteAccess") == "2031-05-06T07:08:09Z"
+    assert _started(after, "SstpSvc") == _started(before, "SstpSvc")  # running already: not restarted
+    assert _started(after, "W3SVC") == _started(before, "W3SVC")
+
+
+def test_starting_a_stopped_remoteaccess_records_its_start(lab):
+    twin = lab.servers["vpn-stopped"].twin
+    twin.clock = lambda: datetime(2031, 1, 2, 3, 4, 5, tzinfo=UTC)
+    with _session(lab, "vpn-stopped") as session:
+        assert session.run("restart_remoteaccess")["ok"]
+        after = session.probe()
+    assert _started(after, "RemoteAccess") == "2031-01-02T03:04:05Z"
+
+
+def test_binding_a_certificate_restarts_remoteaccess_and_records_it_unless_nothing_changes(lab):
+    twin = lab.servers["vpn-iis"].twin
+    with _session(lab, "vpn-iis") as session:
+        before = session.probe()
+        twin.clock = lambda: datetime(2031, 2, 3, 4, 5, 6, tzinfo=UTC)
+        for action, params in _plan(before):
+            assert session.run(action, **params)["ok"], action
+        fixed = session.probe()
+        twin.clock = lambda: datetime(2031, 2, 3, 5, 0, 0, tzinfo=UTC)
+        again = session.run("bind_sstp_certificate", Thumbprint=_target(before))
+        after = session.probe()
+    assert _started(before, "RemoteAccess") < "2031"
+    assert _started(fixed, "RemoteAccess") == "2031-02-03T04:05:06Z"
+    assert _started(fixed, "W3SVC") == "2031-02-03T04:05:06Z"  # iisreset restarted W3SVC and WAS
+    assert again["changed"] is False and _started(after, "RemoteAccess") == "2031-02-03T04:05:06Z"
+
+
+def test_events_before_the_fix_stay_in_the_log_and_predate_the_new_start():
+    with Lab(["events-before-fix"]) as lab, _session(lab, "vpn-iis-events") as session:
+        before = session.probe()
+        for action, params in _plan(before):
+            assert session.run(action, **params)["ok"], action
+        after = session.probe()
+    assert len(after["events"]) == len(before["events"]) == 2
+    assert all(e["time"] < _started(after, "RemoteAccess") for e in after["events"])
+    assert all(e["time"] > _started(before, "RemoteAccess") for e in before["events"])

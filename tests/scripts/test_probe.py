@@ -27,7 +27,7 @@ TOP_LEVEL_KEYS = [
 NESTED_KEYS = {
     "host": ["computer_name", "os_caption", "os_build", "ps_version", "is_admin"],
     "services": ["RemoteAccess", "SstpSvc", "W3SVC", "WAS"],
-    "service": ["status", "start_type"],
+    "service": ["status", "start_type", "started_at"],
     "sstp": [
         "sha256_hash",
         "sha1_hash",
@@ -149,3 +149,26 @@ def test_every_section_records_probe_errors() -> None:
         "vpn_connections",
         "events",
     } <= sections
+
+
+def _function_source(name: str) -> str:
+    for node in walk(TREE.root_node):
+        if node.type == "function_statement" and any(text(c).lower() == name.lower() for c in node.children):
+            return text(node)
+    raise AssertionError(f"function {name} not found")
+
+
+def test_service_started_at_comes_from_the_hosting_process() -> None:
+    # Optional snapshot key services.<name>.started_at: Win32_Service.ProcessId -> Get-Process StartTime,
+    # as UTC ISO text; best effort (null on any failure, never a probe error).
+    body = _function_source("Get-ServiceStartTime")
+    assert "Get-CimInstance -ClassName Win32_Service" in body
+    assert ".ProcessId" in body and "Get-Process -Id $processId" in body and ".StartTime" in body
+    assert "ConvertTo-IsoTime $started" in body  # ToUniversalTime + the invariant ISO format
+    assert "-le 0" in body  # a stopped service has ProcessId 0
+    assert "Add-ProbeError" not in body
+    assert re.search(r"catch\s*\{\s*return \$null\s*\}", body)
+    code = "\n".join(line for line in body.splitlines() if not line.lstrip().startswith("#"))
+    assert not re.search(r"\$pid\b", code, re.IGNORECASE)  # $PID is read-only (PowerShell's own process)
+    assert "started_at = Get-ServiceStartTime $Name" in _function_source("Get-ServiceState")
+    assert "lower bound" in body.lower()  # the shared-svchost caveat stays documented
