@@ -45,8 +45,12 @@ def stack(shared_lab: tuple[Lab, ScriptRecorder], tmp_path: Path, slack_api: Fak
     )
     yield s
     s.close()
+    changed = twin.copy_state() != state_before or len(twin.actions) != actions_before
+    with twin.lock:  # put the shared twin back, so one failure does not cascade into the next tests
+        twin.state = state_before
+        del twin.actions[actions_before:]
+    assert not changed, "the twin was changed"
     assert_every_message_within_limits(slack_api)
-    assert twin.copy_state() == state_before and len(twin.actions) == actions_before, "a twin was changed"
 
 
 def check(stack: LabStack, user: str = OPERATOR) -> tuple[int, str]:

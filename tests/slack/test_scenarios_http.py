@@ -46,8 +46,9 @@ class Http:
 
 
 @pytest.fixture
-def http(tmp_path: Path, slack_api: FakeSlackApi) -> Iterator[Http]:
-    with Lab(["iis-binding"]) as lab:
+def http(request: pytest.FixtureRequest, tmp_path: Path, slack_api: FakeSlackApi) -> Iterator[Http]:
+    latency = float(getattr(request, "param", 0.0))  # seconds added to every WinRM request of the lab
+    with Lab(["iis-binding"], latency=latency) as lab:
         stack = LabStack.build(lab, tmp_path, slack_api, approvers=(APPROVER,), two_person_rule=True)
         app = create_app(stack.service, stack.config, client=make_web_client(BOT_TOKEN, slack_api.url), signing_secret=SIGNING_SECRET)
         server = http_server(app, stack.service, "127.0.0.1", 0).start()
@@ -86,6 +87,20 @@ def test_signed_check_is_acked_in_time_and_really_checks_then_a_signed_approve_f
     assert http.app.sstp.drain(20)
     assert stack.service.get_plan(plan_id).state == "SUCCEEDED"
     assert stack.fix_scripts(SERVER) == steps
+
+
+@pytest.mark.parametrize("http", [0.45], indirect=True)
+def test_ack_does_not_wait_for_a_check_slower_than_slacks_limit(http: Http, slack_api: FakeSlackApi) -> None:
+    # 8 WinRM requests (3 authentication legs, Create, Receive, Command, Receive, Delete) x 0.45 s:
+    # the check itself takes longer than Slack waits for the answer.
+    body = command_body(slack_api, f"check {SERVER}")
+    started = time.monotonic()
+    status, elapsed = http.post(body, payloads.sign(SIGNING_SECRET, body))
+    assert status == 200 and elapsed < SLACK_ACK_LIMIT
+    slack_api.wait_for("chat.update", where=lambda c: "SSTP_HASH_MISMATCH" in json.dumps(c.body), timeout=20)
+    assert time.monotonic() - started > SLACK_ACK_LIMIT, "the lab latency no longer makes the check slow"
+    assert http.app.sstp.drain(20)
+    assert http.stack.scripts[SERVER] == ["probe"]
 
 
 @pytest.mark.parametrize(
