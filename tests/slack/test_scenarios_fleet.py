@@ -75,8 +75,12 @@ def test_fleet_check_summary_and_details_in_the_thread(stack: LabStack, slack_ap
     # The summary was edited in place as servers finished, ending with the totals.
     updates = [c.body for c in slack_api.calls_to("chat.update") if c.body["ts"] == summary_ts]
     assert updates and all(c.body["ts"] == summary_ts for c in slack_api.calls_to("chat.update"))
-    progress = [int(m.group(1)) for u in updates if (m := PROGRESS_RE.search(all_text(u)))]
-    assert progress and progress[0] < 4 and progress == sorted(progress), progress
+    # One edit per finished server (the harness sets no throttle), plus the final one.
+    assert len(updates) == 4 + 1, [all_text(u) for u in updates]
+    done = [int(m.group(1)) if (m := PROGRESS_RE.search(all_text(u))) else 4 for u in updates]
+    assert done == sorted(done) and done[-1] == 4, done
+    rows_done = [sum(f"{n}: " in all_text(u) for n in (BROKEN, *HEALTHY)) for u in updates]
+    assert rows_done == sorted(rows_done) and rows_done[-1] == 4, rows_done
     final = all_text(updates[-1])
     assert "4 checked: 3 healthy, 1 with findings, 0 could not be checked" in final
     assert f"{BROKEN}: {found.group(1)} findings" in final and all(f"{n}: healthy" in final for n in HEALTHY)

@@ -88,6 +88,11 @@ def test_signed_check_is_acked_in_time_and_really_checks_then_a_signed_approve_f
     assert stack.service.get_plan(plan_id).state == "SUCCEEDED"
     assert stack.fix_scripts(SERVER) == steps
 
+    # /healthz on the same port: the real database answers.
+    with urllib.request.urlopen(http.server.url + "/healthz", timeout=10) as response:
+        health = json.loads(response.read())
+    assert response.status == 200 and health["database"] == {"ok": True} and health["status"] == "ok"
+
 
 @pytest.mark.parametrize("http", [0.45], indirect=True)
 def test_ack_does_not_wait_for_a_check_slower_than_slacks_limit(http: Http, slack_api: FakeSlackApi) -> None:
