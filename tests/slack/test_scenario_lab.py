@@ -16,6 +16,8 @@ import pytest
 from bot.slack import messages
 from commands.engine import evaluate
 from commands.lab import Lab
+from commands.lab.endpoint import ScriptOutcome, TerminatingError
+from commands.scripts import script_name
 from tests.fakes.blockkit import all_text, buttons
 from tests.fakes.harness import APPROVER, APPROVER_GROUP, CHANNEL, GROUP_APPROVER, OPERATOR
 from tests.fakes.lab_stack import LabStack, assert_every_message_within_limits
@@ -231,3 +233,34 @@ def test_twenty_concurrent_approvals_run_the_plan_once(stack: LabStack, slack_ap
     assert len(approvals) == 20
     assert [a.actor for a in approvals if a.outcome == "ok"] == [winner]
     assert [a.action for a in audit if a.outcome == "ok"] == ["propose", "approve", "start", *["step"] * len(steps), "succeed"]
+
+
+def test_a_failing_step_stops_the_fix_and_the_card_says_which(stack: LabStack, slack_api: FakeSlackApi) -> None:
+    plan_id, ts = check_and_get_plan(stack)
+    steps = [s["action"] for s in stack.service.get_plan(plan_id).steps]
+    endpoint = stack.lab.servers[SERVER].endpoint
+    run = endpoint.executor
+
+    def second_step_fails(text: str, params: dict[str, object]) -> ScriptOutcome:
+        if script_name(text) == steps[1]:
+            return ScriptOutcome(terminating=TerminatingError("Access is denied. (lab: injected)", "UnauthorizedAccess"))
+        return run(text, params)  # type: ignore[no-any-return]
+
+    endpoint.executor = second_step_fails
+    stack.harness.click(plan_id, user=APPROVER)
+
+    # Step 1 ran, step 2 was attempted and failed, nothing after it; the server was re-checked.
+    assert [a for a, _ in stack.lab.servers[SERVER].twin.actions] == steps[:1]
+    assert stack.commands(SERVER) == 1 + 1 + 2 + 1
+    plan = stack.service.get_plan(plan_id)
+    assert plan.state == "FAILED"
+    assert [(r["action"], r["ok"]) for r in plan.step_results] == [(steps[0], True), (steps[1], False)]
+    final = stack.updates_of(ts)[-1]
+    text = all_text(final)
+    assert "Fix failed" in text and f"Step 2 ({steps[1]}) failed" in text and "Access is denied" in text
+    assert "Re-check" in text and f"*{SERVER}*: " in text and "healthy (" not in text
+    assert buttons(final) == []
+    audit = stack.service.plan_audit(plan_id)
+    assert [(a.action, a.outcome) for a in audit] == [
+        ("propose", "ok"), ("approve", "ok"), ("start", "ok"), ("step", "ok"), ("step", "failed"), ("fail", "ok"),
+    ]
