@@ -244,7 +244,7 @@ def test_a_failing_step_stops_the_fix_and_the_card_says_which(stack: LabStack, s
     def second_step_fails(text: str, params: dict[str, object]) -> ScriptOutcome:
         if script_name(text) == steps[1]:
             return ScriptOutcome(terminating=TerminatingError("Access is denied. (lab: injected)", "UnauthorizedAccess"))
-        return run(text, params)  # type: ignore[no-any-return]
+        return run(text, params)
 
     endpoint.executor = second_step_fails
     stack.harness.click(plan_id, user=APPROVER)
