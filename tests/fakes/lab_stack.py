@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -86,7 +86,6 @@ class LabStack:
     slack_api: FakeSlackApi
     recorder: ScriptRecorder
     clock: Callable[[], datetime]
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def build(
