@@ -184,7 +184,10 @@ function Restart-RemoteAccessService([int]$TimeoutSeconds, [int]$Port) {
 $HttpBindingsKey = 'SYSTEM\CurrentControlSet\Services\HTTP\Parameters\SslBindingInfo'
 
 function ConvertTo-Hex($Value) {
-    if ($Value -isnot [byte[]] -or $Value.Length -eq 0) { return $null }
+    # REG_BINARY / byte[] -> upper-case hex without separators; anything else -> $null.
+    if ($null -eq $Value) { return $null }
+    if ($Value -isnot [byte[]]) { return $null }
+    if ($Value.Length -eq 0) { return $null }
     return [System.BitConverter]::ToString($Value).Replace('-', '')
 }
 
