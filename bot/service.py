@@ -239,7 +239,7 @@ class Service:
         return self._decide(plan_id, actor, authorised=authorised, new=PlanState.REJECTED, action="reject")
 
     def _decide(self, plan_id: int, actor: Actor, *, authorised: bool, new: PlanState, action: str) -> PlanRecord:
-        self.repo.expire_due()
+        # Expiry is part of the repository's conditional transition: an expired plan is refused there.
         plan = self.repo.get_plan(plan_id)
         if not authorised:
             self.repo.audit(

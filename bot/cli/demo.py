@@ -2,7 +2,7 @@
 
 Starts emulated RRAS servers on 127.0.0.1 (real WinRM/PSRP with NTLM and message encryption), checks
 the fleet, shows the plan for the server with the classic IIS binding error, approves and runs it,
-re-checks, and prints the history. Exits 0 only if the fix made that server healthy. Nothing is
+re-checks (in the same runspace pool as the fix), and prints the history. Exits 0 only if the fix made that server healthy. Nothing is
 written outside a temporary directory.
 """
 
@@ -69,9 +69,11 @@ def run(args: argparse.Namespace, env: Environment) -> int:
             console.print(f"  {'ok' if step.ok else 'FAILED'} {step.action}: {step.detail}")
         console.print(f"Plan {fix.plan.id}: {fix.state}" + (f" ({fix.error})" if fix.error else ""))
 
-        console.rule(f"5. Re-check {broken}")
-        [after] = service.check([config.server(broken)], actor)
-        render_check(after.result, console)
+        console.rule(f"5. Re-check of {broken} (in the same session, after the last step)")
+        if fix.after is None:
+            console.print(f"[red]The fix could not run: {fix.error}[/]")
+            return ExitStatus.ERROR
+        render_check(fix.after, console)
 
         console.rule(f"6. History of {broken}")
         for entry in service.history(broken, limit=10):
@@ -83,7 +85,7 @@ def run(args: argparse.Namespace, env: Environment) -> int:
                 continue
             console.print(f"  {entry.at:%Y-%m-%d %H:%M:%S}  {what}")
 
-        healthy = after.result.status == "healthy"
+        healthy = fix.after.status == "healthy"
         console.rule("Result")
         console.print(
             f"[green]{broken} is healthy again.[/]" if healthy else f"[red]{broken} is still not healthy.[/]"
