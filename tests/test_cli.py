@@ -49,3 +49,15 @@ def test_config_from_environment_variable(tmp_path: Path) -> None:
     config.write_text("[servers.vpn09]\nhost='vpn09.corp.example.com'\n")
     code, out, _ = run(["servers"], environ={"SSTP_BOT_CONFIG": str(config)})
     assert code == ExitStatus.OK and "vpn09" in out
+
+
+def test_check_json_reports_a_configuration_error_in_the_contract_shape(tmp_path: Path) -> None:
+    import json
+
+    code, out, err = run(["--config", str(tmp_path / "missing.toml"), "check", "vpn01", "--json"])
+    assert code == ExitStatus.ERROR and "not found" in err
+    doc = json.loads(out)
+    assert set(doc) == {"server", "status", "checked_at", "findings", "plan", "error"}
+    assert doc["server"] == "vpn01" and doc["status"] == "error" and doc["error"]["kind"] == "config"
+    code, out, _ = run(["--config", str(tmp_path / "missing.toml"), "check", "vpn01", "vpn02", "--json"])
+    assert [d["server"] for d in json.loads(out)] == ["vpn01", "vpn02"]

@@ -38,16 +38,19 @@ def run(args: argparse.Namespace, env: Environment) -> int:
         raise UsageError("check: name at least one SERVER, or use --all or --group G")
     if args.all and (args.servers or args.group):
         raise UsageError("check: --all cannot be combined with server names or --group")
-    config = load_config(args.config, env.environ)
+    fleet = bool(args.all or args.group or len(args.servers) > 1)
     try:
+        config = load_config(args.config, env.environ)
         # Resolve every name before anything connects: one unknown name refuses the whole command.
         targets = resolve_targets(config, args.servers, all_servers=args.all, group=args.group)
     except ConfigError as exc:
         if args.json:
-            name = args.servers[0] if args.servers else (args.group or "")
-            error = {"kind": "config", "message": str(exc)}
-            print(json.dumps({"server": name, "status": "error", "checked_at": None, "findings": [],
-                              "plan": None, "error": error}), file=env.stdout)
+            names = args.servers or [args.group or "all"]
+            docs = [
+                CheckResult(server=name, checked_at=env.clock(), error_kind="config", error_message=str(exc)).to_json()
+                for name in names
+            ]
+            print(json.dumps(docs if fleet else docs[0], indent=2), file=env.stdout)
         raise
     service = build_service(config, env.environ, env.clock)
     console = Console(file=env.stdout, width=120, soft_wrap=True)
@@ -59,7 +62,6 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     outcomes = service.check(targets, cli_actor(), on_result=show)
     results = [o.result for o in outcomes]
     if args.json:
-        fleet = args.all or args.group or len(targets) > 1
         payload = [r.to_json() for r in results] if fleet else results[0].to_json()
         print(json.dumps(payload, indent=2), file=env.stdout)
     elif len(results) > 1:
