@@ -662,7 +662,7 @@ def _rule_service(a: Analysis, out: _Findings) -> None:
 
 
 def _rule_events(a: Analysis, out: _Findings) -> None:
-    """SSTP_ERROR_EVENTS: relevant events of the last 24 hours that belong to the current run.
+    """SSTP_ERROR_EVENTS: relevant events of the 24 hours before the probe that belong to the current run.
 
     When the probe reports when Remote Access started (`services.RemoteAccess.started_at`), events
     logged before that belong to the previous run (DOMAIN 9: "no new RasSstp 8/9/13/18/21 since the
@@ -674,6 +674,10 @@ def _rule_events(a: Analysis, out: _Findings) -> None:
         return
     remote_access = a.remote_access
     started_at = remote_access.started_at if remote_access is not None else None
+    # The window ends when the probe ran, on the server's own clock (the clock the event times come
+    # from): a saved snapshot analysed later, or a bot whose clock drifts from the server's, judges the
+    # same events the same way.
+    window_start = (a.snapshot.collected_at or a.now) - EVENT_WINDOW
     relevant = []
     ignored = 0
     for event in events:
@@ -681,7 +685,7 @@ def _rule_events(a: Analysis, out: _Findings) -> None:
         if (
             ("rassstp" in provider and event.id in SSTP_EVENT_IDS)
             or ("schannel" in provider and event.id in SCHANNEL_EVENT_IDS)
-        ) and event.time >= a.now - EVENT_WINDOW:
+        ) and event.time >= window_start:
             if started_at is not None and event.time < started_at:
                 ignored += 1
             else:
@@ -697,7 +701,7 @@ def _rule_events(a: Analysis, out: _Findings) -> None:
         )
         extra: dict[str, Any] = {}
         if started_at is not None:
-            if started_at > a.now - EVENT_WINDOW:
+            if started_at > window_start:
                 since = f"since Remote Access started at {_when(started_at)}"
             if ignored:
                 detail += (

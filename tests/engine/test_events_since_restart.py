@@ -153,3 +153,20 @@ def test_started_at_is_not_part_of_the_plan_fingerprint() -> None:
     before = json.dumps(healthy())
     after = json.dumps(_started(healthy(), _iso(NOW - timedelta(minutes=1))))
     assert fingerprint(before) == fingerprint(after)
+
+
+# --- the window ends when the probe ran (the server's clock), not when the snapshot is analysed -------
+
+
+def test_a_saved_snapshot_judges_its_events_against_its_own_collection_time() -> None:
+    snap = _with_events(timedelta(minutes=2), timedelta(hours=25))  # relative to collected_at (NOW)
+    five_days_later = NOW + timedelta(days=5)
+    findings = diagnose(parse_snapshot(snap), server(), five_days_later)
+    finding = only(findings, "SSTP_ERROR_EVENTS")
+    assert finding.evidence["count"] == 1  # the event 25 h before the probe is outside the window
+    assert finding.evidence["events"][0]["time"] == _iso(NOW - timedelta(minutes=2))
+
+
+def test_an_event_older_than_24_hours_before_the_probe_is_not_counted() -> None:
+    snap = _with_events(timedelta(hours=24, minutes=1))
+    assert "SSTP_ERROR_EVENTS" not in problems(_findings(snap))
