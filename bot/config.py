@@ -212,6 +212,8 @@ def _parse_server(name: str, table: Mapping[str, Any]) -> ServerConfig:
     for optional in ("ca_bundle", "password_env", "password_file", "username", "public_name", "group", "offload_sha256"):
         if values.get(optional) == "":
             values[optional] = None
+    if "port" not in values and values.get("transport") == "http":
+        values["port"] = 5985  # WinRM's HTTP port; 5986 (the default) is HTTPS
     known = {f.name for f in fields(ServerConfig)}
     server = ServerConfig(name=name, **{k: v for k, v in values.items() if k in known})
     if not HOST_RE.match(server.host):

@@ -298,6 +298,12 @@ class Service:
         except (RemoteError, ConfigError, SnapshotError) as exc:
             outcome.error = str(exc)
             return self._finish(outcome, PlanState.FAILED, actor, {"error": outcome.error})
+        except BaseException as exc:
+            # Whatever happened (a bug, the database, an interrupted progress callback), the plan
+            # must not stay RUNNING: that would block every later fix of this server.
+            outcome.error = f"internal error: {type(exc).__name__}"
+            self._finish(outcome, PlanState.FAILED, actor, {"error": outcome.error})
+            raise
         fixed = outcome.error is None and outcome.after is not None and outcome.after.plan is None
         details: dict[str, Any] = {"after_status": outcome.after.status if outcome.after else None}
         if outcome.error:

@@ -77,7 +77,7 @@ class CertificateInfo:
         return any(name_matches(pattern, name) for pattern in self.names)
 
     def is_time_valid(self, now: datetime) -> bool:
-        return self.not_before <= now < self.not_after
+        return self.not_before <= now <= self.not_after  # RFC 5280: both bounds are inclusive
 
     @property
     def weak_reasons(self) -> tuple[str, ...]:

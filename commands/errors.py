@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Literal
 
 RemoteErrorKind = Literal[
-    "unreachable", "tls", "auth", "timeout", "script_failed", "bad_output", "not_elevated"
+    "unreachable", "tls", "auth", "timeout", "script_failed", "bad_output"
 ]
 
 

@@ -4,7 +4,7 @@ One `RemoteSession` holds one pypsrp `WSMan` (one HTTP keep-alive connection, au
 and one `RunspacePool`; each `.run()` is one pipeline: the script text goes with `add_script`, every
 value with `add_parameter` after `validate_params`, and the script writes exactly one JSON string.
 Every failure becomes a `RemoteError` whose kind the user understands (unreachable, tls, auth,
-timeout, not_elevated, script_failed, bad_output) and whose message never contains the password.
+timeout, script_failed, bad_output) and whose message never contains the password.
 No pypsrp type leaves this module.
 """
 
@@ -154,8 +154,10 @@ class RemoteSession:
             records = list(ps.streams.error)
             messages = [self._scrub(_error_message(r)) for r in records] or ["the pipeline failed"]
             if any(_is_access_denied(r) for r in records):
+                # Still a script failure (the error kinds are fixed by the CLI contract); the message
+                # names the cause an admin can act on.
                 raise RemoteError(
-                    "not_elevated",
+                    "script_failed",
                     name,
                     f"{script} on {name} was refused: {messages[0]} (the WinRM account must be an elevated "
                     "local administrator)",

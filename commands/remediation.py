@@ -225,7 +225,11 @@ def build_steps(a: Analysis, findings: Sequence[Finding]) -> tuple[list[Step], s
         elif f.id == "URLACL_CONFLICT":
             ok = ev.get("url") in deleted_urls
         elif f.id == "SSTP_HASH_MISMATCH":
-            ok = bind and all(b.get("endpoint") in deleted_endpoints for b in ev.get("bindings", ()))
+            # A wrong wildcard binding needs the certificate bound again (RRAS recreates it); a wrong
+            # specific IP:port binding only needs deleting: the wildcard then serves that address.
+            wrong_endpoints = [str(b.get("endpoint", "")) for b in ev.get("bindings", ())]
+            on_wildcard = any(e.rsplit(":", 1)[0] in WILDCARD_HOSTS for e in wrong_endpoints)
+            ok = all(e in deleted_endpoints for e in wrong_endpoints) and (bind or not on_wildcard)
         elif f.id == "HTTPSYS_BINDING_MISSING":
             ok = bind
         elif f.id in _CERTIFICATE_IDS:

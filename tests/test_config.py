@@ -117,3 +117,13 @@ def test_a_server_password_source_overrides_the_inherited_one(tmp_path: Path) ->
     environ = {"SSTP_BOT_WINRM_PASSWORD": "from-env"}
     assert config.server("a").password(environ) == "from-file"
     assert config.server("b").password(environ) == "from-env"
+
+
+def test_the_default_port_follows_the_transport(tmp_path: Path) -> None:
+    import tomllib
+
+    config = parse_config(tomllib.loads(
+        "[defaults]\ntransport='http'\n[servers.a]\nhost='a'\n[servers.b]\nhost='b'\ntransport='https'\n"
+        "[servers.c]\nhost='c'\nport=15985\n"
+    ))
+    assert (config.server("a").port, config.server("b").port, config.server("c").port) == (5985, 5986, 15985)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -148,3 +150,9 @@ def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> i
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
         return 128 + 13
+    except Exception as exc:  # the edge: nothing escapes as a traceback or as exit code 1 ("findings")
+        logging.getLogger("sstp_bot").debug("unexpected error", exc_info=True)
+        # Credentials in URLs (a database URL, say) are masked before anything is printed.
+        message = re.sub(r"(://[^:/@\s]+:)[^@\s]+@", r"\1***@", str(exc))
+        print(f"error: unexpected {type(exc).__name__}: {message}", file=env.stderr)
+        return ExitStatus.ERROR

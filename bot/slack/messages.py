@@ -148,7 +148,6 @@ ERROR_KINDS = {
     "timeout": "Timed out",
     "script_failed": "A script failed on the server",
     "bad_output": "The server's answer was not understood",
-    "not_elevated": "The remote session is not elevated",
 }
 
 PLAN_TITLE = "*Proposed fix*"

@@ -323,3 +323,15 @@ def test_registry_without_sha256_does_not_force_a_rebind() -> None:
     snap["http_sys"]["url_reservations"].append({"url": "https://+:443/adfs/", "sddl": None})
     p, _ = _plan(snap)
     assert _actions(p) == ["delete_url_reservation", "restart_remoteaccess"]
+
+
+def test_a_wrong_specific_ip_binding_owned_by_sstp_is_deleted_without_rebinding() -> None:
+    snap = healthy()
+    snap["http_sys"]["ip_bindings"].append(
+        {"endpoint": "10.0.0.5:443", "cert_hash": "AB" * 20, "app_id": SSTP_APP_ID, "store": "MY", "ctl_store": None}
+    )
+    findings = diagnose(parse_snapshot(snap), server(), NOW)
+    finding = only(findings, "SSTP_HASH_MISMATCH")
+    result = plan(parse_snapshot(snap), findings, server(), NOW)
+    assert result is not None and finding.fixable
+    assert [(s.action, s.params) for s in result.steps] == [("delete_httpsys_binding", {"Endpoint": "10.0.0.5:443"})]
