@@ -61,3 +61,12 @@ def test_check_json_reports_a_configuration_error_in_the_contract_shape(tmp_path
     assert doc["server"] == "vpn01" and doc["status"] == "error" and doc["error"]["kind"] == "config"
     code, out, _ = run(["--config", str(tmp_path / "missing.toml"), "check", "vpn01", "vpn02", "--json"])
     assert [d["server"] for d in json.loads(out)] == ["vpn01", "vpn02"]
+
+
+def test_config_may_follow_the_subcommand(tmp_path: Path) -> None:
+    config = tmp_path / "after.toml"
+    config.write_text("[servers.vpn07]\nhost='vpn07.corp.example.com'\n")
+    code, out, _ = run(["servers", "--config", str(config)])
+    assert code == ExitStatus.OK and "vpn07" in out
+    code, out, _ = run(["--config", str(config), "db", "upgrade", "--config", str(tmp_path / "missing.toml")])
+    assert code == ExitStatus.ERROR

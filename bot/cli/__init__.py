@@ -64,46 +64,49 @@ def build_parser() -> argparse.ArgumentParser:
         description="Find and fix SSTP certificate binding errors on Windows RRAS servers.",
     )
     parser.add_argument("--config", metavar="PATH", help="configuration file (default: $SSTP_BOT_CONFIG or ./sstp-bot.toml)")
+    # `--config` is accepted after the subcommand too (`sstp-bot check --all --config lab.toml`).
+    common = _Parser(add_help=False)
+    common.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    p = sub.add_parser("check", help="probe servers and report findings")
+    p = sub.add_parser("check", parents=[common], help="probe servers and report findings")
     p.add_argument("servers", nargs="*", metavar="SERVER")
     p.add_argument("--all", action="store_true", help="every server of the inventory")
     p.add_argument("--group", metavar="G", help="every server of group G")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
-    p = sub.add_parser("diagnose", help="analyse a snapshot file offline")
+    p = sub.add_parser("diagnose", parents=[common], help="analyse a snapshot file offline")
     p.add_argument("--snapshot", required=True, metavar="FILE", help="snapshot v1 JSON ('-' for stdin)")
     p.add_argument("--server-name", metavar="N", help="server name to report (default: the snapshot's computer name)")
     p.add_argument("--public-name", metavar="NAME", help="public VPN name clients dial (checks the certificate names)")
     p.add_argument("--json", action="store_true")
 
-    p = sub.add_parser("fix", help="check a server, show the plan, run it after confirmation, re-check")
+    p = sub.add_parser("fix", parents=[common], help="check a server, show the plan, run it after confirmation, re-check")
     p.add_argument("server", metavar="SERVER")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     p.add_argument("--json", action="store_true")
 
-    p = sub.add_parser("history", help="past checks, plans and their outcomes")
+    p = sub.add_parser("history", parents=[common], help="past checks, plans and their outcomes")
     p.add_argument("server", nargs="?", metavar="SERVER")
     p.add_argument("--limit", type=int, default=20, metavar="N")
     p.add_argument("--plan", type=int, metavar="ID", help="the full audit trail of one plan")
     p.add_argument("--json", action="store_true")
 
-    sub.add_parser("servers", help="list the inventory")
-    sub.add_parser("serve", help="run the Slack bot")
+    sub.add_parser("servers", parents=[common], help="list the inventory")
+    sub.add_parser("serve", parents=[common], help="run the Slack bot")
 
-    p = sub.add_parser("db", help="database maintenance")
+    p = sub.add_parser("db", parents=[common], help="database maintenance")
     db_sub = p.add_subparsers(dest="db_command", metavar="ACTION", parser_class=_Parser)
-    db_sub.add_parser("upgrade", help="apply database migrations")
-    prune = db_sub.add_parser("prune", help="drop old snapshot bodies (findings and audit are kept)")
+    db_sub.add_parser("upgrade", parents=[common], help="apply database migrations")
+    prune = db_sub.add_parser("prune", parents=[common], help="drop old snapshot bodies (findings and audit are kept)")
     prune.add_argument("--older-than", type=int, required=True, metavar="DAYS")
 
-    p = sub.add_parser("lab", help="run emulated RRAS servers on 127.0.0.1 until interrupted")
+    p = sub.add_parser("lab", parents=[common], help="run emulated RRAS servers on 127.0.0.1 until interrupted")
     p.add_argument("--scenario", action="append", metavar="NAME", help="scenario to run (repeatable; default: a small fleet)")
     p.add_argument("--write-config", metavar="PATH", help="write an inventory pointing at the lab servers")
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")
 
-    sub.add_parser("demo", help="the whole story against the lab, non-interactively")
+    sub.add_parser("demo", parents=[common], help="the whole story against the lab, non-interactively")
     return parser
 
 

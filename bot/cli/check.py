@@ -12,7 +12,7 @@ from bot.cli import Environment, ExitStatus
 from bot.config import load_config
 from bot.service import Actor, CheckOutcome, build_service, resolve_targets
 from bot.terminal import render_check
-from commands.errors import ConfigError, UsageError
+from commands.errors import ConfigError, UnknownServer, UsageError
 from commands.model import CheckResult
 
 
@@ -46,8 +46,15 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     except ConfigError as exc:
         if args.json:
             names = args.servers or [args.group or "all"]
+            unknown = exc.name if isinstance(exc, UnknownServer) else None
+
+            def message(name: str) -> str:
+                if unknown is None or name == unknown:
+                    return str(exc)
+                return f"not checked: the request also names {unknown!r}, which is not in the inventory"
+
             docs = [
-                CheckResult(server=name, checked_at=env.clock(), error_kind="config", error_message=str(exc)).to_json()
+                CheckResult(server=name, checked_at=env.clock(), error_kind="config", error_message=message(name)).to_json()
                 for name in names
             ]
             print(json.dumps(docs if fleet else docs[0], indent=2), file=env.stdout)
