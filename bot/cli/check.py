@@ -47,10 +47,11 @@ def run(args: argparse.Namespace, env: Environment) -> int:
         if args.json:
             names = args.servers or [args.group or "all"]
             unknown = exc.name if isinstance(exc, UnknownServer) else None
+            reason = str(exc)
 
             def message(name: str) -> str:
                 if unknown is None or name == unknown:
-                    return str(exc)
+                    return reason
                 return f"not checked: the request also names {unknown!r}, which is not in the inventory"
 
             docs = [
