@@ -120,6 +120,9 @@ class PlanRow(Base):
     channel: Mapped[str | None] = mapped_column(String(64))
     message_ts: Mapped[str | None] = mapped_column(String(64))
     step_results: Mapped[list[dict[str, Any]]]
+    # Who moved it to RUNNING (`storage.runner.current_runner()`); NULL before then, and on rows
+    # started before revision 0003.
+    runner: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
         Index("ix_plans_server_created", "server", "created_at", "id"),

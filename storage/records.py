@@ -46,6 +46,9 @@ class PlanRecord:
     message_ts: str | None
     step_results: list[dict[str, Any]]
     source: str
+    #: The process that runs (or ran) the plan, `storage.runner.current_runner()` of it; None until
+    #: RUNNING, and for plans started before this was recorded.
+    runner: str | None = None
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ single conditional UPDATE: whatever the number of clicks, threads or processes, 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -24,10 +25,13 @@ from .engine import IMMEDIATE, build_engine, display_url
 from .models import AuditRow, CheckRow, PlanRow, SnapshotRow
 from .records import AuditRecord, CheckRecord, HistoryEntry, PlanRecord
 from .redaction import redact, redact_optional
+from .runner import current_runner, describe_runner, runner_is_dead
 from .snapshots import decode_snapshot, encode_snapshot
 from .states import DECISION_STATES, LEGAL_TRANSITIONS, TERMINAL_STATES, TRANSITION_ACTIONS, PlanState
 
 SYSTEM_ACTOR = "system"
+
+log = logging.getLogger(__name__)
 
 # Latest check per server without scanning the table: walk the distinct server names through the
 # (server, finished_at, id) index (a "skip scan"), then take the newest entry of each. About two index
@@ -376,7 +380,8 @@ class Repository:
         an approval or rejection); a lost race, a wrong state or an expired plan raise PlanStateError
         with the actual state. A transition that is not in LEGAL_TRANSITIONS is a programming error and
         is refused before the database is touched. Starting a plan (-> RUNNING) while another plan of
-        the same server runs is refused by the database's partial unique index.
+        the same server runs is refused by the database's partial unique index; a started plan
+        records this process as its runner (`storage.runner.current_runner()`), in the same UPDATE.
         """
         expected, new = PlanState(expected), PlanState(new)
         if new not in LEGAL_TRANSITIONS[expected]:
@@ -391,6 +396,8 @@ class Repository:
             values.update(approver=actor, decided_at=now)
         if new in TERMINAL_STATES:
             values["finished_at"] = now
+        if new is PlanState.RUNNING:
+            values["runner"] = current_runner()
         running_conflict = False
         try:
             with self._write() as session:
@@ -483,8 +490,17 @@ class Repository:
                     )
             return expired
 
-    def recover_interrupted(self) -> list[int]:
-        """At start-up: plans left RUNNING by a crash become INTERRUPTED (audited), never re-run."""
+    def recover_interrupted(self, is_dead: Callable[[str], bool | None] | None = None) -> list[int]:
+        """At start-up: plans left RUNNING by a crash become INTERRUPTED (audited), never re-run.
+
+        Only plans whose runner is gone are touched: `is_dead(runner)` (default
+        `storage.runner.runner_is_dead`) says True (that process no longer exists, or its pid now
+        belongs to another process), or the plan has no recorded runner (started before revision
+        0003). A plan run by a live process (the bot, or `sstp-bot fix` in another terminal), or by a
+        process on another host (None: cannot tell), is left RUNNING and logged. Returns the ids of the
+        plans marked INTERRUPTED.
+        """
+        check = runner_is_dead if is_dead is None else is_dead
         now = self._now()
         with self._write() as session:
             running = session.scalars(
@@ -492,6 +508,18 @@ class Repository:
             ).all()
             interrupted: list[int] = []
             for row in running:
+                if row.runner is None:
+                    why = "no runner recorded (started by a version before 0003_plan_runner)"
+                else:
+                    verdict = check(row.runner)
+                    if verdict is not True:
+                        log.info(
+                            "plan %s on %s is left RUNNING: its runner (%s) %s", row.id, row.server,
+                            describe_runner(row.runner),
+                            "is alive" if verdict is False else "cannot be checked from this host",
+                        )
+                        continue
+                    why = f"the process running it ({describe_runner(row.runner)}) no longer exists"
                 if self._conditional_update(
                     session, row.id, PlanState.RUNNING,
                     {"state": PlanState.INTERRUPTED.value, "finished_at": now},
@@ -500,7 +528,7 @@ class Repository:
                     self._add_audit(
                         session, at=now, actor=SYSTEM_ACTOR, action=TRANSITION_ACTIONS[PlanState.INTERRUPTED],
                         outcome="ok", server=row.server, plan_id=row.id,
-                        details={"from": "RUNNING", "to": "INTERRUPTED",
+                        details={"from": "RUNNING", "to": "INTERRUPTED", "runner": row.runner, "why": why,
                                  "reason": "the bot stopped while the plan was running; it is not re-run "
                                            "automatically",
                                  "steps_recorded": len(row.step_results)},
@@ -636,6 +664,7 @@ class Repository:
             message_ts=r.message_ts,
             step_results=list(r.step_results or []),
             source=r.source,
+            runner=r.runner,
         )
 
 

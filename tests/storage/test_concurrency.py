@@ -103,6 +103,7 @@ _CRASH = textwrap.dedent(
     repo.transition(plan_id, PlanState.APPROVED, PlanState.RUNNING, actor="system")
     repo.record_step_result(plan_id, {"action": "remove_iis_binding", "ok": True, "changed": True,
                                       "detail": "removed", "exit_code": 0})
+    print(os.getpid(), flush=True)
     os.kill(os.getpid(), signal.SIGKILL)  # the bot dies in the middle of the plan
     """
 )
@@ -114,23 +115,92 @@ def test_crash_while_running_is_recovered_as_interrupted(db_url: str) -> None:
         plan_id = add_plan(repo, clock, ttl=timedelta(days=3650))
         drive(repo, plan_id, PlanState.APPROVED)
     proc = _python(_CRASH, db_url, str(plan_id))
-    proc.communicate(timeout=60)
+    pid = int(proc.communicate(timeout=60)[0])
     assert proc.returncode == -9
 
     with Repository(db_url, clock=clock) as repo:
-        assert repo.get_plan(plan_id).state == PlanState.RUNNING
-        assert repo.recover_interrupted() == [plan_id]
+        running = repo.get_plan(plan_id)
+        assert running.state == PlanState.RUNNING
+        assert running.runner is not None and f" pid={pid} " in f"{running.runner} "
+        assert repo.recover_interrupted() == [plan_id]  # the real liveness check: that process is gone
         plan = repo.get_plan(plan_id)
         assert plan.state == PlanState.INTERRUPTED and plan.finished_at == clock()
+        assert plan.runner == running.runner
         assert [r["action"] for r in plan.step_results] == ["remove_iis_binding"]
         last = repo.plan_audit(plan_id)[-1]
         assert (last.action, last.actor, last.outcome) == ("interrupt", "system", "ok")
+        assert last.details["runner"] == running.runner
+        assert f"pid {pid} on " in last.details["why"] and "no longer exists" in last.details["why"]
         # Never re-run: nothing leads out of INTERRUPTED, and a second start-up finds nothing to do.
         assert repo.recover_interrupted() == []
         with pytest.raises(PlanStateError) as caught:
             repo.transition(plan_id, PlanState.APPROVED, PlanState.RUNNING, actor="system")
         assert caught.value.state == "INTERRUPTED"
         assert "never re-run" in str(caught.value)
+
+
+_RUNNER = textwrap.dedent(
+    """
+    import sys
+    from storage import PlanState, Repository
+    repo = Repository(sys.argv[1])
+    plan_id = int(sys.argv[2])
+    repo.transition(plan_id, PlanState.APPROVED, PlanState.RUNNING, actor="system")
+    print("running", flush=True)
+    sys.stdin.readline()  # the fix takes its time; the test says when it is done
+    repo.record_step_result(plan_id, {"action": "remove_iis_binding", "ok": True, "changed": True,
+                                      "detail": "removed"})
+    print(repo.transition(plan_id, PlanState.RUNNING, PlanState.SUCCEEDED, actor="system").state, flush=True)
+    """
+)
+
+_START_UP = textwrap.dedent(
+    """
+    import sys
+    from storage import Repository
+    with Repository(sys.argv[1]) as repo:
+        print(repo.recover_interrupted(), flush=True)
+    """
+)
+
+
+def test_a_start_up_in_another_process_leaves_a_live_fix_alone(db_url: str) -> None:
+    """`sstp-bot check` while the bot (or `sstp-bot fix`) runs a plan must not interrupt it."""
+    clock = FakeClock()
+    with Repository(db_url, clock=clock) as repo:
+        plan_id = add_plan(repo, clock, ttl=timedelta(days=3650))
+        drive(repo, plan_id, PlanState.APPROVED)
+    fixer = subprocess.Popen(
+        [sys.executable, "-c", _RUNNER, db_url, str(plan_id)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        assert fixer.stdout is not None and fixer.stdout.readline().strip() == "running"
+        # Another process starts (its build_service recovers interrupted plans): nothing to recover.
+        starter = _python(_START_UP, db_url)
+        assert starter.communicate(timeout=60)[0].strip() == "[]" and starter.returncode == 0
+        # And another repository in this process, with the default liveness check: same answer.
+        with Repository(db_url, clock=clock) as repo:
+            assert repo.recover_interrupted() == []
+            plan = repo.get_plan(plan_id)
+            assert plan.state == PlanState.RUNNING and plan.runner is not None
+            assert f" pid={fixer.pid} " in f"{plan.runner} "
+            assert [e.action for e in repo.plan_audit(plan_id)][-1] == "start"  # no interrupt audited
+            # The server stays protected: a second plan cannot start while this one runs.
+            second = add_plan(repo, clock, ttl=timedelta(days=3650))
+            drive(repo, second, PlanState.APPROVED)
+            with pytest.raises(PlanStateError, match=f"plan {plan_id} is already running"):
+                repo.transition(second, PlanState.APPROVED, PlanState.RUNNING, actor="system")
+        # The real fix finishes normally.
+        out, _ = fixer.communicate("done\n", timeout=60)
+        assert fixer.returncode == 0 and out.strip() == "SUCCEEDED"
+    finally:
+        if fixer.poll() is None:
+            fixer.kill()
+            fixer.wait()
+    with Repository(db_url, clock=clock) as repo:
+        assert repo.get_plan(plan_id).state == PlanState.SUCCEEDED
+        assert repo.recover_interrupted() == []
 
 
 def test_at_most_one_running_plan_per_server(repo: Repository, clock: FakeClock, db_url: str) -> None:

@@ -10,6 +10,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
+from sqlalchemy.exc import IntegrityError
 
 from commands.errors import ConfigError
 from storage import PlanState, Repository, head_revision
@@ -25,7 +26,7 @@ def test_empty_database_is_created_at_head(db_url: str) -> None:
     with Repository(db_url) as repo:
         assert repo.latest_checks() == []
     engine = build_engine(db_url)
-    assert current_revision(engine) == head_revision() == "0002_snapshots"
+    assert current_revision(engine) == head_revision() == "0003_plan_runner"
     assert {"checks", "plans", "audit", "snapshots", "alembic_version"} <= set(inspect(engine).get_table_names())
     with engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
@@ -36,6 +37,18 @@ def test_empty_database_is_created_at_head(db_url: str) -> None:
 
 def test_migrations_build_exactly_the_orm_schema(db_url: str) -> None:
     engine = build_engine(db_url)
+    upgrade(engine)
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    engine.dispose()
+    assert diff == []
+
+
+@pytest.mark.parametrize("revision", ["0001_initial", "0002_snapshots"])
+def test_every_downgrade_then_upgrade_builds_the_orm_schema(db_url: str, revision: str) -> None:
+    engine = build_engine(db_url)
+    upgrade(engine)
+    downgrade(engine, revision)
     upgrade(engine)
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
@@ -119,7 +132,7 @@ def test_downgrade_to_revision_1_and_back(db_url: str) -> None:
         snapshot = conn.exec_driver_sql("SELECT snapshot FROM checks WHERE id = 3").scalar_one()
         assert json.loads(snapshot)["iis"]["https_bindings"][0]["cert_hash"] == "CD" * 20
     result = upgrade(engine)
-    assert (result.from_revision, result.to_revision) == ("0001_initial", "0002_snapshots")
+    assert (result.from_revision, result.to_revision) == ("0001_initial", "0003_plan_runner")
     engine.dispose()
 
 
@@ -156,3 +169,82 @@ def test_in_memory_database(clock: FakeClock) -> None:
         check_id = repo.record_check(server="vpn01", actor="U1", source="cli", started_at=clock(),
                                      finished_at=clock(), status="healthy", findings=[])
         assert repo.get_check(check_id).status == "healthy"
+
+
+def _running_at_revision_2(db_url: str) -> tuple[int, int]:
+    """A revision-2 database with a plan left RUNNING (by an older version) and a SUCCEEDED one."""
+    engine = build_engine(db_url)
+    upgrade(engine, "0002_snapshots")
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO checks (id, server, actor, source, started_at, finished_at, duration_ms, status,"
+                " error_kind, error_message, findings, snapshot_hash) VALUES (1, 'vpn01', 'U0AAAA1', 'slack',"
+                " :at, :at, 1500, 'unhealthy', NULL, NULL, '[]', NULL)"
+            ),
+            {"at": "2026-11-25 12:00:00.000000"},
+        )
+        for plan_id, state in ((1, "SUCCEEDED"), (2, "RUNNING")):
+            conn.execute(
+                text(
+                    "INSERT INTO plans (id, check_id, server, state, steps, fingerprint, requester, approver,"
+                    " source, created_at, expires_at, decided_at, finished_at, channel, message_ts, step_results)"
+                    " VALUES (:id, 1, 'vpn01', :state, '[]', 'abc', 'U0AAAA1', 'U0BBBB2', 'slack',"
+                    " '2026-11-25 12:00:00.000000', '2026-11-25 12:15:00.000000', '2026-11-25 12:01:00.000000',"
+                    " NULL, NULL, NULL, '[{\"action\": \"remove_iis_binding\", \"ok\": true}]')"
+                ),
+                {"id": plan_id, "state": state},
+            )
+    engine.dispose()
+    return 1, 2
+
+
+def test_upgrade_from_revision_2_with_a_running_plan(db_url: str) -> None:
+    done, running = _running_at_revision_2(db_url)
+    clock = FakeClock()
+    with Repository(db_url, clock=clock) as repo:  # auto_upgrade to 0003
+        assert repo.get_plan(done).runner is None and repo.get_plan(done).state == "SUCCEEDED"
+        assert repo.get_plan(running).runner is None
+        # A plan left RUNNING by an older version has no runner: nobody can vouch for it.
+        assert repo.recover_interrupted(is_dead=lambda _runner: False) == [running]
+        assert repo.get_plan(running).state == PlanState.INTERRUPTED
+        last = repo.plan_audit(running)[-1]
+        assert (last.action, last.actor, last.details["runner"]) == ("interrupt", "system", None)
+        assert "0003_plan_runner" in last.details["why"]
+    engine = build_engine(db_url)
+    assert current_revision(engine) == "0003_plan_runner"
+    engine.dispose()
+
+
+@pytest.mark.parametrize("old_sqlite", [False, True], ids=["drop-column", "table-rebuild"])
+def test_downgrade_from_3_to_2_keeps_the_plans(
+    db_url: str, old_sqlite: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, running = _running_at_revision_2(db_url)
+    engine = build_engine(db_url)
+    upgrade(engine)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE plans SET runner = 'host=elsewhere pid=7' WHERE id = 2")
+    if old_sqlite:  # SQLite before 3.35 has no ALTER TABLE DROP COLUMN: the table is rebuilt
+        monkeypatch.setattr(engine.dialect, "server_version_info", (3, 34, 1))
+    downgrade(engine, "0002_snapshots")
+    assert current_revision(engine) == "0002_snapshots"
+    with engine.connect() as conn:
+        assert "runner" not in {c["name"] for c in inspect(conn).get_columns("plans")}
+        rows = conn.exec_driver_sql("SELECT id, state, step_results FROM plans ORDER BY id").fetchall()
+        assert [(r[0], r[1]) for r in rows] == [(1, "SUCCEEDED"), (running, "RUNNING")]
+        assert json.loads(rows[1][2]) == [{"action": "remove_iis_binding", "ok": True}]
+        # The one-running-plan-per-server index survives (as a partial index).
+        index_sql = conn.exec_driver_sql(
+            "SELECT sql FROM sqlite_master WHERE name = 'uq_plans_one_running_per_server'"
+        ).scalar_one()
+        assert "UNIQUE" in index_sql.upper() and "RUNNING" in index_sql
+        assert conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall() == []
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE plans SET state = 'RUNNING' WHERE id = 1")
+    monkeypatch.undo()
+    result = upgrade(engine)
+    assert (result.from_revision, result.to_revision) == ("0002_snapshots", "0003_plan_runner")
+    with engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+    engine.dispose()

@@ -79,7 +79,9 @@ def test_repository_on_postgres(pg_url: str) -> None:
         with pytest.raises(PlanStateError, match="already running"):
             repo.transition(second, PlanState.APPROVED, PlanState.RUNNING, actor="system")
         clock.advance(days=30)
-        assert repo.recover_interrupted() == [plan_id]
+        assert repo.get_plan(plan_id).runner is not None
+        assert repo.recover_interrupted() == []  # its runner (this process) is alive
+        assert repo.recover_interrupted(is_dead=lambda _runner: True) == [plan_id]
         expiring = add_plan(repo, clock, "vpn02", ttl=timedelta(minutes=1))
         clock.advance(minutes=1)
         assert repo.expire_due() == [expiring]

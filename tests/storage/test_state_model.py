@@ -24,7 +24,8 @@ operation = st.one_of(
     st.tuples(st.just("advance"), st.integers(0, 12)),
     st.tuples(st.just("move"), st.integers(0, 7), st.one_of(st.sampled_from(legal_pairs), any_pair)),
     st.tuples(st.just("expire")),
-    st.tuples(st.just("recover")),
+    # Start-up recovery, with every runner found dead (a crash) or alive (another process runs them).
+    st.tuples(st.just("recover"), st.booleans()),
 )
 
 
@@ -87,10 +88,13 @@ def test_random_operations_match_the_model(operations: list[tuple[Any, ...]]) ->
                     model.set(p, PlanState.EXPIRED)
                 assert repo.expire_due() == due
             elif op[0] == "recover":
+                dead = op[1]
                 running = sorted(p for p, (_, s, _) in model.plans.items() if s is PlanState.RUNNING)
-                for p in running:
-                    model.set(p, PlanState.INTERRUPTED)
-                assert repo.recover_interrupted() == running
+                if dead:
+                    for p in running:
+                        model.set(p, PlanState.INTERRUPTED)
+                marked = repo.recover_interrupted(is_dead=lambda _runner, dead=dead: dead)
+                assert marked == (running if dead else [])
             for plan_id, (_, state, _) in model.plans.items():
                 assert repo.get_plan(plan_id).state == state
         for server in SERVERS:
