@@ -185,13 +185,15 @@ def test_twenty_concurrent_approve_and_execute_run_the_plan_once(setup: LabSetup
     assert refused["approve"] == 19 and refused["start"] == 19  # every refused click is audited
 
 
-def test_a_plan_left_running_by_a_crash_is_interrupted_never_rerun(setup: LabSetup):
+def test_a_plan_left_running_by_a_crash_is_interrupted_never_rerun(setup: LabSetup, monkeypatch: pytest.MonkeyPatch):
     service = slack_service(setup)
     plan_id = propose(service)
     service.approve(plan_id, SLACK_APPROVER, authorised=True)
     # The bot dies right after starting the plan (RUNNING recorded, no step run).
     service.repo.transition(plan_id, PlanState.APPROVED, PlanState.RUNNING, actor=SLACK_APPROVER.id)
     twin = setup.server("vpn-iis").twin
+    # ...and is gone (here its runner is this test process: say it is dead).
+    monkeypatch.setattr("storage.repository.runner_is_dead", lambda _runner: True)
 
     # The next start of the bot (any CLI command that builds the service) marks it INTERRUPTED.
     assert setup.cli("check", "vpn-iis", "--json").code == 1
