@@ -10,10 +10,11 @@ from typing import Any
 
 from sqlalchemy import Delete, Engine, Update, create_engine, event
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import ORMExecuteState, Session
 from sqlalchemy.pool import StaticPool
 
-from commands.errors import SstpBotError
+from commands.errors import ConfigError, SstpBotError
 
 from .models import AuditRow
 
@@ -54,9 +55,18 @@ def display_url(url: str | URL) -> str:
 
 def build_engine(url: str) -> Engine:
     """An engine for `url`. SQLite: parent directories created, WAL, foreign keys, busy timeout."""
-    parsed = make_url(url)
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(f"database.url: {url!r} is not a database URL (like sqlite:///sstp-bot.db)") from None
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(parsed, pool_pre_ping=True, json_serializer=_json_dumps)
+        try:
+            return create_engine(parsed, pool_pre_ping=True, json_serializer=_json_dumps)
+        except ModuleNotFoundError as exc:
+            raise ConfigError(
+                f"database.url {display_url(parsed)}: its driver ({exc.name}) is not installed"
+                + (": pip install 'sstp-bot[postgres]'" if parsed.get_backend_name() == "postgresql" else "")
+            ) from None
     database = parsed.database or ""
     in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
     if in_memory:

@@ -169,3 +169,18 @@ def test_relative_sqlite_path_is_relative_to_the_working_directory(
     assert run.code == 0, run.err
     assert "upgraded from (empty) to 0003_plan_runner" in run.out
     assert (tmp_path / "var" / "sstp-bot.db").is_file()
+
+
+def test_a_bad_database_url_is_a_clear_configuration_error(tmp_path: Path) -> None:
+    import importlib.util
+
+    cases = [("not a url", "is not a database URL")]
+    if importlib.util.find_spec("psycopg") is None:  # the driver is an optional extra
+        cases.append(("postgresql://u:hunter2@127.0.0.1:1/db", "not installed"))
+    for url, expected in cases:
+        config = tmp_path / "c.toml"
+        config.write_text(f'[database]\nurl = "{url}"\n')
+        out, err = io.StringIO(), io.StringIO()
+        code = main(["--config", str(config), "history"], env=Environment(stdout=out, stderr=err, environ={}))
+        assert code == 2 and expected in err.getvalue(), err.getvalue()
+        assert "hunter2" not in err.getvalue() + out.getvalue()
