@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from commands.diagnosis import (
+    ALL_FINDING_IDS,
     WILDCARD_HOSTS,
     Analysis,
     analyse,
@@ -37,28 +38,19 @@ from commands.scripts import validate_params
 from commands.server import ServerConfig
 from commands.snapshot import Snapshot
 
-# Findings a plan can fix (given the right circumstances); the others are always guidance only.
-FIXABLE_IDS = frozenset(
+# Findings no plan ever fixes: symptoms, or situations a person must resolve first (guidance only).
+GUIDANCE_ONLY_IDS = frozenset(
     {
-        "SSTP_HASH_MISMATCH",
-        "IIS_HTTPS_BINDING",
-        "HTTPSYS_FOREIGN_BINDING",
-        "HTTPSYS_BINDING_MISSING",
-        "HTTPSYS_SNI_BINDING",
-        "URLACL_CONFLICT",
-        "SSTP_CERT_NOT_FOUND",
-        "SSTP_CERT_EXPIRED",
-        "SSTP_CERT_EXPIRING",
-        "SSTP_CERT_RENEWAL_NOT_BOUND",
-        "SSTP_CERT_NO_PRIVATE_KEY",
-        "SSTP_CERT_EKU",
-        "SSTP_CERT_NAME_MISMATCH",
-        "SSTP_CERT_WEAK",
-        "SSTP_CERT_NO_REVOCATION_URL",
-        "REMOTEACCESS_STOPPED",
-        "SSTP_NOT_LISTENING",
+        "SSTP_OFFLOAD_HASH",
+        "PORT_OWNED_BY_OTHER_PROCESS",
+        "SSTP_ERROR_EVENTS",
+        "NOT_ELEVATED",
+        "PROBE_INCOMPLETE",
+        "CERTIFICATE_UNREADABLE",
     }
 )
+# Findings a plan can fix (given the right circumstances).
+FIXABLE_IDS = frozenset(ALL_FINDING_IDS) - GUIDANCE_ONLY_IDS
 _CERTIFICATE_IDS = frozenset(
     {
         "SSTP_CERT_NOT_FOUND",
