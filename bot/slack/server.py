@@ -48,6 +48,7 @@ class HealthCheck:
         self.ttl_seconds = ttl_seconds
         self._monotonic = monotonic
         self._slack: tuple[float, dict[str, Any]] | None = None
+        self._database: tuple[float, dict[str, Any]] | None = None
         self._lock = threading.Lock()
 
     def slack(self) -> dict[str, Any]:
@@ -57,21 +58,32 @@ class HealthCheck:
                 return self._slack[1]
         try:
             response = self.client.auth_test()
-            state: dict[str, Any] = {"ok": True, "team": response.get("team"), "bot_user": response.get("user_id")}
+            state: dict[str, Any] = {"ok": bool(response.get("ok", True))}
         except SlackApiError as exc:
-            state = {"ok": False, "error": str(exc.response.get("error", "error"))}
+            # The endpoint is unauthenticated: say that Slack failed, log why (not the workspace's details).
+            logger.warning("health check: auth.test failed: %s", exc.response.get("error", "error"))
+            state = {"ok": False}
         except (SlackRequestError, OSError) as exc:
-            state = {"ok": False, "error": type(exc).__name__}
+            logger.warning("health check: Slack unreachable: %s", type(exc).__name__)
+            state = {"ok": False}
         with self._lock:
             self._slack = (now, state)
         return state
 
     def database(self) -> dict[str, Any]:
+        now = self._monotonic()
+        with self._lock:
+            if self._database is not None and now - self._database[0] < self.ttl_seconds:
+                return self._database[1]
         try:
             self.service.status()
+            state: dict[str, Any] = {"ok": True}
         except Exception as exc:
-            return {"ok": False, "error": type(exc).__name__}
-        return {"ok": True}
+            logger.warning("health check: database failed: %s", type(exc).__name__)
+            state = {"ok": False}
+        with self._lock:
+            self._database = (now, state)
+        return state
 
     def report(self) -> tuple[bool, dict[str, Any]]:
         slack, database = self.slack(), self.database()
@@ -79,12 +91,38 @@ class HealthCheck:
         return ok, {"status": "ok" if ok else "failing", "slack": slack, "database": database}
 
 
+MAX_BODY_BYTES = 1024 * 1024  # Slack's payloads are a few KiB; nothing larger is read before the signature check
+REPLAY_WINDOW_SECONDS = 5 * 60  # bolt refuses timestamps older than this
+
+
+class ReplayGuard:
+    """Remembers the signatures of accepted requests for the five minutes bolt accepts a timestamp,
+    so a captured signed request cannot be sent again (a signature alone does not prevent replay)."""
+
+    def __init__(self, window: float = REPLAY_WINDOW_SECONDS, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.window = window
+        self._monotonic = monotonic
+        self._seen: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def first_time(self, signature: str) -> bool:
+        now = self._monotonic()
+        with self._lock:
+            if len(self._seen) > 10_000 or any(now - t > self.window for t in list(self._seen.values())[:1]):
+                self._seen = {k: t for k, t in self._seen.items() if now - t <= self.window}
+            if signature in self._seen:
+                return False
+            self._seen[signature] = now
+            return True
+
+
 class SlackWsgiApp:
     """WSGI application: `/healthz` here, everything else to bolt (which owns `/slack/events`)."""
 
-    def __init__(self, app: App, health: HealthCheck) -> None:
+    def __init__(self, app: App, health: HealthCheck, replay_guard: ReplayGuard | None = None) -> None:
         self.bolt = SlackRequestHandler(app, path=EVENTS_PATH)
         self.health = health
+        self.replay_guard = replay_guard or ReplayGuard()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if environ.get("PATH_INFO") == HEALTH_PATH and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
@@ -95,14 +133,27 @@ class SlackWsgiApp:
                 [("Content-Type", "application/json"), ("Content-Length", str(len(data))), ("Cache-Control", "no-store")],
             )
             return [data]
+        signature = str(environ.get("HTTP_X_SLACK_SIGNATURE", ""))
+        if signature and not self.replay_guard.first_time(signature):
+            # Checked before bolt so a replay never reaches a listener. Remembering every signature is
+            # harmless: one that does not match its body and timestamp is refused by bolt anyway.
+            logger.warning("refused a replayed Slack request")
+            return _plain(start_response, "401 Unauthorized", b"replayed request")
         return self.bolt(environ, start_response)
+
+
+def _plain(start_response: Callable[..., Any], status: str, body: bytes) -> Iterable[bytes]:
+    start_response(status, [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
 
 
 class HttpServer:
     """waitress serving a `SlackWsgiApp`, in the foreground (`serve_forever`) or a thread (`start`)."""
 
     def __init__(self, wsgi_app: SlackWsgiApp, host: str, port: int, *, threads: int = 16) -> None:
-        self.server: Any = waitress.create_server(wsgi_app, host=host, port=port, threads=threads, ident="sstp-bot")
+        self.server: Any = waitress.create_server(
+            wsgi_app, host=host, port=port, threads=threads, ident="sstp-bot", max_request_body_size=MAX_BODY_BYTES
+        )
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
 
