@@ -268,12 +268,19 @@ class Service:
 
     def execute(self, plan_id: int, actor: Actor, *, progress: ProgressCallback | None = None) -> FixOutcome:
         """Run an APPROVED plan: re-probe, refuse on drift, run the steps, re-probe. One session throughout."""
+        # Wait for any other operation on this server *before* the plan becomes RUNNING: a second plan
+        # approved while a fix runs then queues behind it (and finds the server changed) instead of
+        # failing on the database's one-RUNNING-plan-per-server rule and staying APPROVED.
+        with exclusive(self.repo.get_plan(plan_id).server):
+            return self._execute(plan_id, actor, progress)
+
+    def _execute(self, plan_id: int, actor: Actor, progress: ProgressCallback | None) -> FixOutcome:
         plan = self.repo.transition(plan_id, PlanState.APPROVED, PlanState.RUNNING, actor=actor.id)
         outcome = FixOutcome(plan=plan, state=PlanState.RUNNING)
         try:
             server = self.config.server(plan.server)
             password = server.password(self.environ)
-            with exclusive(server.name), self.session_factory(server, password) as session:
+            with self.session_factory(server, password) as session:
                 started = self.clock()
                 raw_before = session.probe()
                 outcome.before = evaluate(raw_before, server, self.clock())

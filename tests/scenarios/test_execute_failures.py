@@ -40,3 +40,47 @@ def test_an_exception_in_the_bot_during_a_fix_fails_the_plan_and_frees_the_serve
     service.approve(again.plan_id, OPERATOR, authorised=True)
     fix = service.execute(again.plan_id, OPERATOR)
     assert fix.state == "SUCCEEDED" and fix.after is not None and fix.after.status == "healthy"
+
+
+def _wait_for(condition: Any, timeout: float = 30.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_a_plan_approved_while_another_fix_of_the_server_runs_queues_and_never_sticks(lab_factory: Any) -> None:
+    """Check 2 is running when plan 1 is approved; it proposes plan 2, approved while plan 1 runs.
+    Plan 2 waits for the server, then finds it changed: FAILED, never stuck in APPROVED."""
+    import threading
+
+    setup: LabSetup = lab_factory(["iis-binding"], latency=0.15)
+    service = setup.service()
+    name = setup.name_of("iis-binding")
+    server = service.config.server(name)
+    [first] = service.check([server], OPERATOR)
+    assert first.plan_id is not None
+    service.approve(first.plan_id, OPERATOR, authorised=True)
+
+    second: list[Any] = []
+    checking = threading.Thread(target=lambda: second.extend(service.check([server], OPERATOR)))
+    checking.start()
+    _wait_for(lambda: len(setup.server(name).requests) > 0)  # the check holds the server now
+    fixes: dict[int, Any] = {}
+    fixing = threading.Thread(target=lambda: fixes.setdefault(1, service.execute(first.plan_id, OPERATOR)))
+    fixing.start()
+    checking.join(60)
+    assert second and second[0].plan_id is not None
+    plan_2 = second[0].plan_id
+    assert service.get_plan(first.plan_id).state in ("APPROVED", "RUNNING")  # not superseded: it was approved
+    _wait_for(lambda: service.get_plan(first.plan_id).state == "RUNNING")  # plan 1 holds the server
+
+    service.approve(plan_2, OPERATOR, authorised=True)
+    fixes[2] = service.execute(plan_2, OPERATOR)  # waits for plan 1, then sees the server it changed
+    fixing.join(60)
+
+    assert fixes[1].state == "SUCCEEDED"
+    assert fixes[2].state == "FAILED" and fixes[2].steps == [] and "changed" in (fixes[2].error or "")
+    assert service.get_plan(plan_2).state == "FAILED"
