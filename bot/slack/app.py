@@ -117,8 +117,12 @@ class SstpSlackBot:
         self.auth = authoriser or Authoriser(config.slack, client)
         self.fleet_update_interval = fleet_update_interval
         self._monotonic = monotonic
+        # Separate queues so nothing quick waits behind something slow: checks can take minutes, fixes
+        # longer; answers (help, status, history, servers) and approve/reject decisions take a moment.
         self.commands = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="sstp-command")
+        self.queries = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sstp-query")
         self.decisions = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="sstp-decision")
+        self.fixes = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="sstp-fix")
         self._pending: set[Future[None]] = set()
         self._pending_lock = threading.Lock()
 
@@ -161,8 +165,8 @@ class SstpSlackBot:
 
     def close(self, wait: bool = True) -> None:
         """Stop taking work: queued tasks are dropped, running ones finish when `wait` (a fix is never cut mid-step)."""
-        self.commands.shutdown(wait=wait, cancel_futures=True)
-        self.decisions.shutdown(wait=wait, cancel_futures=True)
+        for pool in (self.commands, self.queries, self.decisions, self.fixes):
+            pool.shutdown(wait=wait, cancel_futures=True)
 
     # --- /sstp -------------------------------------------------------------------------------
     def on_command(self, ack: Callable[..., None], body: dict[str, Any], respond: Respond | None) -> None:
@@ -174,7 +178,8 @@ class SstpSlackBot:
         ack()
         user = str(body.get("user_id", ""))
         channel = str(body.get("channel_id", ""))
-        self._submit(self.commands, self._run_command, command, user, channel, _Replier(self, respond, channel, user))
+        pool = self.commands if isinstance(command, grammar.Check) else self.queries
+        self._submit(pool, self._run_command, command, user, channel, _Replier(self, respond, channel, user))
 
     def _reply(self, respond: _Replier, message: SlackMessage) -> None:
         respond(message)
@@ -215,6 +220,9 @@ class SstpSlackBot:
             self._reply(respond, blocks.notice(messages.refused_unknown_server(str(exc))))
         except SstpBotError as exc:
             self._reply(respond, blocks.notice(messages.escape(str(exc))))
+        except Exception:  # the database, a bug: the caller is told, the details go to the log
+            logger.exception("/sstp %s failed", verb)
+            self._reply(respond, blocks.notice(messages.INTERNAL_ERROR))
 
     # --- checks ------------------------------------------------------------------------------
     def _post(self, channel: str, message: SlackMessage, thread_ts: str | None = None) -> str:
@@ -234,15 +242,23 @@ class SstpSlackBot:
             logger.warning("chat.postMessage failed: %s", _api_error(exc))
             return None
 
-    def _update(self, channel: str, ts: str, message: SlackMessage, *, with_thread: bool = False) -> None:
+    def _update(self, channel: str, ts: str, message: SlackMessage, *, with_thread: bool = False) -> bool:
         try:
             self.client.chat_update(channel=channel, ts=ts, **message.payload())
         except (SlackApiError, SlackRequestError, OSError) as exc:
             logger.warning("chat.update failed: %s", _api_error(exc))
-            return
+            return False
         if with_thread:
             for reply in message.thread:
                 self._post_quietly(channel, reply, ts)
+        return True
+
+    def _final(self, channel: str, ts: str, message: SlackMessage) -> str | None:
+        """Put a final report on its card; if the card cannot be edited, post the report as a new
+        message (in the card's thread) so the result is never lost. Returns where it now lives."""
+        if self._update(channel, ts, message, with_thread=True):
+            return ts
+        return self._post_quietly(channel, message, ts)
 
     def _check(self, command: grammar.Check, user: str, channel: str, respond: _Replier) -> None:
         targets = self.service.resolve_targets(command.servers, all_servers=command.all_servers, group=command.group)
@@ -281,9 +297,9 @@ class SstpSlackBot:
             self._update(channel, ts, blocks.notice(messages.check_failed(server.name, messages.INTERNAL_ERROR)))
             raise
         for outcome in outcomes:
-            self._update(channel, ts, self._report(outcome), with_thread=True)
-            if outcome.plan_id is not None:
-                self.service.attach_message(outcome.plan_id, channel, ts)
+            where = self._final(channel, ts, self._report(outcome))
+            if outcome.plan_id is not None and where is not None:
+                self.service.attach_message(outcome.plan_id, channel, where)
 
     def _report(self, outcome: Any) -> SlackMessage:
         expires_at = None
@@ -299,8 +315,11 @@ class SstpSlackBot:
         summary_ts = self._first_post(channel, blocks.fleet_summary(what, lines), respond)
         if summary_ts is None:
             return
+        def send_summary() -> None:
+            self._update(channel, summary_ts, blocks.fleet_summary(what, lines))
+
         progress = _ThrottledSummary(
-            lambda: self._update(channel, summary_ts, blocks.fleet_summary(what, lines)),
+            send_summary,
             self.fleet_update_interval,
             self._monotonic,
         )
@@ -378,12 +397,18 @@ class SstpSlackBot:
         except SstpBotError:  # e.g. the plan does not exist
             self._ephemeral(channel, user, messages.REFUSED_BAD_BUTTON)
             return
+        except Exception:  # the database, a bug: the clicker is told, the details go to the log
+            logger.exception("%s of plan %s failed", name, plan_id)
+            self._ephemeral(channel, user, messages.INTERNAL_ERROR)
+            return
         card_channel = str(getattr(plan, "channel", None) or channel)
         card_ts = str(getattr(plan, "message_ts", None) or message_ts)
         if not approve:
             self._update(card_channel, card_ts, blocks.plan_card(plan, [messages.rejected_by(user)]))
             return
-        self._run_plan(plan, user, actor, channel, card_channel, card_ts)
+        # The decision is recorded; the fix itself runs on its own queue, so a long fix never delays
+        # the next click (whose expiry is judged when it is decided).
+        self._submit(self.fixes, self._run_plan, plan, user, actor, channel, card_channel, card_ts)
 
     def _run_plan(self, plan: Any, user: str, actor: Any, channel: str, card_channel: str, card_ts: str) -> None:
         approved = messages.approved_by(user)
@@ -396,12 +421,17 @@ class SstpSlackBot:
             first_index[:] = first_index or [i]
             n = i + 1 if first_index[0] == 0 else i
             line = messages.running_step(n, k, str(step.get("description") or step.get("action") or ""))
-            self._update(card_channel, card_ts, blocks.plan_card(plan, [approved, line], current_step=n))
+            try:
+                self._update(card_channel, card_ts, blocks.plan_card(plan, [approved, line], current_step=n))
+            except Exception:  # showing progress must never stop a fix between two steps
+                logger.exception("could not show step %s of plan %s", n, plan.id)
 
         try:
             outcome = self.service.execute(int(plan.id), actor, progress=progress)
         except PlanStateError as exc:
-            self._ephemeral(channel, user, messages.refused_plan_state(int(plan.id), exc.state, str(exc)))
+            # Approved, but it could not start (another fix of this server is running elsewhere).
+            self._update(card_channel, card_ts, blocks.plan_card(plan, [approved, messages.could_not_start(str(exc))]))
+            self._ephemeral(channel, user, messages.could_not_start(str(exc)))
             return
         except StateChanged:
             self._ephemeral(channel, user, messages.STATE_CHANGED)
@@ -418,7 +448,7 @@ class SstpSlackBot:
         final = blocks.plan_card(
             outcome.plan, [approved, messages.fix_result(str(outcome.state), outcome.error, drifted=drifted)], outcome=outcome
         )
-        self._update(card_channel, card_ts, final, with_thread=True)
+        self._final(card_channel, card_ts, final)
         if drifted:
             self._ephemeral(channel, user, messages.STATE_CHANGED)
 

@@ -106,7 +106,10 @@ def _sections(lines: Sequence[str], max_sections: int) -> tuple[list[Block], lis
 
 def _code_replies(title: str, body: str) -> list[SlackMessage]:
     """Thread replies carrying `body` in code blocks, each within the section limit."""
-    parts = _chunks(body.splitlines(), MAX_SECTION_TEXT - 10) or [""]
+    # Server-supplied text: escaped (no <!channel>, links or user mentions) and unable to close the
+    # code block early; escaped before it is cut, so every part stays within the section limit.
+    inert = escape(body).replace("```", "`\u200b``")
+    parts = _chunks(inert.splitlines(), MAX_SECTION_TEXT - 10) or [""]
     replies = []
     for n, part in enumerate(parts[: MAX_BLOCKS - 1]):
         blocks: list[Block] = [_section(title)] if n == 0 else []

@@ -77,6 +77,10 @@ NOT_IN_CHANNEL = "I cannot post in this channel. Invite me first (`/invite @sstp
 INTERNAL_ERROR = "Something went wrong on our side; the details are in the bot's log."
 
 
+def could_not_start(reason: str) -> str:
+    return f"Approved, but the fix could not start: {escape(reason)} Run the check again when the other fix has ended."
+
+
 def refused_plan_state(plan_id: int, state: str, message: str) -> str:
     reasons = {
         "EXPIRED": f"Plan #{plan_id} has expired. Run the check again for a fresh plan.",
