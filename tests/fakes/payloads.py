@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import json
 import time
+import uuid
 from typing import Any
 from urllib.parse import urlencode
 
@@ -13,6 +15,12 @@ from tests.fakes.slack_api import TEAM_ID
 
 APP_ID = "A0LAB0001"
 CHANNEL = "C0OPS0001"
+_TRIGGERS = itertools.count(738474920)
+
+
+def _trigger_id() -> str:
+    """Unique per payload, as Slack's are (so two commands never share a signature)."""
+    return f"13345224609.{next(_TRIGGERS)}.{uuid.uuid4().hex}"
 
 
 def slash_command(text: str, *, user: str = "U0OPER001", channel: str = CHANNEL, response_url: str = "") -> dict[str, str]:
@@ -28,7 +36,7 @@ def slash_command(text: str, *, user: str = "U0OPER001", channel: str = CHANNEL,
         "text": text,
         "api_app_id": APP_ID,
         "response_url": response_url,
-        "trigger_id": "13345224609.738474920.8088930838d88f008e0",
+        "trigger_id": _trigger_id(),
     }
 
 
@@ -42,7 +50,7 @@ def block_actions(
         "api_app_id": APP_ID,
         "token": "legacy-verification-token",
         "container": {"type": "message", "message_ts": message_ts, "channel_id": channel, "is_ephemeral": False},
-        "trigger_id": "13345224609.738474920.8088930838d88f008e0",
+        "trigger_id": _trigger_id(),
         "channel": {"id": channel, "name": "vpn-ops"},
         "message": {"type": "message", "ts": message_ts, "text": "card", "blocks": []},
         "response_url": "",
