@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -776,18 +776,7 @@ def ensure_snapshot(snapshot: Snapshot | str | bytes | Mapping[str, Any]) -> Sna
 
 def diagnose(snapshot: Snapshot | Mapping[str, Any] | str | bytes, server: ServerConfig, now: datetime) -> list[Finding]:
     """Every finding of DESIGN 4 for this snapshot, with `fixable` set from the remediation plan."""
-    from commands.remediation import build_steps  # the plan builder needs `Analysis` from here
+    from commands.remediation import assess  # the plan builder needs `Analysis` from here
 
-    snapshot = ensure_snapshot(snapshot)
-    a = analyse(snapshot, server, now)
-    findings = raw_findings(a)
-    _, fixed, guidance = build_steps(a, findings)
-    result: list[Finding] = []
-    for index, finding in enumerate(findings):
-        if index in fixed:
-            result.append(replace(finding, fixable=True))
-        elif index in guidance:
-            result.append(replace(finding, detail=f"{finding.detail} {guidance[index]}"))
-        else:
-            result.append(finding)
-    return result
+    findings, _ = assess(snapshot, server, now)
+    return findings

@@ -6,10 +6,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from commands.diagnosis import diagnose
 from commands.errors import SnapshotError
 from commands.model import CheckResult
-from commands.remediation import plan
+from commands.remediation import assess
 from commands.server import ServerConfig
 from commands.snapshot import Snapshot, parse_snapshot
 
@@ -25,12 +24,12 @@ def evaluate(raw_snapshot: str | bytes | Mapping[str, Any], server: ServerConfig
 
 def evaluate_snapshot(snapshot: Snapshot, server: ServerConfig, now: datetime) -> CheckResult:
     """Diagnose and plan for an already parsed snapshot."""
-    findings = diagnose(snapshot, server, now)
+    findings, plan = assess(snapshot, server, now)
     return CheckResult(
         server=server.name,
         checked_at=now,
         findings=findings,
-        plan=plan(snapshot, findings, server, now),
+        plan=plan,
         vpn_connections=snapshot.vpn_connections,
         snapshot=dict(snapshot.raw),
     )

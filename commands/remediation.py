@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -31,6 +32,7 @@ from commands.diagnosis import (
     ensure_snapshot,
     iis_binding_certificate,
     is_sstp_app_id,
+    raw_findings,
 )
 from commands.errors import UsageError
 from commands.model import Finding, Plan, Step
@@ -269,6 +271,25 @@ def build_steps(a: Analysis, findings: Sequence[Finding]) -> tuple[list[Step], s
         fixed,
     )
     return steps, fixed, guidance
+
+
+def assess(
+    snapshot: Snapshot | Mapping[str, Any] | str | bytes, server: ServerConfig, now: datetime
+) -> tuple[list[Finding], Plan | None]:
+    """The findings (with `fixable` and guidance) and the plan, from one analysis of the snapshot."""
+    snapshot = ensure_snapshot(snapshot)
+    a = analyse(snapshot, server, now)
+    findings = raw_findings(a)
+    steps, fixed, guidance = build_steps(a, findings)
+    annotated: list[Finding] = []
+    for index, finding in enumerate(findings):
+        if index in fixed:
+            annotated.append(replace(finding, fixable=True))
+        elif index in guidance:
+            annotated.append(replace(finding, detail=f"{finding.detail} {guidance[index]}"))
+        else:
+            annotated.append(finding)
+    return annotated, (Plan(steps=tuple(steps), fingerprint=fingerprint(snapshot)) if steps else None)
 
 
 def plan(
