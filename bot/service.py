@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from bot.config import Config
-from commands.engine import evaluate
+from commands.engine import evaluate, evaluate_snapshot
 from commands.errors import (
     ConfigError,
     NotAuthorised,
@@ -72,6 +72,7 @@ class FixOutcome:
     before: CheckResult | None = None
     after: CheckResult | None = None
     error: str | None = None
+    state_changed: bool = False  # refused before any step: the server changed since the plan was made
 
     def to_json(self) -> dict[str, Any]:
         """The `fix --json` shape of DESIGN 7."""
@@ -283,8 +284,10 @@ class Service:
             with self.session_factory(server, password) as session:
                 started = self.clock()
                 raw_before = session.probe()
-                outcome.before = evaluate(raw_before, server, self.clock())
-                if fingerprint(parse_snapshot(raw_before)) != plan.fingerprint:
+                snapshot_before = parse_snapshot(raw_before)
+                outcome.before = evaluate_snapshot(snapshot_before, server, self.clock())
+                if fingerprint(snapshot_before) != plan.fingerprint:
+                    outcome.state_changed = True
                     outcome.error = (
                         "The server changed since the plan was made; nothing was touched. Run the check again."
                     )

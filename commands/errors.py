@@ -65,7 +65,3 @@ class PlanStateError(SstpBotError):
         self.plan_id = plan_id
         self.state = state
         super().__init__(message)
-
-
-class StateChanged(SstpBotError):
-    """The server changed since the plan was made: nothing was touched."""

@@ -29,7 +29,7 @@ from bot.slack import blocks, grammar, messages
 from bot.slack.auth import Authoriser
 from bot.slack.blocks import APPROVE_ACTION, REJECT_ACTION, FleetLine, SlackMessage
 from bot.slack.ports import ServicePort, slack_actor
-from commands.errors import ConfigError, NotAuthorised, PlanStateError, SstpBotError, StateChanged, UsageError
+from commands.errors import ConfigError, NotAuthorised, PlanStateError, SstpBotError, UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -433,10 +433,6 @@ class SstpSlackBot:
             self._update(card_channel, card_ts, blocks.plan_card(plan, [approved, messages.could_not_start(str(exc))]))
             self._ephemeral(channel, user, messages.could_not_start(str(exc)))
             return
-        except StateChanged:
-            self._ephemeral(channel, user, messages.STATE_CHANGED)
-            self._update(card_channel, card_ts, blocks.plan_card(plan, [approved, messages.fix_result("FAILED", None, drifted=True)]))
-            return
         except SstpBotError as exc:  # e.g. the server became unreachable: say so on the card
             self._update(card_channel, card_ts, blocks.plan_card(plan, [approved, messages.fix_result("FAILED", str(exc))]))
             return
@@ -444,7 +440,7 @@ class SstpSlackBot:
             logger.exception("running plan %s failed", plan.id)
             self._update(card_channel, card_ts, blocks.plan_card(plan, [approved, messages.fix_result("FAILED", messages.INTERNAL_ERROR)]))
             return
-        drifted = _drifted(outcome)
+        drifted = outcome.state_changed
         final = blocks.plan_card(
             outcome.plan, [approved, messages.fix_result(str(outcome.state), outcome.error, drifted=drifted)], outcome=outcome
         )
@@ -511,14 +507,6 @@ class _ThrottledSummary:
                 self._timer.cancel()
                 self._timer = None
             self._send_now()
-
-
-def _drifted(outcome: Any) -> bool:
-    """The fix stopped before any step because the server changed since the plan was made."""
-    error = (outcome.error or "").lower()
-    return str(outcome.state) == "FAILED" and not outcome.steps and (
-        "state changed" in error or "changed since the plan" in error
-    )
 
 
 def _api_error(exc: Exception) -> str:

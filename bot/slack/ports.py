@@ -7,10 +7,10 @@ whether it talks to the real service. Plan and history records are read by attri
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from bot.config import Config
+from bot.service import Actor
 from commands.model import CheckResult
 from commands.server import ServerConfig
 
@@ -28,6 +28,7 @@ class FixOutcomeLike(Protocol):
     before: CheckResult | None
     after: CheckResult | None
     error: str | None
+    state_changed: bool
 
 
 class ServicePort(Protocol):
@@ -75,20 +76,6 @@ class ServicePort(Protocol):
     ) -> None: ...
 
 
-@dataclass(frozen=True)
-class _Actor:
-    """Stand-in with the shape of `bot.service.Actor`, used only when bot.service is absent."""
-
-    id: str
-    source: str
-
-
-def slack_actor(user_id: str) -> Any:
+def slack_actor(user_id: str) -> Actor:
     """The service's `Actor` for a Slack user (the user ID is the actor ID)."""
-    try:
-        from bot.service import Actor  # the real one, once the use-case layer is installed
-    except ModuleNotFoundError as exc:
-        if exc.name != "bot.service":
-            raise  # bot.service exists but is broken: do not hide it
-        return _Actor(id=user_id, source="slack")
     return Actor(id=user_id, source="slack")

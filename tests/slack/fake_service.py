@@ -69,6 +69,7 @@ class FixOutcome:
     before: CheckResult | None
     after: CheckResult | None
     error: str | None
+    state_changed: bool = False
 
 
 @dataclass
@@ -270,7 +271,7 @@ class FakeService:
         if plan_id in self.state_changed:
             with self._lock:
                 plan.state, plan.finished_at = "FAILED", self.now()
-            return FixOutcome(replace(plan), "FAILED", [], before, None, "The server changed since the plan was made; nothing was touched. Run the check again.")
+            return FixOutcome(replace(plan), "FAILED", [], before, None, "The server changed since the plan was made; nothing was touched. Run the check again.", state_changed=True)
         results = []
         for i, step in enumerate(plan.steps, start=1):
             if progress is not None:
