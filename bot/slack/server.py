@@ -97,7 +97,11 @@ REPLAY_WINDOW_SECONDS = 5 * 60  # bolt refuses timestamps older than this
 
 class ReplayGuard:
     """Remembers the signatures of accepted requests for the five minutes bolt accepts a timestamp,
-    so a captured signed request cannot be sent again (a signature alone does not prevent replay)."""
+    so a captured signed request cannot be sent again (a signature alone does not prevent replay).
+
+    Only requests bolt accepted are remembered (forged signatures cost no memory), oldest first, so
+    expiry is a pop from the front of an insertion-ordered dict.
+    """
 
     def __init__(self, window: float = REPLAY_WINDOW_SECONDS, monotonic: Callable[[], float] = time.monotonic) -> None:
         self.window = window
@@ -105,15 +109,21 @@ class ReplayGuard:
         self._seen: dict[str, float] = {}
         self._lock = threading.Lock()
 
-    def first_time(self, signature: str) -> bool:
-        now = self._monotonic()
+    def _expire(self, now: float) -> None:
+        while self._seen:
+            oldest = next(iter(self._seen))
+            if now - self._seen[oldest] <= self.window:
+                break
+            del self._seen[oldest]
+
+    def seen(self, signature: str) -> bool:
         with self._lock:
-            if len(self._seen) > 10_000 or any(now - t > self.window for t in list(self._seen.values())[:1]):
-                self._seen = {k: t for k, t in self._seen.items() if now - t <= self.window}
-            if signature in self._seen:
-                return False
-            self._seen[signature] = now
-            return True
+            self._expire(self._monotonic())
+            return signature in self._seen
+
+    def remember(self, signature: str) -> None:
+        with self._lock:
+            self._seen.setdefault(signature, self._monotonic())
 
 
 class SlackWsgiApp:
@@ -134,12 +144,19 @@ class SlackWsgiApp:
             )
             return [data]
         signature = str(environ.get("HTTP_X_SLACK_SIGNATURE", ""))
-        if signature and not self.replay_guard.first_time(signature):
-            # Checked before bolt so a replay never reaches a listener. Remembering every signature is
-            # harmless: one that does not match its body and timestamp is refused by bolt anyway.
-            logger.warning("refused a replayed Slack request")
+        if signature and self.replay_guard.seen(signature):
+            logger.warning("refused a replayed Slack request")  # checked before any listener runs
             return _plain(start_response, "401 Unauthorized", b"replayed request")
-        return self.bolt(environ, start_response)
+        status: list[str] = []
+
+        def record_status(status_line: str, headers: Any, exc_info: Any = None) -> Any:
+            status.append(status_line)
+            return start_response(status_line, headers, exc_info) if exc_info else start_response(status_line, headers)
+
+        answer = self.bolt(environ, record_status)
+        if signature and status and status[0].startswith("2"):
+            self.replay_guard.remember(signature)  # bolt verified it: worth remembering
+        return answer
 
 
 def _plain(start_response: Callable[..., Any], status: str, body: bytes) -> Iterable[bytes]:
