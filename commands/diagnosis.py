@@ -11,11 +11,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from commands.certs import CertificateInfo
-from commands.model import Finding, Severity
+from commands.model import Finding, Severity, as_utc, format_time
 from commands.server import ServerConfig
 from commands.snapshot import (
     IisBinding,
@@ -131,10 +131,6 @@ class Analysis:
         return self.snapshot.vpn_connections
 
 
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
 def is_valid_candidate(cert: StoredCertificate, public_name: str | None, now: datetime) -> bool:
     """Private key, Server Authentication (or All Purpose), inside its validity, and the public name."""
     info = cert.info
@@ -163,7 +159,7 @@ def _best(certs: Iterable[StoredCertificate]) -> StoredCertificate | None:
 
 def analyse(snapshot: Snapshot, server: ServerConfig, now: datetime) -> Analysis:
     """Compute the shared facts (see `Analysis`)."""
-    now = _utc(now)
+    now = as_utc(now)
     sstp = snapshot.sstp
     port = snapshot.port
     https = sstp.https if sstp is not None else True
@@ -262,10 +258,6 @@ def analyse(snapshot: Snapshot, server: ServerConfig, now: datetime) -> Analysis
 # Evidence helpers
 
 
-def _when(moment: datetime) -> str:
-    return _utc(moment).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def certificate_evidence(cert: StoredCertificate | None) -> dict[str, Any] | None:
     """A short, admin-readable description of a certificate for evidence and plan descriptions."""
     if cert is None:
@@ -279,8 +271,8 @@ def certificate_evidence(cert: StoredCertificate | None) -> dict[str, Any] | Non
             subject=info.subject,
             names=list(info.names),
             issuer=info.issuer,
-            not_before=_when(info.not_before),
-            not_after=_when(info.not_after),
+            not_before=format_time(info.not_before),
+            not_after=format_time(info.not_after),
         )
     return out
 
@@ -524,8 +516,8 @@ def _rule_certificate(a: Analysis, out: _Findings) -> None:
             f"{(info.not_after if expired else info.not_before):%Y-%m-%d}",
             "Clients refuse an expired or not yet valid certificate (0x800B0101 CERT_E_EXPIRED, RasClient "
             "event 20227). A valid certificate must be bound in RRAS.",
-            not_before=_when(info.not_before),
-            not_after=_when(info.not_after),
+            not_before=format_time(info.not_before),
+            not_after=format_time(info.not_after),
             **base,
         )
     elif info.not_after - a.now <= timedelta(days=warn_days):
@@ -536,7 +528,7 @@ def _rule_certificate(a: Analysis, out: _Findings) -> None:
             f"The SSTP certificate expires in {days_left} day(s), on {info.not_after:%Y-%m-%d}",
             f"Renew it before {info.not_after:%Y-%m-%d}; after renewal the new certificate must also be bound "
             "in RRAS (the binding points at a hash, not a name) and Remote Access restarted.",
-            not_after=_when(info.not_after),
+            not_after=format_time(info.not_after),
             days_left=days_left,
             warning_days=warn_days,
             **base,
@@ -702,20 +694,20 @@ def _rule_events(a: Analysis, out: _Findings) -> None:
         extra: dict[str, Any] = {}
         if started_at is not None:
             if started_at > window_start:
-                since = f"since Remote Access started at {_when(started_at)}"
+                since = f"since Remote Access started at {format_time(started_at)}"
             if ignored:
                 detail += (
-                    f" {ignored} older event(s), logged before Remote Access started at {_when(started_at)}, "
+                    f" {ignored} older event(s), logged before Remote Access started at {format_time(started_at)}, "
                     "belong to its previous run and were ignored."
                 )
-            extra = {"remoteaccess_started_at": _when(started_at), "ignored_before_start": ignored}
+            extra = {"remoteaccess_started_at": format_time(started_at), "ignored_before_start": ignored}
         out.add(
             "SSTP_ERROR_EVENTS",
             "warning",
             f"{len(relevant)} SSTP/Schannel error event(s) {since} (IDs {', '.join(map(str, ids))})",
             detail,
             events=[
-                {"provider": e.provider, "id": e.id, "time": _when(e.time), "message": (e.message or "")[:300]}
+                {"provider": e.provider, "id": e.id, "time": format_time(e.time), "message": (e.message or "")[:300]}
                 for e in relevant[:10]
             ],
             count=len(relevant),

@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from commands.errors import ConfigError, PlanStateError, SstpBotError
+from commands.model import as_utc, format_time
 
 from . import migrate
 from .engine import IMMEDIATE, build_engine, display_url
@@ -59,13 +60,8 @@ class NotFound(SstpBotError):
     """No check or plan with that id."""
 
 
-def _utc(moment: datetime) -> datetime:
-    """Aware UTC (naive input is taken as UTC)."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
 def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else _utc(moment).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return None if moment is None else format_time(moment)
 
 
 class Repository:
@@ -120,7 +116,7 @@ class Repository:
         self.close()
 
     def _now(self) -> datetime:
-        return _utc(self._clock())
+        return as_utc(self._clock())
 
     @contextmanager
     def _read(self) -> Iterator[Session]:
@@ -155,7 +151,7 @@ class Repository:
 
         A successful check supersedes the server's older PROPOSED plans (audited).
         """
-        started, finished = _utc(started_at), _utc(finished_at)
+        started, finished = as_utc(started_at), as_utc(finished_at)
         duration_ms = max(0, round((finished - started).total_seconds() * 1000))
         with self._write() as session:
             digest = self._store_snapshot(session, snapshot) if snapshot is not None else None
@@ -443,7 +439,7 @@ class Repository:
                         if other is not None
                         else f"plan {plan_id} cannot start: another plan is already running on {row.server}"
                     )
-                elif state is expected and new in DECISION_STATES and _utc(row.expires_at) <= now:
+                elif state is expected and new in DECISION_STATES and as_utc(row.expires_at) <= now:
                     # Expired but not yet swept by expire_due(): expire it now, so the state says so.
                     if self._conditional_update(
                         session, plan_id, state, {"state": PlanState.EXPIRED.value, "finished_at": now}
@@ -632,8 +628,8 @@ class Repository:
                 server=r.server,
                 actor=r.actor,
                 source=r.source,
-                started_at=_utc(r.started_at),
-                finished_at=_utc(r.finished_at),
+                started_at=as_utc(r.started_at),
+                finished_at=as_utc(r.finished_at),
                 status=r.status,
                 error_kind=r.error_kind,
                 error_message=r.error_message,
@@ -656,10 +652,10 @@ class Repository:
             fingerprint=r.fingerprint,
             requester=r.requester,
             approver=r.approver,
-            created_at=_utc(r.created_at),
-            expires_at=_utc(r.expires_at),
-            decided_at=_utc(r.decided_at) if r.decided_at else None,
-            finished_at=_utc(r.finished_at) if r.finished_at else None,
+            created_at=as_utc(r.created_at),
+            expires_at=as_utc(r.expires_at),
+            decided_at=as_utc(r.decided_at) if r.decided_at else None,
+            finished_at=as_utc(r.finished_at) if r.finished_at else None,
             channel=r.channel,
             message_ts=r.message_ts,
             step_results=list(r.step_results or []),
@@ -670,7 +666,7 @@ class Repository:
 
 def _audit_record(r: AuditRow) -> AuditRecord:
     return AuditRecord(
-        id=r.id, at=_utc(r.at), actor=r.actor, action=r.action, server=r.server, plan_id=r.plan_id,
+        id=r.id, at=as_utc(r.at), actor=r.actor, action=r.action, server=r.server, plan_id=r.plan_id,
         outcome=r.outcome, details=dict(r.details or {}),
     )
 
