@@ -10,92 +10,19 @@ import itertools
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bot.config import Config
-from commands.errors import NotAuthorised, PlanStateError, SstpBotError
+from bot.service import CheckOutcome, FixOutcome, StepResult
+from commands.errors import NotAuthorised, PlanStateError
 from commands.model import CheckResult, Finding, Plan, Step
 from commands.server import ServerConfig
+from storage.records import CheckRecord, HistoryEntry, PlanRecord
+from storage.repository import NotFound
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
-
-
-class NotFound(SstpBotError):
-    pass
-
-
-@dataclass
-class PlanRecord:
-    id: int
-    check_id: int
-    server: str
-    state: str
-    steps: list[dict[str, Any]]
-    fingerprint: str
-    requester: str
-    approver: str | None
-    created_at: datetime
-    expires_at: datetime
-    decided_at: datetime | None = None
-    finished_at: datetime | None = None
-    channel: str | None = None
-    message_ts: str | None = None
-    step_results: list[dict[str, Any]] = field(default_factory=list)
-    source: str = "slack"
-
-
-@dataclass
-class CheckOutcome:
-    result: CheckResult
-    check_id: int
-    plan_id: int | None
-
-
-@dataclass
-class StepResult:
-    action: str
-    ok: bool
-    changed: bool
-    detail: str
-
-
-@dataclass
-class FixOutcome:
-    plan: PlanRecord
-    state: str
-    steps: list[StepResult]
-    before: CheckResult | None
-    after: CheckResult | None
-    error: str | None
-    state_changed: bool = False
-
-
-@dataclass
-class CheckRecord:
-    id: int
-    server: str
-    actor: str
-    source: str
-    started_at: datetime
-    finished_at: datetime | None
-    status: str
-    error_kind: str | None
-    error_message: str | None
-    findings: list[dict[str, Any]]
-    plan_id: int | None
-    duration_ms: int
-    snapshot_hash: str | None = None
-
-
-@dataclass
-class HistoryEntry:
-    at: datetime
-    kind: str
-    server: str
-    check: CheckRecord | None = None
-    plan: PlanRecord | None = None
 
 
 @dataclass
@@ -195,9 +122,9 @@ class FakeService:
             with self._lock:
                 check_id = next(self._check_ids)
                 plan_id = None
-                for plan in self.plans.values():
+                for pid, plan in list(self.plans.items()):
                     if plan.server == server.name and plan.state == "PROPOSED":
-                        plan.state = "SUPERSEDED"
+                        self.plans[pid] = replace(plan, state="SUPERSEDED")
                 if result.plan is not None:
                     plan_id = next(self._ids)
                     self.plans[plan_id] = PlanRecord(
@@ -205,12 +132,13 @@ class FakeService:
                         steps=[s.to_json() for s in result.plan.steps], fingerprint=result.plan.fingerprint,
                         requester=actor.id, approver=None, created_at=self.now(),
                         expires_at=self.now() + timedelta(minutes=self.config.slack.plan_ttl_minutes), source=actor.source,
+                        decided_at=None, finished_at=None, channel=None, message_ts=None, step_results=[],
                     )
                 self.checks.append(CheckRecord(
                     id=check_id, server=server.name, actor=actor.id, source=actor.source, started_at=self.now(),
                     finished_at=self.now(), status=result.status, error_kind=result.error_kind,
                     error_message=result.error_message, findings=[f.to_json() for f in result.findings],
-                    plan_id=plan_id, duration_ms=int(self.check_delay * 1000),
+                    plan_id=plan_id, duration_ms=int(self.check_delay * 1000), snapshot_hash=None,
                 ))
             outcome = CheckOutcome(result=result, check_id=check_id, plan_id=plan_id)
             if on_result is not None:
@@ -223,14 +151,13 @@ class FakeService:
     def attach_message(self, plan_id: int, channel: str, ts: str) -> None:
         self._call("attach_message", plan_id, channel, ts)
         with self._lock:
-            plan = self.plans[plan_id]
-            plan.channel, plan.message_ts = channel, ts
+            self.plans[plan_id] = replace(self.plans[plan_id], channel=channel, message_ts=ts)
 
     def get_plan(self, plan_id: int) -> PlanRecord:
         with self._lock:
             if plan_id not in self.plans:
                 raise NotFound(f"plan {plan_id} not found")
-            return replace(self.plans[plan_id])
+            return self.plans[plan_id]
 
     def _decide(self, name: str, plan_id: int, actor: Any, authorised: bool, target: str) -> PlanRecord:
         self._call(name, plan_id, actor.id, authorised)
@@ -246,13 +173,13 @@ class FakeService:
                 self.audits.append(AuditEvent(actor.id, f"plan.{name}", "refused: own request", plan.server, plan_id))
                 raise NotAuthorised("two-person rule: you requested this plan")
             if plan.state == "PROPOSED" and self.now() >= plan.expires_at:
-                plan.state = "EXPIRED"
+                plan = self.plans[plan_id] = replace(plan, state="EXPIRED")
             if plan.state != "PROPOSED":
                 self.audits.append(AuditEvent(actor.id, f"plan.{name}", f"refused: {plan.state}", plan.server, plan_id))
                 raise PlanStateError(plan_id, plan.state, f"plan {plan_id} is {plan.state}")
-            plan.state, plan.approver, plan.decided_at = target, actor.id, self.now()
+            plan = self.plans[plan_id] = replace(plan, state=target, approver=actor.id, decided_at=self.now())
             self.audits.append(AuditEvent(actor.id, f"plan.{name}", "ok", plan.server, plan_id))
-            return replace(plan)
+            return plan
 
     def approve(self, plan_id: int, actor: Any, *, authorised: bool) -> PlanRecord:
         return self._decide("approve", plan_id, actor, authorised, "APPROVED")
@@ -266,12 +193,12 @@ class FakeService:
             plan = self.plans[plan_id]
             if plan.state != "APPROVED":
                 raise PlanStateError(plan_id, plan.state, f"plan {plan_id} is {plan.state}")
-            plan.state = "RUNNING"
+            plan = self.plans[plan_id] = replace(plan, state="RUNNING")
         before = self.results.get(plan.server)
         if plan_id in self.state_changed:
             with self._lock:
-                plan.state, plan.finished_at = "FAILED", self.now()
-            return FixOutcome(replace(plan), "FAILED", [], before, None, "The server changed since the plan was made; nothing was touched. Run the check again.", state_changed=True)
+                plan = self.plans[plan_id] = replace(plan, state="FAILED", finished_at=self.now())
+            return FixOutcome(plan, "FAILED", [], before, None, "The server changed since the plan was made; nothing was touched. Run the check again.", state_changed=True)
         results = []
         for i, step in enumerate(plan.steps, start=1):
             if progress is not None:
@@ -281,16 +208,19 @@ class FakeService:
             results.append(StepResult(step["action"], True, True, "done"))
         after = self.after_fix.get(plan.server) or healthy(plan.server)
         with self._lock:
-            plan.state = "SUCCEEDED" if after.status == "healthy" else "FAILED"
-            plan.finished_at = self.now()
-            plan.step_results = [r.__dict__ for r in results]
-        return FixOutcome(replace(plan), plan.state, results, before, after, None)
+            plan = self.plans[plan_id] = replace(
+                plan,
+                state="SUCCEEDED" if after.status == "healthy" else "FAILED",
+                finished_at=self.now(),
+                step_results=[r.to_json() for r in results],
+            )
+        return FixOutcome(plan, plan.state, results, before, after, None)
 
     def history(self, server: str | None = None, limit: int = 20) -> list[HistoryEntry]:
         self._call("history", server, limit)
         with self._lock:
-            entries = [HistoryEntry(c.started_at, "check", c.server, check=c) for c in self.checks if server in (None, c.server)]
-            entries += [HistoryEntry(p.created_at, "plan", p.server, plan=p) for p in self.plans.values() if server in (None, p.server)]
+            entries = [HistoryEntry(c.started_at, "check", c.server, check=c, plan=None) for c in self.checks if server in (None, c.server)]
+            entries += [HistoryEntry(p.created_at, "plan", p.server, check=None, plan=p) for p in self.plans.values() if server in (None, p.server)]
         return entries[:limit]
 
     def status(self) -> list[CheckRecord]:
