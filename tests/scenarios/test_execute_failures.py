@@ -65,9 +65,10 @@ def test_a_plan_approved_while_another_fix_of_the_server_runs_queues_and_never_s
     service.approve(first.plan_id, OPERATOR, authorised=True)
 
     second: list[Any] = []
+    earlier = len(setup.server(name).requests)  # check 1's requests
     checking = threading.Thread(target=lambda: second.extend(service.check([server], OPERATOR)))
     checking.start()
-    _wait_for(lambda: len(setup.server(name).requests) > 0)  # the check holds the server now
+    _wait_for(lambda: len(setup.server(name).requests) > earlier)  # check 2 holds the server now
     fixes: dict[int, Any] = {}
     fixing = threading.Thread(target=lambda: fixes.setdefault(1, service.execute(first.plan_id, OPERATOR)))
     fixing.start()
