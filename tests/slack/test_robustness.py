@@ -47,7 +47,9 @@ def test_help_is_not_queued_behind_slow_checks(harness: Harness, service: FakeSe
     service.check_delay = 3.0
     for n in range(10):  # more slow checks than the command pool has workers
         harness.command(f"check vpn0{1 + n % 3}", wait=False)
-    time.sleep(0.3)
+    deadline = time.monotonic() + 2.5
+    while service.count("check") < 8 and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert service.count("check") >= 8  # every command worker is busy with a 3-second check
     started = time.monotonic()
     harness.command("help", wait=False)
