@@ -10,6 +10,7 @@ expiry, exactly-once transitions) are applied here and in the repository.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -20,6 +21,7 @@ from commands.engine import evaluate, evaluate_snapshot
 from commands.errors import (
     ConfigError,
     NotAuthorised,
+    PlanStateError,
     RemoteError,
     SnapshotError,
     SstpBotError,
@@ -32,9 +34,15 @@ from commands.server import ServerConfig
 from commands.snapshot import parse_snapshot
 from storage.records import AuditRecord, CheckRecord, HistoryEntry, PlanRecord
 from storage.repository import Repository
+from storage.runner import runner_is_dead
 from storage.states import PlanState
 
 log = logging.getLogger(__name__)
+
+#: An approved plan waits this long for another process's fix of the same server to finish before
+#: giving up (the plan then stays APPROVED and the refusal is audited). A fix is a probe, at most six
+#: steps and a re-probe, each bounded by the server's operation timeout (120 s by default).
+START_WAIT_SECONDS = 15 * 60.0
 
 
 @dataclass(frozen=True)
@@ -129,6 +137,8 @@ class Service:
         clock: Callable[[], datetime],
         session_factory: SessionFactory | None = None,
         max_workers: int = 8,
+        start_wait: float = START_WAIT_SECONDS,
+        start_poll: float = 1.0,
     ) -> None:
         self.config = config
         self.repo = repo
@@ -136,6 +146,10 @@ class Service:
         self.clock = clock
         self.session_factory: SessionFactory = session_factory or RemoteSession
         self.max_workers = max_workers
+        #: How long an approved plan waits for a plan of the same server that another process runs
+        #: (the CLI beside the bot, a second bot on the same database), and how often it looks.
+        self.start_wait = start_wait
+        self.start_poll = start_poll
 
     # -- inventory -------------------------------------------------------------------------------
 
@@ -275,8 +289,37 @@ class Service:
         with exclusive(self.repo.get_plan(plan_id).server):
             return self._execute(plan_id, actor, progress)
 
+    def _start(self, plan_id: int, actor: Actor) -> PlanRecord:
+        """APPROVED -> RUNNING, once no other process runs a plan of the same server.
+
+        The in-process lock (`exclusive`) already serialises this process's operations; the database
+        allows one RUNNING plan per server across processes. A plan another process runs is waited for
+        (up to `start_wait`), so this one starts afterwards and finds the server changed, instead of
+        being refused at once and left APPROVED. A runner found dead meanwhile (a crash) has its plan
+        marked INTERRUPTED, as at start-up. Polling reads the plan table only: the single start attempt
+        is audited, not every look.
+        """
+        server = self.repo.get_plan(plan_id).server
+        deadline = time.monotonic() + self.start_wait
+        while True:
+            other = self.repo.running_plan(server)
+            if other is not None and other.id != plan_id:
+                if other.runner and runner_is_dead(other.runner):
+                    self.repo.recover_interrupted()
+                    continue
+                if time.monotonic() < deadline:
+                    time.sleep(self.start_poll)
+                    continue
+            try:
+                return self.repo.transition(plan_id, PlanState.APPROVED, PlanState.RUNNING, actor=actor.id)
+            except PlanStateError as exc:
+                # Still APPROVED after a refused start: another process started a plan of this server
+                # between our look and our UPDATE. Wait for that one too, while time is left.
+                if exc.state != PlanState.APPROVED.value or time.monotonic() >= deadline:
+                    raise
+
     def _execute(self, plan_id: int, actor: Actor, progress: ProgressCallback | None) -> FixOutcome:
-        plan = self.repo.transition(plan_id, PlanState.APPROVED, PlanState.RUNNING, actor=actor.id)
+        plan = self._start(plan_id, actor)
         outcome = FixOutcome(plan=plan, state=PlanState.RUNNING)
         try:
             server = self.config.server(plan.server)

@@ -353,6 +353,14 @@ class Repository:
                 raise NotFound(f"plan {plan_id} not found")
             return self._plan_record(row)
 
+    def running_plan(self, server: str) -> PlanRecord | None:
+        """The plan RUNNING on `server`, in whichever process runs it (there is at most one)."""
+        with self._read() as session:
+            row = session.scalars(
+                select(PlanRow).where(PlanRow.server == server, PlanRow.state == PlanState.RUNNING.value)
+            ).first()
+            return None if row is None else self._plan_record(row)
+
     def set_plan_message(self, plan_id: int, channel: str, ts: str) -> None:
         """Remember the Slack message that shows the plan (so it can be updated later)."""
         with self._write() as session:

@@ -7,6 +7,8 @@ from typing import Any
 import pytest
 
 from bot.service import Actor
+from commands.errors import PlanStateError
+from storage.states import PlanState
 
 from .conftest import LabSetup
 
@@ -85,3 +87,84 @@ def test_a_plan_approved_while_another_fix_of_the_server_runs_queues_and_never_s
     assert fixes[1].state == "SUCCEEDED"
     assert fixes[2].state == "FAILED" and fixes[2].steps == [] and "changed" in (fixes[2].error or "")
     assert service.get_plan(plan_2).state == "FAILED"
+
+
+# -- a plan of the same server running in another process ----------------------------------------
+# The in-process lock cannot see another process (`sstp-bot fix` beside the bot, a second bot on the
+# same database); only the database's one-RUNNING-plan-per-server rule does. Here "another process"
+# is simulated by starting plan 1 through the repository directly, without this process's lock.
+
+
+def _two_approved_plans(setup: LabSetup) -> tuple[Any, str, int, int]:
+    service = setup.service()
+    service.start_poll = 0.02
+    name = setup.name_of("iis-binding")
+    server = service.config.server(name)
+    [first] = service.check([server], OPERATOR)
+    assert first.plan_id is not None
+    service.approve(first.plan_id, OPERATOR, authorised=True)
+    service.repo.transition(first.plan_id, PlanState.APPROVED, PlanState.RUNNING, actor="cli:other")
+    [second] = service.check([server], OPERATOR)  # a RUNNING plan is not superseded by a new check
+    assert second.plan_id is not None and service.get_plan(first.plan_id).state == "RUNNING"
+    service.approve(second.plan_id, OPERATOR, authorised=True)
+    setup.clear_logs()
+    return service, name, first.plan_id, second.plan_id
+
+
+def test_a_plan_running_in_another_process_is_waited_for_then_this_one_starts(lab_factory: Any) -> None:
+    import threading
+    import time
+
+    setup: LabSetup = lab_factory(["iis-binding"])
+    service, name, plan_1, plan_2 = _two_approved_plans(setup)
+    fixes: list[Any] = []
+    fixing = threading.Thread(target=lambda: fixes.append(service.execute(plan_2, OPERATOR)))
+    fixing.start()
+    time.sleep(0.5)
+    assert service.get_plan(plan_2).state == "APPROVED"  # waiting, not refused
+    assert setup.server(name).requests == []  # and the server is not touched meanwhile
+
+    service.repo.transition(plan_1, PlanState.RUNNING, PlanState.FAILED, actor="cli:other")  # it changed nothing
+    fixing.join(60)
+    [fix] = fixes
+    assert fix.state == "SUCCEEDED" and fix.after is not None and fix.after.status == "healthy"
+    starts = [a for a in service.plan_audit(plan_2) if a.action == "start"]
+    assert [a.outcome for a in starts] == ["ok"]  # one start, no refusal per look
+
+
+def test_a_plan_of_a_dead_runner_is_interrupted_and_no_longer_blocks(lab_factory: Any) -> None:
+    import subprocess
+    import sys
+
+    from sqlalchemy import text
+
+    from storage.engine import build_engine
+    from storage.runner import current_runner
+
+    setup: LabSetup = lab_factory(["iis-binding"])
+    service, _name, plan_1, plan_2 = _two_approved_plans(setup)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    runner = " ".join(
+        f"pid={gone.pid}" if part.startswith("pid=") else part for part in current_runner().split()
+    )
+    engine = build_engine(setup.db_url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE plans SET runner = :runner WHERE id = :id"), {"runner": runner, "id": plan_1})
+    engine.dispose()
+
+    fix = service.execute(plan_2, OPERATOR)
+    assert service.get_plan(plan_1).state == "INTERRUPTED"  # never re-run
+    assert fix.state == "SUCCEEDED"
+
+
+def test_a_plan_still_running_elsewhere_after_the_wait_is_refused_and_nothing_is_touched(lab_factory: Any) -> None:
+    setup: LabSetup = lab_factory(["iis-binding"])
+    service, name, plan_1, plan_2 = _two_approved_plans(setup)
+    service.start_wait = 0.3
+    with pytest.raises(PlanStateError, match=f"plan {plan_1} is already running on {name}"):
+        service.execute(plan_2, OPERATOR)
+    assert service.get_plan(plan_2).state == "APPROVED"
+    assert service.get_plan(plan_1).state == "RUNNING"
+    assert setup.server(name).requests == []
+    assert service.plan_audit(plan_2)[-1].outcome == "refused"
