@@ -58,6 +58,9 @@ class CheckOutcome:
     result: CheckResult
     check_id: int
     plan_id: int | None = None
+    #: Older proposals of the server this check replaced (DESIGN 6), as they are now: SUPERSEDED.
+    #: Slack takes the buttons off their cards.
+    superseded: list[PlanRecord] = field(default_factory=list)
 
 
 @dataclass
@@ -213,6 +216,9 @@ class Service:
         *,
         propose: bool,
     ) -> CheckOutcome:
+        # A successful check supersedes the server's open proposals (in record_check); remember which
+        # were open so the caller can tell their cards.
+        open_before = self.repo.proposed_plans(result.server) if result.error_kind is None else []
         check_id = self.repo.record_check(
             server=result.server,
             actor=actor.id,
@@ -236,7 +242,10 @@ class Service:
                 source=actor.source,
                 ttl=timedelta(minutes=self.config.slack.plan_ttl_minutes),
             )
-        return CheckOutcome(result=result, check_id=check_id, plan_id=plan_id)
+        superseded = [
+            plan for plan in (self.repo.get_plan(p.id) for p in open_before) if plan.state == PlanState.SUPERSEDED
+        ]
+        return CheckOutcome(result=result, check_id=check_id, plan_id=plan_id, superseded=superseded)
 
     # -- approvals -------------------------------------------------------------------------------
 

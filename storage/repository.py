@@ -353,6 +353,16 @@ class Repository:
                 raise NotFound(f"plan {plan_id} not found")
             return self._plan_record(row)
 
+    def proposed_plans(self, server: str) -> list[PlanRecord]:
+        """The server's plans still awaiting a decision, oldest first."""
+        with self._read() as session:
+            rows = session.scalars(
+                select(PlanRow)
+                .where(PlanRow.server == server, PlanRow.state == PlanState.PROPOSED.value)
+                .order_by(PlanRow.id)
+            ).all()
+            return [self._plan_record(row) for row in rows]
+
     def running_plan(self, server: str) -> PlanRecord | None:
         """The plan RUNNING on `server`, in whichever process runs it (there is at most one)."""
         with self._read() as session:

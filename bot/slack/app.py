@@ -300,6 +300,14 @@ class SstpSlackBot:
             where = self._final(channel, ts, self._report(outcome))
             if outcome.plan_id is not None and where is not None:
                 self.service.attach_message(outcome.plan_id, channel, where)
+            self._retire_cards(outcome)
+
+    def _retire_cards(self, outcome: Any) -> None:
+        """Take the buttons off the cards of the proposals this check replaced (DESIGN 6), so nobody
+        clicks a plan that can no longer be approved. Best effort: a click on one is refused anyway."""
+        for plan in getattr(outcome, "superseded", None) or ():
+            if plan.channel and plan.message_ts:
+                self._update(plan.channel, plan.message_ts, blocks.plan_card(plan, [messages.PLAN_STATE_LINES["SUPERSEDED"]]))
 
     def _report(self, outcome: Any) -> SlackMessage:
         expires_at = None
@@ -331,6 +339,7 @@ class SstpSlackBot:
                 detail_ts = self._post_quietly(channel, self._report(outcome), summary_ts)
                 if detail_ts is not None and outcome.plan_id is not None:
                     self.service.attach_message(outcome.plan_id, channel, detail_ts)
+                self._retire_cards(outcome)
                 with progress.lock:
                     n = index.get(result.server)
                     if n is not None:
@@ -393,6 +402,8 @@ class SstpSlackBot:
             return
         except PlanStateError as exc:
             self._ephemeral(channel, user, messages.refused_plan_state(plan_id, exc.state, str(exc)))
+            if exc.state in ("EXPIRED", "SUPERSEDED"):
+                self._retire_clicked_card(plan_id, exc.state, channel, message_ts)
             return
         except SstpBotError:  # e.g. the plan does not exist
             self._ephemeral(channel, user, messages.REFUSED_BAD_BUTTON)
@@ -409,6 +420,18 @@ class SstpSlackBot:
         # The decision is recorded; the fix itself runs on its own queue, so a long fix never delays
         # the next click (whose expiry is judged when it is decided).
         self._submit(self.fixes, self._run_plan, plan, user, actor, channel, card_channel, card_ts)
+
+    def _retire_clicked_card(self, plan_id: int, state: str, channel: str, message_ts: str) -> None:
+        """A click on a plan that expired (or was replaced) undecided: its card loses the buttons."""
+        try:
+            plan = self.service.get_plan(plan_id)
+        except Exception:
+            logger.exception("could not read plan %s", plan_id)
+            return
+        card_channel = str(plan.channel or channel)
+        card_ts = str(plan.message_ts or message_ts)
+        if card_channel and card_ts:
+            self._update(card_channel, card_ts, blocks.plan_card(plan, [messages.PLAN_STATE_LINES[state]]))
 
     def _run_plan(self, plan: Any, user: str, actor: Any, channel: str, card_channel: str, card_ts: str) -> None:
         approved = messages.approved_by(user)

@@ -195,7 +195,7 @@ def rejected_by(user: str) -> str:
 
 PLAN_STATE_LINES = {
     "EXPIRED": ":hourglass: This plan expired. Run the check again for a fresh plan.",
-    "SUPERSEDED": ":arrows_counterclockwise: A newer check replaced this plan.",
+    "SUPERSEDED": ":arrows_counterclockwise: A newer check replaced this plan; it can no longer be approved. Use the newest report.",
     "INTERRUPTED": ":octagonal_sign: The bot stopped while this plan was running; it will not be re-run.",
 }
 

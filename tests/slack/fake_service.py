@@ -122,9 +122,12 @@ class FakeService:
             with self._lock:
                 check_id = next(self._check_ids)
                 plan_id = None
+                superseded: list[PlanRecord] = []
                 for pid, plan in list(self.plans.items()):
-                    if plan.server == server.name and plan.state == "PROPOSED":
+                    # As storage.Repository.record_check: a check that reached the server supersedes.
+                    if plan.server == server.name and plan.state == "PROPOSED" and result.status != "error":
                         self.plans[pid] = replace(plan, state="SUPERSEDED")
+                        superseded.append(self.plans[pid])
                 if result.plan is not None:
                     plan_id = next(self._ids)
                     self.plans[plan_id] = PlanRecord(
@@ -140,7 +143,7 @@ class FakeService:
                     error_message=result.error_message, findings=[f.to_json() for f in result.findings],
                     plan_id=plan_id, duration_ms=int(self.check_delay * 1000), snapshot_hash=None,
                 ))
-            outcome = CheckOutcome(result=result, check_id=check_id, plan_id=plan_id)
+            outcome = CheckOutcome(result=result, check_id=check_id, plan_id=plan_id, superseded=superseded)
             if on_result is not None:
                 on_result(outcome)
             return outcome

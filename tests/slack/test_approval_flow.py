@@ -20,7 +20,7 @@ from tests.slack.conftest import (
     build_harness,
     make_config,
 )
-from tests.slack.fake_service import T0, FakeService, hash_mismatch
+from tests.slack.fake_service import T0, FakeService, hash_mismatch, unreachable
 
 
 @pytest.fixture
@@ -69,11 +69,20 @@ def test_reject(harness: Harness, service: FakeService, slack_api: FakeSlackApi,
     assert service.plans[plan_id].state == "REJECTED" and service.count("execute") == 0
 
 
-def assert_refused(slack_api: FakeSlackApi, service: FakeService, user: str, expected: str) -> None:
+def assert_refused(
+    slack_api: FakeSlackApi, service: FakeService, user: str, expected: str, *, retired: str | None = None
+) -> None:
+    """Refused ephemerally, nothing ran; the card is untouched, or (`retired`: a plan that can no
+    longer be decided) updated once to say so, without buttons."""
     (eph,) = slack_api.wait_for("chat.postEphemeral")
     assert eph.body["user"] == user and eph.body["channel"] == CHANNEL
     assert expected in eph.body["text"]
-    assert slack_api.calls_to("chat.update") == [], "the card is untouched"
+    updates = slack_api.calls_to("chat.update")
+    if retired is None:
+        assert updates == [], "the card is untouched"
+    else:
+        (update,) = updates
+        assert retired in all_text(update.body) and buttons(update.body) == []
     assert service.count("execute") == 0
 
 
@@ -108,15 +117,29 @@ def test_own_request_under_two_person_rule(slack_api: FakeSlackApi) -> None:
 def test_expired_plan(service: FakeService, harness: Harness, slack_api: FakeSlackApi, card: tuple[int, str]) -> None:
     service.now = lambda: T0 + timedelta(minutes=16)
     harness.click(card[0])
-    assert_refused(slack_api, service, APPROVER, "expired")
+    assert_refused(slack_api, service, APPROVER, "expired", retired="This plan expired")
+    assert slack_api.calls_to("chat.update")[0].body["ts"] == card[1]
     assert service.plans[card[0]].state == "EXPIRED"
 
 
 def test_superseded_plan(service: FakeService, harness: Harness, slack_api: FakeSlackApi, card: tuple[int, str]) -> None:
-    harness.command("check vpn01")  # a newer check replaces the plan
+    plan_id, ts = card
+    harness.command("check vpn01")  # a newer check replaces the plan, and its card loses the buttons
+    (retired,) = card_updates(slack_api, ts)
+    assert "A newer check replaced this plan" in all_text(retired) and buttons(retired) == []
     slack_api.reset()
-    harness.click(card[0])
-    assert_refused(slack_api, service, APPROVER, "replaced by a newer check")
+    harness.click(plan_id)
+    assert_refused(slack_api, service, APPROVER, "replaced by a newer check", retired="A newer check replaced this plan")
+
+
+def test_a_check_that_could_not_reach_the_server_leaves_the_card_alone(
+    service: FakeService, harness: Harness, slack_api: FakeSlackApi, card: tuple[int, str]
+) -> None:
+    plan_id, ts = card
+    service.results["vpn01"] = unreachable("vpn01")
+    harness.command("check vpn01")
+    assert card_updates(slack_api, ts) == []
+    assert service.plans[plan_id].state == "PROPOSED"
 
 
 def test_already_handled(service: FakeService, harness: Harness, slack_api: FakeSlackApi, card: tuple[int, str]) -> None:
@@ -234,3 +257,15 @@ def test_state_changed_worded_as_the_service_does(service: FakeService, harness:
     harness.click(card[0])
     assert "Nothing done" in all_text(card_updates(slack_api, card[1])[-1])
     assert "server changed" in slack_api.wait_for("chat.postEphemeral")[0].body["text"]
+
+
+def test_a_fleet_check_retires_the_cards_it_replaces(
+    service: FakeService, harness: Harness, slack_api: FakeSlackApi, card: tuple[int, str]
+) -> None:
+    plan_id, ts = card
+    harness.command("check all")
+    (retired,) = card_updates(slack_api, ts)
+    assert "A newer check replaced this plan" in all_text(retired) and buttons(retired) == []
+    assert service.plans[plan_id].state == "SUPERSEDED"
+    newer = [p for p in service.plans.values() if p.server == "vpn01" and p.state == "PROPOSED"]
+    assert len(newer) == 1 and newer[0].message_ts not in (None, ts)  # the new plan has its own card
