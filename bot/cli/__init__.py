@@ -100,6 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
     db_sub.add_parser("upgrade", parents=[common], help="apply database migrations")
     prune = db_sub.add_parser("prune", parents=[common], help="drop old snapshot bodies (findings and audit are kept)")
     prune.add_argument("--older-than", type=int, required=True, metavar="DAYS")
+    stuck = db_sub.add_parser(
+        "interrupt", parents=[common], help="mark a RUNNING plan whose bot is gone for good INTERRUPTED"
+    )
+    stuck.add_argument("--plan", type=int, required=True, metavar="ID")
+    stuck.add_argument("--yes", action="store_true", help="its runner is on another host: confirm that it is gone")
 
     p = sub.add_parser("lab", parents=[common], help="run emulated RRAS servers on 127.0.0.1 until interrupted")
     p.add_argument("--scenario", action="append", metavar="NAME", help="scenario to run (repeatable; default: a small fleet)")

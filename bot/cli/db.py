@@ -1,19 +1,23 @@
-"""`sstp-bot db upgrade` and `sstp-bot db prune --older-than DAYS`: database maintenance."""
+"""`sstp-bot db upgrade`, `db prune --older-than DAYS` and `db interrupt --plan ID`: database maintenance."""
 
 from __future__ import annotations
 
 import argparse
 
 from bot.cli import Environment, ExitStatus
+from bot.cli.check import cli_actor
 from bot.config import load_config
-from commands.errors import UsageError
-from storage import Repository, upgrade_database
+from commands.errors import PlanStateError, UsageError
+from storage import PlanState, Repository, upgrade_database
 from storage.engine import display_url
+from storage.runner import describe_runner, runner_is_dead
+
+ACTIONS = ("upgrade", "prune", "interrupt")
 
 
 def run(args: argparse.Namespace, env: Environment) -> int:
-    if args.db_command not in ("upgrade", "prune"):
-        raise UsageError("sstp-bot db: choose an action: upgrade or prune --older-than DAYS")
+    if args.db_command not in ACTIONS:
+        raise UsageError("sstp-bot db: choose an action: upgrade, prune --older-than DAYS or interrupt --plan ID")
     if args.db_command == "prune" and args.older_than < 0:
         raise UsageError("sstp-bot db prune: --older-than must be 0 or more days")
     config = load_config(args.config, env.environ)
@@ -30,11 +34,53 @@ def run(args: argparse.Namespace, env: Environment) -> int:
             )
         return ExitStatus.OK
     with Repository(url, clock=env.clock, auto_upgrade=config.database.auto_upgrade) as repo:
+        if args.db_command == "interrupt":
+            return _interrupt(repo, args.plan, confirmed=args.yes, env=env)
         dropped = repo.prune_snapshots(args.older_than)
     noun = "body" if dropped == 1 else "bodies"
     print(
         f"Dropped {dropped} snapshot {noun} not referenced by any check of the last {args.older_than} days "
         "(checks, findings, plans and the audit log are kept).",
+        file=env.stdout,
+    )
+    return ExitStatus.OK
+
+
+def _interrupt(repo: Repository, plan_id: int, *, confirmed: bool, env: Environment) -> int:
+    """RUNNING -> INTERRUPTED by hand, for a plan whose runner will not come back.
+
+    Start-up recovery interrupts the plans of dead runners on its own host only; a bot whose host is
+    gone for good would otherwise block every later fix of that server (one RUNNING plan per server).
+    A runner alive on this host is never interrupted; one this host cannot see needs `--yes`. Like
+    every INTERRUPTED plan, it is never re-run: a new check proposes a new plan.
+    """
+    actor = cli_actor().id
+    plan = repo.get_plan(plan_id)
+    runner = plan.runner
+    if plan.state == PlanState.RUNNING.value and runner:
+        dead = runner_is_dead(runner)
+        reason = None
+        if dead is False:
+            reason = f"plan {plan_id} is still running: {describe_runner(runner)} is alive. Nothing was changed."
+        elif dead is None and not confirmed:
+            reason = (
+                f"plan {plan_id} was started by {describe_runner(runner)}, which cannot be seen from here. "
+                "If that process is gone for good, run again with --yes. Nothing was changed."
+            )
+        if reason is not None:
+            repo.audit(
+                actor=actor, action="interrupt", outcome="refused", server=plan.server, plan_id=plan_id,
+                details={"runner": runner, "reason": reason},
+            )
+            raise PlanStateError(plan_id, plan.state, reason)
+    # Any other state is refused (and audited) by the transition itself.
+    interrupted = repo.transition(
+        plan_id, PlanState.RUNNING, PlanState.INTERRUPTED, actor=actor,
+        details={"runner": runner, "why": "marked by an operator: its runner is gone"},
+    )
+    print(
+        f"Plan {plan_id} ({interrupted.server}) is now INTERRUPTED; it will not be re-run. "
+        f"The server may be half-fixed: run `sstp-bot check {interrupted.server}`.",
         file=env.stdout,
     )
     return ExitStatus.OK
