@@ -107,6 +107,7 @@ class Session(Protocol):
 
 
 SessionFactory = Callable[[ServerConfig, "str | None"], Session]
+#: Called before each step of a fix: (step number counted from 1, number of steps, the step).
 ProgressCallback = Callable[[int, int, dict[str, Any]], None]
 
 

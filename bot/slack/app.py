@@ -437,12 +437,7 @@ class SstpSlackBot:
         approved = messages.approved_by(user)
         self._update(card_channel, card_ts, blocks.plan_card(plan, [approved]))
 
-        first_index: list[int] = []
-
-        def progress(i: int, k: int, step: dict[str, Any]) -> None:
-            # Shown 1-based; tolerate a 0-based counter (the first call then says 0).
-            first_index[:] = first_index or [i]
-            n = i + 1 if first_index[0] == 0 else i
+        def progress(n: int, k: int, step: dict[str, Any]) -> None:  # step n of k, counted from 1
             line = messages.running_step(n, k, str(step.get("description") or step.get("action") or ""))
             try:
                 self._update(card_channel, card_ts, blocks.plan_card(plan, [approved, line], current_step=n))

@@ -231,17 +231,11 @@ def test_remote_error_during_the_fix_is_shown_on_the_card(service: FakeService, 
     assert "Fix failed" in all_text(final) and "refused the connection" in all_text(final)
 
 
-def test_zero_based_progress_is_shown_one_based(service: FakeService, harness: Harness, slack_api: FakeSlackApi, card: tuple[int, str]) -> None:
-    real = service.execute
-
-    def zero_based(plan_id, actor, *, progress=None):  # type: ignore[no-untyped-def]
-        return real(plan_id, actor, progress=(lambda i, k, step: progress(i - 1, k, step)) if progress else None)
-
-    service.execute = zero_based  # type: ignore[method-assign]
+def test_progress_shows_each_step_counted_from_one(service: FakeService, harness: Harness, slack_api: FakeSlackApi, card: tuple[int, str]) -> None:
     harness.click(card[0])
     texts = [all_text(u) for u in card_updates(slack_api, card[1])]
-    assert any("Running step 1 of 2" in t for t in texts) and any("Running step 2 of 2" in t for t in texts)
-    assert not any("step 0 of" in t for t in texts)
+    running = [t for t in texts if "Running step" in t]
+    assert [("Running step 1 of 2" in t, "Running step 2 of 2" in t) for t in running] == [(True, False), (False, True)]
 
 
 def test_state_changed_worded_as_the_service_does(service: FakeService, harness: Harness, slack_api: FakeSlackApi, card: tuple[int, str]) -> None:
