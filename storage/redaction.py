@@ -16,7 +16,8 @@ _SECRET_PATTERNS = (
     re.compile(r"\bxox[abpsore]-[A-Za-z0-9][A-Za-z0-9-]*"),
     re.compile(r"\bxapp-[A-Za-z0-9][A-Za-z0-9-]*"),
     re.compile(r"(?i)\b(authorization\s*[:=]\s*)(?:basic|bearer|negotiate|ntlm)?\s*[A-Za-z0-9+/=._-]{8,}"),
-    re.compile(r"(?i)\b((?:password|passwd|pwd|secret|token)\s*[:=]\s*)(\"[^\"]*\"|'[^']*'|\S+)"),
+    # `password=x`, `password: x`, and the quoted keys of JSON and Python reprs (`"password": "x"`).
+    re.compile(r"(?i)\b((?:password|passwd|pwd|secret|token)[\"']?\s*[:=]\s*)(\"[^\"]*\"|'[^']*'|\S+)"),
     # PowerShell parameters: -Password 'x', -AsPlainText -Secret x
     re.compile(r"(?i)(-(?:password|secret|token|credential)\s+)(\"[^\"]*\"|'[^']*'|[^\s-]\S*)"),
 )

@@ -1,7 +1,7 @@
 """`sstp-bot serve`: run the Slack bot in Socket Mode (default) or HTTP mode (`[slack] mode`).
 
 Tokens come only from the environment and are never printed; every log handler gets a filter that
-redacts anything looking like a Slack token.
+redacts anything looking like a secret (`bot.slack.redact`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from slack_sdk.errors import SlackApiError, SlackRequestError
 
 from bot.cli import Environment, ExitStatus
 from bot.config import Config, load_config
-from bot.slack.redact import RedactTokens, redact
+from bot.slack.redact import RedactSecrets, redact
 from commands.errors import ConfigError
 
 logger = logging.getLogger("bot.serve")
@@ -48,14 +48,14 @@ def read_secrets(config: Config, environ: Mapping[str, str]) -> dict[str, str]:
 def configure_logging(env: Environment) -> None:
     handler = logging.StreamHandler(env.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(RedactTokens())
+    handler.addFilter(RedactSecrets())
     handler.set_name("sstp-bot-serve")
     root = logging.getLogger()
     for existing in list(root.handlers):
         if existing.get_name() == "sstp-bot-serve":
             root.removeHandler(existing)  # serve run again in the same process (tests)
         else:
-            existing.addFilter(RedactTokens())
+            existing.addFilter(RedactSecrets())
     root.addHandler(handler)
     root.setLevel(logging.INFO)
 

@@ -1,20 +1,24 @@
-"""A logging filter that keeps Slack tokens out of every log line, whatever logged them."""
+"""A logging filter that keeps secrets out of every log line, whatever logged them.
+
+The patterns are the database's (`storage.redaction`): Slack tokens, `password=...`, Authorization
+headers, PowerShell `-Password` arguments. One list, so logs and the database scrub the same things.
+"""
 
 from __future__ import annotations
 
 import logging
-import re
 
-TOKEN_RE = re.compile(r"\b(xox[a-z]-[A-Za-z0-9-]+|xapp-[A-Za-z0-9-]+)")
-REDACTED = "[redacted]"
+from storage.redaction import REDACTED, redact_text
+
+__all__ = ["REDACTED", "RedactSecrets", "install", "redact"]
 
 
 def redact(text: str) -> str:
-    return TOKEN_RE.sub(lambda m: m.group(0)[:5] + REDACTED, text)
+    return redact_text(text)
 
 
-class RedactTokens(logging.Filter):
-    """Rewrites the record's message with tokens redacted (args are merged first)."""
+class RedactSecrets(logging.Filter):
+    """Rewrites the record's message with secrets redacted (args are merged first)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
@@ -32,4 +36,4 @@ class RedactTokens(logging.Filter):
 
 
 def install(handler: logging.Handler) -> None:
-    handler.addFilter(RedactTokens())
+    handler.addFilter(RedactSecrets())

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bot.cli import Environment, ExitStatus, main, serve
-from bot.slack.redact import RedactTokens, redact
+from bot.slack.redact import RedactSecrets, redact
 from tests.fakes.slack_api import FakeSlackApi
 from tests.fakes.socket_mode import FakeSocketModeServer
 from tests.slack.conftest import APP_TOKEN, BOT_TOKEN, SIGNING_SECRET
@@ -68,10 +68,11 @@ def test_wrong_token_kind_is_refused_without_echoing_it(tmp_path: Path) -> None:
 
 def test_redaction() -> None:
     assert BOT_TOKEN not in redact(f"token={BOT_TOKEN} app={APP_TOKEN}")
-    assert "xoxb-[redacted]" in redact(BOT_TOKEN)
+    assert redact(BOT_TOKEN) == "[REDACTED]"
+    assert redact("connecting with password=hunter2 as svc") == "connecting with password=[REDACTED] as svc"
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
-    handler.addFilter(RedactTokens())
+    handler.addFilter(RedactSecrets())
     log = logging.getLogger("test.redaction")
     log.addHandler(handler)
     log.propagate = False
@@ -81,10 +82,12 @@ def test_redaction() -> None:
             raise RuntimeError(APP_TOKEN)
         except RuntimeError:
             log.exception("boom")
+        log.warning("WinRM call with %s", {"password": "hunter2"})
     finally:
         log.removeHandler(handler)
     assert BOT_TOKEN not in stream.getvalue() and APP_TOKEN not in stream.getvalue()
-    assert "[redacted]" in stream.getvalue()
+    assert "hunter2" not in stream.getvalue()
+    assert "[REDACTED]" in stream.getvalue()
 
 
 @pytest.fixture

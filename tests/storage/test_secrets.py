@@ -52,3 +52,8 @@ def test_no_secret_in_the_database_file(db_url: str, clock: FakeClock) -> None:
     assert b"SSTP_HASH_MISMATCH" in blob  # the search does see the data
     for secret in (BOT_TOKEN, APP_TOKEN, USER_TOKEN, PASSWORD, "PlantedBotToken", "plantedusertoken"):
         assert secret.encode() not in blob, secret
+
+
+def test_quoted_secret_keys_in_json_and_reprs() -> None:
+    assert redact_text('{"password": "hunter2", "user": "x"}') == f'{{"password": {REDACTED}, "user": "x"}}'
+    assert "hunter2" not in redact_text(str({"password": "hunter2"}))
