@@ -49,6 +49,17 @@ class Config:
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     servers: dict[str, ServerConfig] = field(default_factory=dict)
     path: Path | None = None
+    #: The validated `[defaults]` table, for servers analysed offline that are not in the inventory.
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+
+    def offline_server(self, name: str) -> ServerConfig:
+        """The settings `diagnose` applies to a snapshot of `name`: its inventory entry when it has
+        one, else `[defaults]` (expiry warning window, ...) under that name."""
+        try:
+            return self.server(name)
+        except UnknownServer:
+            host = name if HOST_RE.match(name) else "localhost"  # never contacted: diagnose is offline
+            return _parse_server(name, {**self.defaults, "host": host}, where="defaults")
 
     def server(self, name: str) -> ServerConfig:
         """The inventory entry for `name` (case-insensitive); UnknownServer otherwise."""
@@ -152,7 +163,7 @@ def parse_config(data: Mapping[str, Any], path: Path | None = None) -> Config:
         if "password_env" in table and "password_file" not in table:
             merged.pop("password_file", None)
         servers[name] = _parse_server(name, merged)
-    return Config(slack=slack, database=database, servers=servers, path=path)
+    return Config(slack=slack, database=database, servers=servers, path=path, defaults=dict(defaults))
 
 
 def _table(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
@@ -204,8 +215,8 @@ def _parse_database(table: Mapping[str, Any]) -> DatabaseConfig:
     return replace(DatabaseConfig(), **values)
 
 
-def _parse_server(name: str, table: Mapping[str, Any]) -> ServerConfig:
-    where = f"servers.{name}"
+def _parse_server(name: str, table: Mapping[str, Any], where: str | None = None) -> ServerConfig:
+    where = where or f"servers.{name}"
     values = {k: _typed(where, k, v, _SERVER_KEYS[k]) for k, v in table.items()}
     if "host" not in values or not values["host"]:
         raise ConfigError(f"{where}.host is required")

@@ -65,6 +65,7 @@ ALL_FINDING_IDS = (
     "NOT_ELEVATED",
     "PROBE_INCOMPLETE",
     "CERTIFICATE_UNREADABLE",
+    "SSTP_IP_BINDING_MISMATCH",
 )
 
 
@@ -321,12 +322,9 @@ def _rule_bindings(a: Analysis, out: _Findings) -> None:
     if a.https and a.snapshot.http_sys is not None and a.snapshot.http_sys.ip_bindings is not None:
         # SSTP_HASH_MISMATCH: the certificate HTTP.sys presents is not the one SSTP checks.
         if a.sstp_identity_known:
+            # DESIGN 4: only the wildcard endpoints count here; a wrong specific IP:port binding under
+            # SSTP's AppId is SSTP_IP_BINDING_MISMATCH (under another AppId, HTTPSYS_FOREIGN_BINDING).
             wrong = [b for b in a.ip_bindings if b.host in WILDCARD_HOSTS and not a.is_sstp_certificate(b.cert_hash)]
-            # A specific IP:port binding beats the wildcard for that address (DOMAIN 11).
-            wrong += [
-                b for b in a.ip_bindings
-                if b.host not in WILDCARD_HOSTS and is_sstp_app_id(b.app_id) and not a.is_sstp_certificate(b.cert_hash)
-            ]
             if wrong:
                 endpoints = ", ".join(b.endpoint for b in wrong)
                 owners = {app_id_owner(b.app_id) for b in wrong}
@@ -343,6 +341,23 @@ def _rule_bindings(a: Analysis, out: _Findings) -> None:
                     port=a.port,
                     **_sstp_evidence(a),
                     bindings=[_binding_evidence(a, b) for b in wrong],
+                )
+            # SSTP_IP_BINDING_MISMATCH (our addition): a specific IP:port binding beats the wildcard
+            # for that address (DOMAIN 11), so SSTP clients dialling it get this certificate.
+            for b in a.ip_bindings:
+                if b.host in WILDCARD_HOSTS or not is_sstp_app_id(b.app_id) or a.is_sstp_certificate(b.cert_hash):
+                    continue
+                out.add(
+                    "SSTP_IP_BINDING_MISMATCH",
+                    "critical",
+                    f"HTTP.sys presents a different certificate on {b.endpoint} than SSTP is configured with",
+                    f"An HTTP.sys binding for the single address {b.endpoint}, under SSTP's AppId, carries "
+                    f"{describe_certificate(a.certificate(b.cert_hash), b.cert_hash)} instead of the SSTP "
+                    f"certificate ({sstp_desc}). A specific IP:port binding takes precedence over the "
+                    "0.0.0.0 and [::] ones, so SSTP clients connecting to that address fail with the "
+                    "certificate binding error. Deleting it lets the wildcard binding serve the address.",
+                    **_binding_evidence(a, b),
+                    **_sstp_evidence(a),
                 )
         # HTTPSYS_BINDING_MISSING
         missing = [f"{host}:{a.port}" for host in WILDCARD_HOSTS if a.ip_binding(host) is None]

@@ -38,7 +38,7 @@ from commands.errors import UsageError
 from commands.model import Finding, Plan, Step
 from commands.scripts import validate_params
 from commands.server import ServerConfig
-from commands.snapshot import Snapshot
+from commands.snapshot import Snapshot, StoredCertificate
 
 # Findings no plan ever fixes: symptoms, or situations a person must resolve first (guidance only).
 GUIDANCE_ONLY_IDS = frozenset(
@@ -63,7 +63,10 @@ _CERTIFICATE_IDS = frozenset(
         "SSTP_CERT_RENEWAL_NOT_BOUND",
     }
 )
-_BINDING_IDS = frozenset({"SSTP_HASH_MISMATCH", "IIS_HTTPS_BINDING", "HTTPSYS_FOREIGN_BINDING", "HTTPSYS_BINDING_MISSING"})
+_BINDING_IDS = frozenset(
+    {"SSTP_HASH_MISMATCH", "SSTP_IP_BINDING_MISMATCH", "IIS_HTTPS_BINDING", "HTTPSYS_FOREIGN_BINDING",
+     "HTTPSYS_BINDING_MISSING"}
+)
 
 
 def _users(a: Analysis) -> str:
@@ -214,16 +217,18 @@ def build_steps(a: Analysis, findings: Sequence[Finding]) -> tuple[list[Step], s
         ok = False
         if f.id == "IIS_HTTPS_BINDING":
             ok = (ev.get("site"), ev.get("binding_information")) in removed_iis
-        elif f.id in ("HTTPSYS_FOREIGN_BINDING", "HTTPSYS_SNI_BINDING"):
+        elif f.id in ("HTTPSYS_FOREIGN_BINDING", "HTTPSYS_SNI_BINDING", "SSTP_IP_BINDING_MISMATCH"):
             ok = ev.get("endpoint") in deleted_endpoints
         elif f.id == "URLACL_CONFLICT":
             ok = ev.get("url") in deleted_urls
         elif f.id == "SSTP_HASH_MISMATCH":
-            # A wrong wildcard binding needs the certificate bound again (RRAS recreates it); a wrong
-            # specific IP:port binding only needs deleting: the wildcard then serves that address.
-            wrong_endpoints = [str(b.get("endpoint", "")) for b in ev.get("bindings", ())]
-            on_wildcard = any(e.rsplit(":", 1)[0] in WILDCARD_HOSTS for e in wrong_endpoints)
-            ok = all(e in deleted_endpoints for e in wrong_endpoints) and (bind or not on_wildcard)
+            # The wrong wildcard bindings are deleted and the certificate bound again (RRAS recreates
+            # them), or they already carry the certificate the plan binds: after it, SSTP's hash and
+            # the bindings name the same certificate.
+            ok = bind and all(
+                str(b.get("endpoint", "")) in deleted_endpoints or _is_target(a, target, b.get("cert_hash"))
+                for b in ev.get("bindings", ())
+            )
         elif f.id == "HTTPSYS_BINDING_MISSING":
             ok = bind
         elif f.id in _CERTIFICATE_IDS:
@@ -271,6 +276,11 @@ def build_steps(a: Analysis, findings: Sequence[Finding]) -> tuple[list[Step], s
         fixed,
     )
     return steps, fixed, guidance
+
+
+def _is_target(a: Analysis, target: StoredCertificate | None, cert_hash: Any) -> bool:
+    found = a.certificate(cert_hash) if isinstance(cert_hash, str) else None
+    return target is not None and found is not None and found.thumbprint == target.thumbprint
 
 
 def assess(

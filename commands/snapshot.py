@@ -609,13 +609,13 @@ def _parse(data: Mapping[str, Any]) -> Snapshot:
     if schema != SCHEMA:
         raise SnapshotError("schema", f"expected {SCHEMA!r}, got {schema!r}")
     host = r.obj("host")
-    if host is None:
-        raise SnapshotError("host", "must not be null")
     probe_errors = r.list_("probe_errors", _probe_error)
     return Snapshot(
         schema=SCHEMA,
         collected_at=_time(r.get("collected_at"), "collected_at"),
-        host=_host(host.data, "host"),
+        # A probe that could not read the host section reports null (and a probe error) like any
+        # other section: every field is then unknown (is_admin None: NOT_ELEVATED is not claimed).
+        host=_host(host.data, "host") if host is not None else Host(None, None, None, None, None),
         services=_services(r),
         sstp=_sstp(r),
         http_sys=_http_sys(r),

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
 
 from bot.cli import Environment, ExitStatus
+from bot.config import HOST_RE, load_config, resolve_config_path
 from bot.terminal import render_check
 from commands.engine import evaluate_snapshot
-from commands.errors import SnapshotError
+from commands.errors import ConfigError, SnapshotError
 from commands.model import CheckResult
 from commands.server import SERVER_NAME_RE, ServerConfig
 from commands.snapshot import MAX_SNAPSHOT_BYTES, Snapshot, parse_snapshot
@@ -37,6 +39,21 @@ def _default_name(snapshot: Snapshot | None, path: str) -> str:
         if SERVER_NAME_RE.match(stem):
             return stem
     return "snapshot"
+
+
+def _server_settings(name: str, args: argparse.Namespace, env: Environment) -> ServerConfig:
+    """What the analysis needs to know of the server: its inventory entry (public name, offload hash,
+    expiry warning window) when the configuration has one, else `[defaults]`, else the built-in
+    defaults. The configuration is read when one is named (`--config`, SSTP_BOT_CONFIG) or
+    `./sstp-bot.toml` exists: offline analysis needs no configuration at all. `--public-name` wins."""
+    path = resolve_config_path(args.config, env.environ)
+    if args.config or env.environ.get("SSTP_BOT_CONFIG") or path.exists():
+        server = load_config(path, env.environ).offline_server(name)
+    else:
+        server = ServerConfig(name=name, host=name if HOST_RE.match(name) else "localhost")
+    if args.public_name:
+        server = replace(server, public_name=args.public_name)
+    return server
 
 
 def _emit(result: CheckResult, args: argparse.Namespace, env: Environment) -> None:
@@ -66,7 +83,14 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     except SnapshotError as exc:
         error = str(exc)
     name = args.server_name or _default_name(snapshot, args.snapshot)
-    server = ServerConfig(name=name, host=name, public_name=args.public_name)
+    try:
+        server = _server_settings(name, args, env)
+    except ConfigError as exc:
+        result = CheckResult(server=name, checked_at=now, error_kind="config", error_message=str(exc))
+        _emit(result, args, env)
+        if not args.json:
+            print(f"error: {exc}", file=env.stderr)
+        return ExitStatus.ERROR
     if snapshot is None:
         result = CheckResult(server=name, checked_at=now, error_kind="bad_output", error_message=error)
     else:

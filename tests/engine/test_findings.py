@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from commands.diagnosis import ALL_FINDING_IDS, IIS_APP_ID, diagnose
+from commands.diagnosis import ALL_FINDING_IDS, IIS_APP_ID, SSTP_APP_ID, diagnose
 from commands.snapshot import parse_snapshot
 from tests.engine.builder import (
     ADFS_APP_ID,
@@ -80,6 +80,16 @@ def _iis_other_port(snap: Snap) -> None:
 def _adfs_binding(snap: Snap) -> None:
     add_cert(snap, iis_cert())
     snap["http_sys"]["ip_bindings"].append(binding("10.0.0.5:443", iis_cert(), ADFS_APP_ID))
+
+
+def _sstp_owned_specific_ip(*, other: bool) -> Callable[[Snap], None]:
+    """A 10.0.0.5:443 binding under SSTP's AppId, with another certificate or with SSTP's own."""
+
+    def mutate(snap: Snap) -> None:
+        add_cert(snap, iis_cert())
+        snap["http_sys"]["ip_bindings"].append(binding("10.0.0.5:443", iis_cert() if other else sstp_cert(), SSTP_APP_ID))
+
+    return mutate
 
 
 def _iis_owns_same_cert(snap: Snap) -> None:
@@ -157,6 +167,8 @@ def _event(provider: str, event_id: int, age: timedelta) -> Callable[[Snap], Non
 
 CASES = [
     Case("SSTP_HASH_MISMATCH", "critical", _hash_mismatch, _hash_case_differs),
+    Case("SSTP_IP_BINDING_MISMATCH", "critical", _sstp_owned_specific_ip(other=True),
+         _sstp_owned_specific_ip(other=False)),
     Case("IIS_HTTPS_BINDING", "critical", with_iis_binding, _iis_other_port),
     Case("HTTPSYS_FOREIGN_BINDING", "critical", _adfs_binding,
          lambda snap: snap["http_sys"]["ip_bindings"].append(binding("0.0.0.0:8443", iis_cert(), ADFS_APP_ID))),

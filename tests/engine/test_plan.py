@@ -331,7 +331,9 @@ def test_a_wrong_specific_ip_binding_owned_by_sstp_is_deleted_without_rebinding(
         {"endpoint": "10.0.0.5:443", "cert_hash": "AB" * 20, "app_id": SSTP_APP_ID, "store": "MY", "ctl_store": None}
     )
     findings = diagnose(parse_snapshot(snap), server(), NOW)
-    finding = only(findings, "SSTP_HASH_MISMATCH")
+    assert "SSTP_HASH_MISMATCH" not in {f.id for f in findings}  # DESIGN 4: the wildcard endpoints only
+    finding = only(findings, "SSTP_IP_BINDING_MISMATCH")
+    assert finding.severity == "critical" and finding.evidence["endpoint"] == "10.0.0.5:443"
     result = plan(parse_snapshot(snap), findings, server(), NOW)
     assert result is not None and finding.fixable
     assert [(s.action, s.params) for s in result.steps] == [("delete_httpsys_binding", {"Endpoint": "10.0.0.5:443"})]

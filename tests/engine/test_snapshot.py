@@ -101,7 +101,7 @@ def test_dotnet_seven_digit_fraction_times() -> None:
         (lambda s: s.update(events=[{"provider": "RasSstp", "id": 18, "time": "yesterday", "message": ""}]), "events[0].time"),
         (lambda s: s.update(vpn_connections=-1), "vpn_connections"),
         (lambda s: s.update(schema="sstp-bot/snapshot/v2"), "schema"),
-        (lambda s: s.update(host=None), "host"),
+        (lambda s: s.update(host=[]), "host"),
         (lambda s: s.update(collected_at=None), "collected_at"),
     ],
 )
@@ -166,3 +166,12 @@ def test_snapshot_error_str_names_field() -> None:
     snap = healthy()
     snap["http_sys"]["ip_bindings"][1]["cert_hash"] = []
     assert "http_sys.ip_bindings[1].cert_hash" in str(_error(snap))
+
+
+def test_an_unreadable_host_section_is_null_like_any_other() -> None:
+    snap = healthy()
+    snap["host"] = None
+    snap["probe_errors"] = [{"section": "host", "message": "Get-CimInstance Win32_OperatingSystem: access denied"}]
+    findings = diagnose(parse_snapshot(snap), server(), NOW)
+    ids = {f.id for f in findings}
+    assert "PROBE_INCOMPLETE" in ids and "NOT_ELEVATED" not in ids  # unknown is not "not elevated"
