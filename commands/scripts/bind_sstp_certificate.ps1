@@ -75,8 +75,10 @@ function Get-SstpPort {
 }
 
 function Test-Listening([int]$Port) {
-    # AOVPN: after a restart RH polls Get-NetTCPConnection -LocalPort 443 -State Listen (PID 4 = HTTP.sys).
-    $found = @(Get-NetTCPConnection -State Listen -LocalPort $Port -ErrorAction SilentlyContinue)
+    # AOVPN: after a restart RH polls Get-NetTCPConnection -LocalPort 443 -State Listen. SSTP listens through
+    # HTTP.sys, whose sockets belong to PID 4 (System: OLDNEWTHING-2018, DOMAIN 5). Another process on the
+    # port is not SSTP listening; it is what keeps SSTP from listening, so it does not count.
+    $found = @(Get-NetTCPConnection -State Listen -LocalPort $Port -ErrorAction SilentlyContinue | Where-Object { [int]$_.OwningProcess -eq 4 })
     return ($found.Count -gt 0)
 }
 
@@ -175,7 +177,7 @@ function Restart-RemoteAccessService([int]$TimeoutSeconds, [int]$Port) {
         if ($listening) {
             $notes.Add(('listening on port {0}' -f $Port))
         } else {
-            $notes.Add(('nothing listens on port {0} after {1} s' -f $Port, $TimeoutSeconds))
+            $notes.Add(('SSTP (HTTP.sys, PID 4) does not listen on port {0} after {1} s' -f $Port, $TimeoutSeconds))
         }
     }
     return [pscustomobject]@{ Running = $running; Listening = $listening; Detail = ($notes -join '; ') }
@@ -254,11 +256,14 @@ function Get-BindState([string]$Thumb, [string]$Sha256, [int]$Port, [bool]$Check
     $service = Get-Service -Name RemoteAccess -ErrorAction SilentlyContinue
     $running = ($null -ne $service -and $service.Status -eq [System.ServiceProcess.ServiceControllerStatus]::Running)
     if (-not $running) { $problems.Add('RemoteAccess is not running') }
-    if ($running -and -not (Test-Listening $Port)) { $problems.Add(('nothing listens on port {0}' -f $Port)) }
+    if ($running -and -not (Test-Listening $Port)) { $problems.Add(('SSTP (HTTP.sys, PID 4) does not listen on port {0}' -f $Port)) }
     return [pscustomobject]@{ Configured = $configured; Problems = $problems; Missing = $missing }
 }
 
 $result = $null
+# Set once Set-RemoteAccess or the restart has begun: a failure after that point still changed the
+# server (and dropped VPN users), and the result must say so.
+$changed = $false
 try {
     $thumb = $Thumbprint.ToUpperInvariant()
     $certificatePath = 'Cert:\LocalMachine\My\' + $thumb
@@ -291,8 +296,10 @@ try {
             $exitCode = $null
             if (-not $before.Configured) {
                 $null = Set-RemoteAccess -SslCertificate $certificate -Force -ErrorAction Stop
+                $changed = $true
                 $notes.Add(('Set-RemoteAccess -SslCertificate {0}' -f $thumb))
             }
+            $changed = $true
             $restart = Restart-RemoteAccessService $RestartTimeoutSeconds $port
             $notes.Add($restart.Detail)
             if ($checkBindings) {
@@ -326,6 +333,6 @@ try {
         }
     }
 } catch {
-    $result = New-FixResult $false $false ('bind_sstp_certificate failed: {0}' -f $_.Exception.Message) $null
+    $result = New-FixResult $false $changed ('bind_sstp_certificate failed: {0}' -f $_.Exception.Message) $null
 }
 ConvertTo-Json -InputObject $result -Depth 8 -Compress

@@ -3,7 +3,8 @@
 # Collects snapshot v1 (DESIGN.md section 3) from an RRAS server and changes nothing.
 # Reads structured sources only (registry, CIM, cmdlets, applicationHost.config as XML); never parses
 # localised netsh text (DOMAIN 2.2). Every section is wrapped in try/catch: a section that cannot be
-# read keeps its null/empty value and adds {section, message} to probe_errors.
+# read is null (never an empty list: [] means "read, and there is none", null means "unknown",
+# DESIGN 3) and adds {section, message} to probe_errors.
 # Writes exactly one JSON document (ConvertTo-Json -Depth 8 -Compress) to the output stream.
 # Target: Windows PowerShell 5.1 (the default PSRP endpoint, DOMAIN 11).
 [CmdletBinding()]
@@ -301,6 +302,7 @@ try {
         if ((Get-EndpointPort $binding.endpoint) -eq $sstpPort) { $httpSys.ip_bindings.Add($binding) }
     }
 } catch {
+    $httpSys.ip_bindings = $null
     Add-ProbeError 'http_sys' $_
 }
 try {
@@ -310,6 +312,7 @@ try {
         if ((Get-EndpointPort $binding.endpoint) -eq $sstpPort) { $httpSys.sni_bindings.Add($binding) }
     }
 } catch {
+    $httpSys.sni_bindings = $null
     Add-ProbeError 'http_sys' $_
 }
 try {
@@ -339,6 +342,7 @@ try {
         }
     }
 } catch {
+    $httpSys.url_reservations = $null
     Add-ProbeError 'http_sys' $_
 }
 
@@ -351,6 +355,7 @@ try {
     $configPath = Join-Path $env:windir 'System32\inetsrv\config\applicationHost.config'
     $configFound = Test-Path -LiteralPath $configPath -PathType Leaf
     if ($iis.installed -and -not $configFound) {
+        $iis.https_bindings = $null
         Add-ProbeError 'iis' ('W3SVC exists but {0} was not found' -f $configPath)
     }
     if ($configFound) {
@@ -403,6 +408,7 @@ try {
         }
     }
 } catch {
+    $iis.https_bindings = $null
     Add-ProbeError 'iis' $_
 }
 
@@ -411,10 +417,12 @@ $listeners = [System.Collections.Generic.List[object]]::new()
 try {
     $tcpErrors = $null
     $connections = @(Get-NetTCPConnection -State Listen -LocalPort $sstpPort -ErrorAction SilentlyContinue -ErrorVariable tcpErrors)
+    $tcpFailed = $false
     foreach ($problem in @($tcpErrors)) {
         if ($null -eq $problem) { continue }
         # 'No matching MSFT_NetTCPConnection objects' means nothing listens: not a probe error.
         if ($problem.CategoryInfo.Category -ne [System.Management.Automation.ErrorCategory]::ObjectNotFound) {
+            $tcpFailed = $true
             Add-ProbeError 'listeners' $problem
         }
     }
@@ -430,7 +438,10 @@ try {
             process       = $processName
         })
     }
+    # A failed query is "unknown", not "nothing listens" (which would read as SSTP_NOT_LISTENING).
+    if ($tcpFailed) { $listeners = $null }
 } catch {
+    $listeners = $null
     Add-ProbeError 'listeners' $_
 }
 
@@ -451,6 +462,7 @@ try {
         }
     }
 } catch {
+    $certificates = $null
     Add-ProbeError 'certificates' $_
 }
 
@@ -473,6 +485,7 @@ $eventQueries = @(
     @{ Providers = [string[]]@('Microsoft-Windows-RasSstp', 'RasSstp'); Ids = [int[]]@(8, 9, 12, 13, 18, 21) },
     @{ Providers = [string[]]@('Schannel'); Ids = [int[]]@(36870) }
 )
+$eventFailures = 0
 foreach ($query in $eventQueries) {
     try {
         foreach ($record in (Get-SstpEvents $query.Providers $query.Ids $since)) {
@@ -487,9 +500,12 @@ foreach ($query in $eventQueries) {
             })
         }
     } catch {
+        $eventFailures += 1
         Add-ProbeError 'events' $_
     }
 }
+# No query could be read: the events are unknown, not "none".
+if ($eventFailures -eq $eventQueries.Count) { $events = $null }
 
 # ---------------------------------------------------------------- snapshot v1
 $snapshot = [ordered]@{

@@ -62,8 +62,10 @@ function Get-SstpPort {
 }
 
 function Test-Listening([int]$Port) {
-    # AOVPN: after a restart RH polls Get-NetTCPConnection -LocalPort 443 -State Listen (PID 4 = HTTP.sys).
-    $found = @(Get-NetTCPConnection -State Listen -LocalPort $Port -ErrorAction SilentlyContinue)
+    # AOVPN: after a restart RH polls Get-NetTCPConnection -LocalPort 443 -State Listen. SSTP listens through
+    # HTTP.sys, whose sockets belong to PID 4 (System: OLDNEWTHING-2018, DOMAIN 5). Another process on the
+    # port is not SSTP listening; it is what keeps SSTP from listening, so it does not count.
+    $found = @(Get-NetTCPConnection -State Listen -LocalPort $Port -ErrorAction SilentlyContinue | Where-Object { [int]$_.OwningProcess -eq 4 })
     return ($found.Count -gt 0)
 }
 
@@ -162,13 +164,15 @@ function Restart-RemoteAccessService([int]$TimeoutSeconds, [int]$Port) {
         if ($listening) {
             $notes.Add(('listening on port {0}' -f $Port))
         } else {
-            $notes.Add(('nothing listens on port {0} after {1} s' -f $Port, $TimeoutSeconds))
+            $notes.Add(('SSTP (HTTP.sys, PID 4) does not listen on port {0} after {1} s' -f $Port, $TimeoutSeconds))
         }
     }
     return [pscustomobject]@{ Running = $running; Listening = $listening; Detail = ($notes -join '; ') }
 }
 
 $result = $null
+# Set once the restart has begun: a failure after that point still dropped the VPN users.
+$changed = $false
 try {
     if (-not (Test-Elevated)) {
         $result = New-FixResult $false $false 'the remote session is not elevated; restarting RemoteAccess needs administrator rights' $null
@@ -176,11 +180,12 @@ try {
         $result = New-FixResult $false $false 'the RemoteAccess service is not installed' $null
     } else {
         $port = Get-SstpPort
+        $changed = $true
         $outcome = Restart-RemoteAccessService $RestartTimeoutSeconds $port
         $ok = ($outcome.Running -and $outcome.Listening)
         $result = New-FixResult $ok $true $outcome.Detail $null
     }
 } catch {
-    $result = New-FixResult $false $false ('restart_remoteaccess failed: {0}' -f $_.Exception.Message) $null
+    $result = New-FixResult $false $changed ('restart_remoteaccess failed: {0}' -f $_.Exception.Message) $null
 }
 ConvertTo-Json -InputObject $result -Depth 8 -Compress

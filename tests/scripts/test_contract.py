@@ -88,6 +88,8 @@ SAMPLES: list[tuple[str, str, str, dict[str, str]]] = [
             "10.0.0.5:8443",
             "vpn.example.com:443",
             "*:443",
+            "*.example.com:443",  # wildcard SNI binding: Python accepts it, so must the script
+            "*.example.com:443 & calc",
             "0.0.0.0:443; rm x",
             "0.0.0.0:443\n",
             "vpn.example.com",
@@ -143,7 +145,16 @@ def test_server_pattern_accepts_whatever_python_accepts(
     assert pattern.search(str(clean[param])), (script, param, value)
 
 
-INJECTIONS = ["0.0.0.0:443; rm x", "0.0.0.0:443\n", "$(calc):443", "[::]:443 & calc", "0.0.0.0:443'"]
+INJECTIONS = [
+    "0.0.0.0:443; rm x",
+    "0.0.0.0:443\n",
+    "$(calc):443",
+    "[::]:443 & calc",
+    "0.0.0.0:443'",
+    "*.example.com:443 & calc",
+    "*.*.example.com:443",
+    "a.*.example.com:443",
+]
 
 
 @pytest.mark.parametrize("value", INJECTIONS)

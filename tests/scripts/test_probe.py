@@ -172,3 +172,47 @@ def test_service_started_at_comes_from_the_hosting_process() -> None:
     assert not re.search(r"\$pid\b", code, re.IGNORECASE)  # $PID is read-only (PowerShell's own process)
     assert "started_at = Get-ServiceStartTime $Name" in _function_source("Get-ServiceState")
     assert "lower bound" in body.lower()  # the shared-svchost caveat stays documented
+
+
+# Lists the diagnosis reads as "known" when they are a list: [] there means "read, none found" (no
+# binding -> HTTPSYS_BINDING_MISSING and a rebind; no listener -> SSTP_NOT_LISTENING and a restart), so a
+# section the probe could not read must be null (DESIGN 3: absent data is null).
+LIST_SECTIONS = {
+    "$httpSys.ip_bindings": "Read-SslBindings 'SslBindingInfo'",
+    "$httpSys.sni_bindings": "Read-SslBindings 'SslSniBindingInfo'",
+    "$httpSys.url_reservations": "UrlAclInfo",
+    "$iis.https_bindings": "applicationHost.config",
+    "$listeners": "Get-NetTCPConnection",
+    "$certificates": "Cert:\\LocalMachine\\My",
+}
+
+
+def _top_level_try_statements() -> list:
+    body = next(c for c in TREE.root_node.children if c.type == "statement_list")
+    return [n for n in walk(body) if n.type == "try_statement" and not _inside_function(n)]
+
+
+def _inside_function(node) -> bool:  # noqa: ANN001
+    parent = node.parent
+    while parent is not None:
+        if parent.type == "function_statement":
+            return True
+        parent = parent.parent
+    return False
+
+
+def test_an_unreadable_list_section_is_null_not_empty() -> None:
+    for variable, source in LIST_SECTIONS.items():
+        tries = [t for t in _top_level_try_statements() if source in text(t).split("catch", 1)[0]]
+        assert tries, (variable, source)
+        for statement in tries:
+            catches = [c for c in walk(statement) if c.type == "catch_clause" and c.parent.parent == statement]
+            assert catches, variable
+            for catch in catches:
+                assert re.search(re.escape(variable) + r" = \$null", text(catch)), (variable, text(catch))
+
+
+def test_listener_query_errors_and_missing_iis_config_also_give_null() -> None:
+    assert "if ($tcpFailed) { $listeners = $null }" in SOURCE
+    assert re.search(r"-not \$configFound\) \{\s*\$iis\.https_bindings = \$null", SOURCE)
+    assert "if ($eventFailures -eq $eventQueries.Count) { $events = $null }" in SOURCE

@@ -183,3 +183,43 @@ def test_fix_scripts_verify_by_rereading() -> None:
         assert "SYSTEM\\CurrentControlSet\\Services\\HTTP\\Parameters" in script_path(name).read_text(
             encoding="utf-8"
         )
+
+
+def _function_text(name: str, function: str) -> str | None:
+    for node in walk(_tree(name).root_node):
+        if node.type == "function_statement":
+            name_node = next((c for c in node.children if c.type == "function_name"), None)
+            if name_node is not None and text(name_node).lower() == function.lower():
+                return text(node)
+    return None
+
+
+RESTARTING_SCRIPTS = ["bind_sstp_certificate", "restart_remoteaccess"]
+
+
+@pytest.mark.parametrize("name", RESTARTING_SCRIPTS)
+def test_only_an_http_sys_listener_counts_as_sstp_listening(name: str) -> None:
+    """DOMAIN 5 / OLDNEWTHING-2018: HTTP.sys (and so SSTP) listens as PID 4; a foreign process on the
+    port is what stops SSTP, and must not make a restart or a rebind look successful."""
+    body = _function_text(name, "Test-Listening")
+    assert body is not None
+    code = "\n".join(line for line in body.splitlines() if not line.lstrip().startswith("#"))
+    assert "Get-NetTCPConnection -State Listen -LocalPort $Port" in code
+    assert re.search(r"Where-Object \{ \[int\]\$_\.OwningProcess -eq 4 \}", code)
+
+
+@pytest.mark.parametrize("name", RESTARTING_SCRIPTS)
+def test_a_failure_after_the_restart_began_still_reports_changed(name: str) -> None:
+    """Once Set-RemoteAccess ran or the restart began, VPN users were dropped: changed must be true."""
+    source = script_path(name).read_text(encoding="utf-8")
+    tree = _tree(name)
+    body = next(c for c in tree.root_node.children if c.type == "statement_list")
+    top_try = [n for n in body.named_children if n.type == "try_statement"][-1]
+    catch = next(n for n in walk(top_try) if n.type == "catch_clause")
+    assert re.search(r"New-FixResult \$false \$changed ", text(catch)), text(catch)
+    assert re.search(r"^\$changed = \$false$", source, re.MULTILINE)
+    restart_call = source.index("= Restart-RemoteAccessService $RestartTimeoutSeconds $port")
+    assert source.rfind("$changed = $true", 0, restart_call) > source.rfind("try {", 0, restart_call)
+    if name == "bind_sstp_certificate":
+        set_call = source.index("Set-RemoteAccess -SslCertificate $certificate")
+        assert source.index("$changed = $true", set_call) < restart_call
