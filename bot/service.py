@@ -33,7 +33,7 @@ from commands.remediation import fingerprint
 from commands.server import ServerConfig
 from commands.snapshot import parse_snapshot
 from storage.records import AuditRecord, CheckRecord, HistoryEntry, PlanRecord
-from storage.repository import Repository
+from storage.repository import NotFound, Repository
 from storage.runner import runner_is_dead
 from storage.states import PlanState
 
@@ -265,7 +265,12 @@ class Service:
 
     def _decide(self, plan_id: int, actor: Actor, *, authorised: bool, new: PlanState, action: str) -> PlanRecord:
         # Expiry is part of the repository's conditional transition: an expired plan is refused there.
-        plan = self.repo.get_plan(plan_id)
+        try:
+            plan = self.repo.get_plan(plan_id)
+        except NotFound:
+            # Every attempt is audited (DESIGN 6), including one on a plan that does not exist.
+            self.repo.audit(actor=actor.id, action=action, outcome="refused: plan not found", plan_id=plan_id)
+            raise
         if not authorised:
             self.repo.audit(
                 actor=actor.id, action=action, outcome="refused: not an approver", server=plan.server, plan_id=plan_id

@@ -186,8 +186,14 @@ class SstpSlackBot:
 
     def _run_command(self, command: grammar.Command, user: str, channel: str, respond: _Replier) -> None:
         verb = type(command).__name__.lower()
+        # What was attempted, for the audit trail of a refusal: the servers named (a check's targets
+        # or a history's server); `all` and groups as typed.
+        attempted = _attempted(command)
         if not self.auth.channel_allowed(channel):
-            self.service.audit(actor=user, action=verb, outcome="refused: channel not allowed", details={"channel": channel, "source": "slack"})
+            self.service.audit(
+                actor=user, action=verb, outcome="refused: channel not allowed", server=attempted.get("server"),
+                details={"channel": channel, "source": "slack", **attempted},
+            )
             self._reply(respond, blocks.notice(messages.REFUSED_CHANNEL))
             return
         operator = self.auth.is_operator(user)
@@ -203,20 +209,30 @@ class SstpSlackBot:
             )
             return
         if not operator:
-            self.service.audit(actor=user, action=verb, outcome="refused: not an operator", details={"channel": channel, "source": "slack"})
+            self.service.audit(
+                actor=user, action=verb, outcome="refused: not an operator", server=attempted.get("server"),
+                details={"channel": channel, "source": "slack", **attempted},
+            )
             self._reply(respond, blocks.notice(messages.REFUSED_NOT_OPERATOR))
             return
         try:
             if isinstance(command, grammar.Servers):
                 self._reply(respond, blocks.servers(list(self.service.config.servers.values())))
             elif isinstance(command, grammar.Status):
-                self._reply(respond, blocks.status(self.service.status()))
+                latest = self.service.status()
+                seen = {r.server.lower() for r in latest}
+                never = [name for name in self.service.config.servers if name.lower() not in seen]
+                self._reply(respond, blocks.status(latest, never))
             elif isinstance(command, grammar.History):
                 server = self.service.resolve_targets([command.server])[0]
                 self._reply(respond, blocks.history(server.name, self.service.history(server.name, command.limit)))
             elif isinstance(command, grammar.Check):
                 self._check(command, user, channel, respond)
         except ConfigError as exc:  # unknown server or group: nothing was run
+            self.service.audit(
+                actor=user, action=verb, outcome="refused: not in the inventory",
+                details={"channel": channel, "source": "slack", "reason": str(exc)[:300], **attempted},
+            )
             self._reply(respond, blocks.notice(messages.refused_unknown_server(str(exc))))
         except SstpBotError as exc:
             self._reply(respond, blocks.notice(messages.escape(str(exc))))
@@ -465,6 +481,22 @@ class SstpSlackBot:
         self._final(card_channel, card_ts, final)
         if drifted:
             self._ephemeral(channel, user, messages.STATE_CHANGED)
+
+
+def _attempted(command: grammar.Command) -> dict[str, Any]:
+    """The target of a command, for audit events: {"servers": [...], "server": the one named}."""
+    if isinstance(command, grammar.Check):
+        target: dict[str, Any] = {"servers": list(command.servers)[:50]}
+        if command.all_servers:
+            target["target"] = "all"
+        elif command.group:
+            target["target"] = f"group:{command.group}"
+        if len(command.servers) == 1:
+            target["server"] = command.servers[0]
+        return target
+    if isinstance(command, grammar.History):
+        return {"servers": [command.server], "server": command.server}
+    return {}
 
 
 class _Replier:

@@ -104,6 +104,16 @@ def _sections(lines: Sequence[str], max_sections: int) -> tuple[list[Block], lis
     return blocks, rest
 
 
+def _rows(rows: Sequence[str], room: int) -> list[Block]:
+    """One-line rows in at most `room` blocks; rows that do not fit are counted ("... and 12 more"),
+    never dropped silently. For answers seen only by the caller, which have no thread."""
+    blocks, rest = _sections(rows, max_sections=room)
+    if not rest:
+        return blocks
+    blocks, rest = _sections(rows, max_sections=room - 1)
+    return [*blocks, _context(messages.and_more(len(rest)))]
+
+
 def _code_replies(title: str, body: str) -> list[SlackMessage]:
     """Thread replies carrying `body` in code blocks, each within the section limit."""
     # Server-supplied text: escaped (no <!channel>, links or user mentions) and unable to close the
@@ -171,23 +181,26 @@ def step_lines(steps: Sequence[dict[str, Any]], markers: Sequence[str] | None = 
     return lines
 
 
-def _confirm_text(server: str, steps: Sequence[dict[str, Any]]) -> str:
-    """Every step in 300 characters: the descriptions when they fit, else the action names."""
+def _confirm_text(server: str, steps: Sequence[dict[str, Any]], vpn_users: int | None = None) -> str:
+    """Every step in 300 characters (the descriptions when they fit, else the action names), then what
+    the disruptive steps cost: the number of VPN users they drop, which is never cut off."""
     def listed(key: str) -> list[str]:
         return [
             f"{n}. {s.get(key) or s.get('action', '')}" + (" (disruptive)" if s.get("disruptive") else "")
             for n, s in enumerate(steps, start=1)
         ]
 
+    cost = " " + messages.confirm_users(vpn_users) if any(s.get("disruptive") for s in steps) else ""
+    room = MAX_CONFIRM_TEXT - len(cost)
     text = messages.confirm_text(server, listed("description"))
-    if len(text) > MAX_CONFIRM_TEXT:
+    if len(text) > room:
         text = messages.confirm_text(server, listed("action"))
-    return _truncate(text, MAX_CONFIRM_TEXT)
+    return _truncate(text, room) + cost
 
 
-def plan_buttons(plan_id: int, server: str, steps: Sequence[dict[str, Any]]) -> ActionsBlock:
+def plan_buttons(plan_id: int, server: str, steps: Sequence[dict[str, Any]], vpn_users: int | None = None) -> ActionsBlock:
     """Approve (with a confirm dialog listing the steps) and Reject; each button's value is the plan id only."""
-    confirm_text = _confirm_text(server, steps)
+    confirm_text = _confirm_text(server, steps, vpn_users)
     confirm = ConfirmObject(
         title=PlainTextObject(text=messages.CONFIRM_TITLE),
         text=PlainTextObject(text=confirm_text),
@@ -257,7 +270,7 @@ def report(result: CheckResult, plan_id: int | None = None, expires_at: datetime
             thread.append(notice("\n".join(rest)))
         blocks.append(_section(messages.plan_vpn_users(result.vpn_connections)))
         blocks.append(_context(messages.plan_footer(plan_id, when(expires_at) if expires_at else None)))
-        blocks.append(plan_buttons(plan_id, result.server, steps))
+        blocks.append(plan_buttons(plan_id, result.server, steps, result.vpn_connections))
     return SlackMessage(text=status_line, blocks=blocks, thread=thread)
 
 
@@ -369,21 +382,21 @@ def history(server: str, entries: Sequence[Any]) -> SlackMessage:
             rows.append(f"`{when(entry.at)}` plan #{p.id} ({len(p.steps)} steps) {escape(p.state)}{by}")
     title = messages.history_title(server)
     blocks: list[Block] = [_header(title)]
-    row_blocks, _ = _sections(rows or [messages.NO_HISTORY], max_sections=MAX_BLOCKS - 1)
-    blocks.extend(row_blocks)
+    blocks.extend(_rows(rows or [messages.NO_HISTORY], room=MAX_BLOCKS - 1))
     return SlackMessage(text=title, blocks=blocks)
 
 
-def status(records: Sequence[Any]) -> SlackMessage:
+def status(records: Sequence[Any], never_checked: Sequence[str] = ()) -> SlackMessage:
+    """The latest check of each server, then the inventory's servers that were never checked."""
     rows = []
     for r in records:
         emoji = messages.STATUS_EMOJI.get(r.status, ":grey_question:")
         what = f"{r.error_kind}" if r.error_kind else f"{len(r.findings)} findings"
         plan = f", plan #{r.plan_id}" if r.plan_id else ""
         rows.append(f"{emoji} *{escape(r.server)}* `{when(r.finished_at or r.started_at)}` {escape(what)}{plan}")
+    rows.extend(messages.never_checked(escape(name)) for name in never_checked)
     blocks: list[Block] = [_header(messages.STATUS_TITLE)]
-    row_blocks, _ = _sections(rows or [messages.NO_STATUS], max_sections=MAX_BLOCKS - 1)
-    blocks.extend(row_blocks)
+    blocks.extend(_rows(rows or [messages.NO_STATUS], room=MAX_BLOCKS - 1))
     return SlackMessage(text=messages.STATUS_TITLE, blocks=blocks)
 
 
@@ -395,8 +408,7 @@ def servers(inventory: Sequence[Any]) -> SlackMessage:
         for s in inventory
     ]
     blocks: list[Block] = [_header(messages.SERVERS_TITLE)]
-    row_blocks, _ = _sections(rows or [messages.NO_SERVERS], max_sections=MAX_BLOCKS - 1)
-    blocks.extend(row_blocks)
+    blocks.extend(_rows(rows or [messages.NO_SERVERS], room=MAX_BLOCKS - 1))
     return SlackMessage(text=messages.SERVERS_TITLE, blocks=blocks)
 
 

@@ -181,6 +181,23 @@ def confirm_text(server: str, steps: list[str]) -> str:
     return f"On {server}: " + "; ".join(steps)
 
 
+def confirm_users(count: int | None) -> str:
+    """The cost of the disruptive steps, in the confirm dialog (plain text)."""
+    if count is None:
+        return "Drops every connected VPN user."
+    if count == 0:
+        return "No VPN users are connected right now."
+    return f"Drops the {count} connected VPN user{'s' if count != 1 else ''}."
+
+
+def and_more(count: int) -> str:
+    return f"… and {count} more not shown here."
+
+
+def never_checked(server: str) -> str:
+    return f":white_circle: *{server}* never checked"
+
+
 def approved_by(user: str) -> str:
     return f":white_check_mark: Approved by <@{user}>"
 

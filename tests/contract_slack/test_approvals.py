@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from slack_bolt.request import BoltRequest
 
-from bot.slack.blocks import APPROVE_ACTION, REJECT_ACTION
+from bot.slack.blocks import APPROVE_ACTION
 from commands.lab import Lab
 from tests.contract_slack.conftest import (
     APPROVER,
@@ -34,7 +35,6 @@ from tests.fakes import payloads
 from tests.fakes.blockkit import all_text, buttons
 from tests.fakes.lab_stack import FakeClock, LabStack
 from tests.fakes.slack_api import FakeSlackApi
-from slack_bolt.request import BoltRequest
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -328,8 +328,6 @@ def test_forged_button_value_is_refused_and_audited(stack: LabStack) -> None:
     assert stack.fix_scripts(IIS) == []
 
 
-@pytest.mark.xfail(strict=True, reason="Approve on a plan id that does not exist is answered privately but not audited "
-                                        "(service reads the plan before writing any audit event)")
 def test_approve_of_a_plan_that_does_not_exist_is_audited(stack: LabStack) -> None:
     check(stack)
     _click_value(stack, "424242")

@@ -38,7 +38,7 @@ def check_limits(message: SlackMessage) -> dict[str, Any]:
 
 def finding(n: int, evidence_size: int = 100, title_size: int = 60) -> Finding:
     return Finding(
-        id=f"SSTP_HASH_MISMATCH",
+        id="SSTP_HASH_MISMATCH",
         severity=["critical", "warning", "info"][n % 3],
         title=f"Finding {n} " + "T" * title_size + " <!channel> & *bold*",
         detail="D" * 500 + " <@U123> ```",

@@ -89,7 +89,7 @@ def test_fleet_reports_in_the_thread_carry_approve_buttons_that_work(fleet: LabS
 
 def test_fleet_summary_counts_healthy_unhealthy_and_errors(fleet: LabStack, slack_api: FakeSlackApi) -> None:
     fleet.harness.command("check all", user=OPERATOR)
-    (summary,) = top_level(slack_api)
+    (_summary,) = top_level(slack_api)
     sts = next(c.body["thread_ts"] for c in slack_api.calls_to("chat.postMessage") if c.body.get("thread_ts"))
     final = all_text([c.body for c in slack_api.calls_to("chat.update") if c.body.get("ts") == sts][-1])
     statuses = {r.server: r.status for r in fleet.service.status()}

@@ -16,6 +16,7 @@ import pytest
 from bot.slack.app import SstpApp, create_app, make_web_client
 from bot.slack.blocks import APPROVE_ACTION, REJECT_ACTION
 from bot.slack.server import HttpServer, http_server, socket_mode_handler
+from commands.errors import ConfigError
 from commands.lab import Lab
 from tests.contract_slack.conftest import APPROVER, IIS, OPERATOR, build_stack
 from tests.fakes import payloads
@@ -150,7 +151,7 @@ def test_http_mode_refuses_to_start_without_a_signing_secret(tmp_path: Path, sla
         stack = build_stack(lab, tmp_path, slack_api)
         app = create_app(stack.service, stack.config, client=make_web_client(BOT_TOKEN, slack_api.url))
         try:
-            with pytest.raises(Exception):
+            with pytest.raises(ConfigError, match="signing secret"):
                 http_server(app, stack.service, "127.0.0.1", 0)
         finally:
             app.sstp.close()

@@ -192,7 +192,7 @@ def _top_level_try_statements() -> list:
     return [n for n in walk(body) if n.type == "try_statement" and not _inside_function(n)]
 
 
-def _inside_function(node) -> bool:  # noqa: ANN001
+def _inside_function(node) -> bool:
     parent = node.parent
     while parent is not None:
         if parent.type == "function_statement":

@@ -44,7 +44,34 @@ def test_confirm_text_is_cut_at_300_characters() -> None:
     many = [Step(f"step_{i}", {}, "A rather long description of a remediation step " * 2, disruptive=i % 2 == 0) for i in range(20)]
     result = replace(hash_mismatch(), plan=Plan(steps=tuple(many), fingerprint="f" * 64))
     confirm = buttons(payload(blocks.report(result, plan_id=1)))[0]["confirm"]
-    assert len(confirm["text"]["text"]) <= 300 and confirm["text"]["text"].endswith("…")
+    text = confirm["text"]["text"]
+    assert len(text) <= 300 and "…" in text
+    assert text.endswith("Drops the 3 connected VPN users.")  # the cost is never the part cut off
+
+
+def test_confirm_says_what_the_disruptive_steps_cost() -> None:
+    def confirm_of(result: CheckResult) -> str:
+        return str(buttons(payload(blocks.report(result, plan_id=1)))[0]["confirm"]["text"]["text"])
+
+    assert confirm_of(hash_mismatch(vpn_connections=12)).endswith("Drops the 12 connected VPN users.")
+    assert confirm_of(hash_mismatch(vpn_connections=0)).endswith("No VPN users are connected right now.")
+    assert "VPN user" not in confirm_of(hash_mismatch(steps=1))  # binding alone is not disruptive here
+
+
+def test_long_lists_say_how_many_rows_are_not_shown() -> None:
+    inventory = [SimpleNamespace(name=f"vpn{n:04}", host=f"vpn{n:04}.corp.example.com", port=5986, group="emea",
+                                 public_name="vpn.example.com") for n in range(3000)]
+    message = payload(blocks.servers(inventory))
+    text = all_text(message)
+    shown = text.count("*vpn")
+    assert 0 < shown < 3000 and f"… and {3000 - shown} more not shown here." in text
+    assert len(message["blocks"]) <= 50
+    assert "more not shown" not in all_text(payload(blocks.servers(inventory[:3])))
+
+
+def test_status_lists_servers_never_checked() -> None:
+    text = all_text(payload(blocks.status([], ["vpn07", "vpn08"])))
+    assert "*vpn07* never checked" in text and "*vpn08* never checked" in text
 
 
 def test_no_buttons_without_a_plan_or_plan_id() -> None:

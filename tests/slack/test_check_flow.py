@@ -107,6 +107,17 @@ def test_read_only_commands_answer_the_caller_only(harness: Harness, service: Fa
         assert slack_api.calls_to("chat.postMessage") == []
 
 
+def test_status_also_names_the_servers_never_checked(harness: Harness, service: FakeService, slack_api: FakeSlackApi) -> None:
+    service.results["vpn01"] = hash_mismatch()
+    harness.command("check vpn01")
+    slack_api.reset()
+    harness.command("status")
+    text = all_text(slack_api.wait_for("response_url")[0].body)
+    never = [name for name in service.config.servers if name != "vpn01"]
+    assert never and all(f"*{name}* never checked" in text for name in never)
+    assert "*vpn01* never checked" not in text and "*vpn01*" in text
+
+
 def test_not_an_operator_is_refused_and_audited(slack_api: FakeSlackApi) -> None:
     config = make_config(operators=(OPERATOR,))
     service = FakeService(config)

@@ -1,11 +1,9 @@
-"""Cases where `diagnose` departs from DESIGN.md. Each is marked xfail(strict=True) with the reason,
-so the folder stays green and turns red when the product changes here."""
+"""Which bindings count for SSTP_HASH_MISMATCH, when it is fixable, and `diagnose` applying the
+inventory's settings (expiry window, offload hash, public name) from the configuration."""
 
 from __future__ import annotations
 
 from pathlib import Path
-
-import pytest
 
 from tests.contract_findings.helpers import (
     _TMP,
@@ -39,11 +37,6 @@ def config_file(days: int = 30, public: str = "vpn.example.com", offload: str | 
     return path
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SSTP_HASH_MISMATCH is defined on 0.0.0.0:PORT / [::]:PORT only; the product also raises it "
-    "for a specific-IP binding (10.0.0.5:443) owned by SSTP's AppId",
-)
 def test_specific_ip_sstp_binding_is_not_a_hash_mismatch():
     snap = healthy()
     www = other_cert()
@@ -52,12 +45,6 @@ def test_specific_ip_sstp_binding_is_not_a_hash_mismatch():
     assert "SSTP_HASH_MISMATCH" not in diagnose(snap).ids()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="fixable must say whether the plan fixes the finding; with the configured hash matching no "
-    "certificate the plan binds the certificate the wildcard bindings already carry, yet "
-    "SSTP_HASH_MISMATCH is reported fixable=false",
-)
 def test_hash_mismatch_fixed_by_plan_is_fixable():
     snap = healthy()
     gone = make_cert(tag="gone")
@@ -71,11 +58,6 @@ def test_hash_mismatch_fixed_by_plan_is_fixable():
     assert all(f["fixable"] for f in mismatch), mismatch
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="diagnose ignores the configuration: [defaults] cert_expiry_warning_days = 60 is not applied "
-    "(a certificate expiring in 45 days gives no SSTP_CERT_EXPIRING)",
-)
 def test_diagnose_applies_configured_expiry_window():
     snap = healthy(make_cert(na_days=45, tag="45d"))
     cfg = config_file(days=60)
@@ -84,11 +66,6 @@ def test_diagnose_applies_configured_expiry_window():
     assert "SSTP_CERT_EXPIRING" in r.ids()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="diagnose ignores the configuration: offload_sha256 of [servers.vpn01] is never compared, so a "
-    "TLS-offload hash that differs from it gives no SSTP_OFFLOAD_HASH",
-)
 def test_diagnose_applies_configured_offload_hash():
     snap = healthy()
     snap["sstp"]["use_https"] = False
@@ -116,11 +93,6 @@ def test_diagnose_configured_offload_hash_equal_is_fine():
     assert r.code == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="diagnose ignores the configuration: public_name of [servers.vpn01] is not used for "
-    "SSTP_CERT_NAME_MISMATCH when --public-name is not given",
-)
 def test_diagnose_applies_configured_public_name():
     cfg = config_file(public="sstp.example.org")
     r = diagnose_subprocess(healthy(), "--server-name", "vpn01", "--json", pre=("--config", str(cfg)))
