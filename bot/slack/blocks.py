@@ -269,7 +269,7 @@ def report(result: CheckResult, plan_id: int | None = None, expires_at: datetime
         if rest:
             thread.append(notice("\n".join(rest)))
         blocks.append(_section(messages.plan_vpn_users(result.vpn_connections)))
-        blocks.append(_context(messages.plan_footer(plan_id, when(expires_at) if expires_at else None)))
+        blocks.append(_context(messages.plan_footer(plan_id, expires_at)))
         blocks.append(plan_buttons(plan_id, result.server, steps, result.vpn_connections))
     return SlackMessage(text=status_line, blocks=blocks, thread=thread)
 

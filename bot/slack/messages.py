@@ -6,6 +6,10 @@ values coming from a server (evidence, error messages) are escaped by `escape` b
 
 from __future__ import annotations
 
+from datetime import datetime
+
+from commands.model import format_time
+
 # --- usage (grammar) -------------------------------------------------------------------------
 USAGE_TOO_LONG = "That command is far too long. Try `/sstp help`."
 USAGE_MARKUP = "Mentions, channels and links are not accepted: type plain server names. Try `/sstp help`."
@@ -166,8 +170,14 @@ def plan_vpn_users(count: int | None) -> str:
     return f":busts_in_silhouette: *{count}* VPN user{'s are' if count != 1 else ' is'} connected; disruptive steps will drop them."
 
 
-def plan_footer(plan_id: int, expires: str | None) -> str:
-    return f"Plan #{plan_id}" + (f", expires {expires}" if expires else "")
+def plan_footer(plan_id: int, expires: datetime | None) -> str:
+    return f"Plan #{plan_id}" + (f", expires {local_time(expires)}" if expires else "")
+
+
+def local_time(moment: datetime) -> str:
+    """A time every reader sees in their own time zone (Slack's date formatting), with the UTC time
+    as the fallback for clients that cannot format it."""
+    return f"<!date^{int(moment.timestamp())}^{{date_short_pretty}} at {{time}}|{format_time(moment)}>"
 
 
 APPROVE = "Approve"

@@ -27,6 +27,8 @@ def test_report_with_plan_has_buttons_carrying_only_the_plan_id() -> None:
     text = all_text(p)
     assert "SSTP_HASH_MISMATCH" in text and "0.0.0.0:443" in text
     assert "*3* VPN users are connected" in text
+    # The expiry in each reader's time zone, with the UTC time for clients that cannot format it.
+    assert f"Plan #42, expires <!date^{int(T0.timestamp())}^{{date_short_pretty}} at {{time}}|2026-11-25T12:00:00Z>" in text
 
 
 def test_confirm_dialog_lists_the_steps_and_flags_disruptive() -> None:
