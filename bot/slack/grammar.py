@@ -94,7 +94,7 @@ def _parse_check(verb: str, args: list[str]) -> Check:
         raise UsageError(messages.usage_too_many_servers(MAX_SERVERS))
     lowered = [a.lower() for a in args]
     if "all" in lowered or any(a.startswith("group:") for a in lowered):
-        if len(args) != 1 or verb == "fix":
+        if len(args) != 1:
             raise UsageError(messages.usage_fleet_alone(verb))
         if lowered[0] == "all":
             return Check(all_servers=True, verb=verb)
@@ -110,8 +110,8 @@ def _parse_check(verb: str, args: list[str]) -> Check:
         if name.lower() not in seen:
             seen.add(name.lower())
             names.append(name)
-    if verb == "fix" and len(names) != 1:
-        raise UsageError(messages.USAGE_FIX_ONE)
+    # `fix` is an alias of `check` (DESIGN 8): every report with a fixable finding carries its plan and
+    # the Approve/Reject buttons, for one server, several, a group or all.
     return Check(servers=tuple(names), verb=verb)
 
 

@@ -14,7 +14,6 @@ from commands.model import format_time
 USAGE_TOO_LONG = "That command is far too long. Try `/sstp help`."
 USAGE_MARKUP = "Mentions, channels and links are not accepted: type plain server names. Try `/sstp help`."
 USAGE_CONTROL = "That command contains control characters. Type it again in plain text."
-USAGE_FIX_ONE = "`/sstp fix` takes exactly one server, e.g. `/sstp fix vpn01`."
 USAGE_HISTORY = "Usage: `/sstp history SERVER [N]`, e.g. `/sstp history vpn01 5`."
 
 
@@ -37,9 +36,7 @@ def usage_too_many_servers(limit: int) -> str:
 
 
 def usage_fleet_alone(verb: str) -> str:
-    if verb == "fix":
-        return "`/sstp fix` takes one server; use `/sstp check all` or `group:NAME` for a fleet."
-    return "`all` and `group:NAME` cannot be combined with other names."
+    return f"`/sstp {verb}`: `all` and `group:NAME` cannot be combined with other names."
 
 
 def usage_bad_group(group: str) -> str:
@@ -59,10 +56,11 @@ HELP_TITLE = "sstp-bot: find and fix SSTP certificate binding errors"
 HELP_OPERATOR_LINES = (
     "`/sstp check SERVER...`: probe servers and report findings",
     "`/sstp check all` / `/sstp check group:NAME`: check the fleet, details in the thread",
-    "`/sstp fix SERVER`: check one server and propose a fix plan",
+    "`/sstp fix SERVER...`: the same as check; every report with a fixable finding carries its fix plan",
     "`/sstp history SERVER [N]`: past checks and fixes",
     "`/sstp status`: latest result per server",
     "`/sstp servers`: the inventory",
+    "`/sstp help`: this list",
 )
 HELP_APPROVER_LINE = "You may *approve or reject* fix plans with the buttons on a report."
 HELP_NOT_APPROVER_LINE = "Fix plans need an approver's click on *Approve*; you are not an approver."

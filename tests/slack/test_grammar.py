@@ -40,14 +40,18 @@ def test_fleet_property() -> None:
     assert parse("check group:emea").fleet  # type: ignore[union-attr]
 
 
+def test_fix_is_an_alias_of_check_for_every_target() -> None:
+    assert parse("fix vpn01 vpn02") == Check(servers=("vpn01", "vpn02"), verb="fix")
+    assert parse("fix all") == Check(all_servers=True, verb="fix")
+    assert parse("FIX group:emea") == Check(group="emea", verb="fix")
+
+
 @pytest.mark.parametrize(
     "text",
     [
         "check",
         "fix",
-        "fix vpn01 vpn02",
-        "fix all",
-        "fix group:emea",
+        "fix all vpn01",
         "check all vpn01",
         "check group:emea vpn01",
         "check group:",
