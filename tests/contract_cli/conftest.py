@@ -46,6 +46,12 @@ LAB_SERVERS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "fix-warn": ("iis-binding", "fixes", ()),
     "hist-stopped": ("remoteaccess-stopped", "history", ()),
     "fix-changed": ("iis-binding", "fixes", ()),
+    "fix-fail": ("iis-binding", "fixes", ()),
+    "fix-count": ("iis-binding", "fixes", ()),
+    "offload": ("healthy", "offload", ()),
+    "fix-tty-no": ("iis-binding", "fixes", ()),
+    "fix-tty-no-json": ("iis-binding", "fixes", ()),
+    "fix-tty-yes": ("remoteaccess-stopped", "fixes", ()),
     "fix-expiry": ("renewal-not-bound", "fixes", ()),
     "f-refused": ("healthy", "faults", ("refused",)),
     "f-auth": ("healthy", "faults", ("wrong_password",)),
@@ -56,6 +62,8 @@ LAB_SERVERS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "f-script": ("healthy", "faults", ("script_error",)),
     "f-badjson": ("healthy", "faults", ("bad_json",)),
     "f-errstream": ("healthy", "faults", ("error_stream",)),
+    "f-hang": ("healthy", "faults", ("hang",)),
+    "fix-2p": ("remoteaccess-stopped", "fixes", ()),
 }
 
 

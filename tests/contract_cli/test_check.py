@@ -135,7 +135,7 @@ def test_all_lists_every_server(cli):
     assert isinstance(out, list)
     for o in out:
         assert_check_shape(o)
-    assert sorted(o["server"] for o in out) == sorted(list(LAB_SERVERS) + ["closed"])
+    assert sorted(o["server"] for o in out) == sorted([*list(LAB_SERVERS), "closed"])
 
 
 def test_unknown_server_is_config_error_and_never_connects(cli):
@@ -197,6 +197,7 @@ def test_unreachable_closed_port(cli):
     ("f-script", "script_failed"),
     ("f-badjson", "bad_output"),
     ("f-errstream", "script_failed"),
+    ("f-hang", "timeout"),
 ])
 def test_error_kinds(cli, server, kind):
     p = cli.run("check", server, "--json")
@@ -234,3 +235,37 @@ def test_usage_errors_exit_3(cli, argv):
     p = cli.run(*argv)
     assert p.returncode == 3, (p.returncode, p.stdout, p.stderr)
     assert cli.requests_total() == before
+
+
+def _with_server_lines(cli, tmp_path, server, extra_lines):
+    text = cli.config.read_text(encoding="utf-8")
+    marker = f"[servers.{server}]\n"
+    assert marker in text
+    cfg = tmp_path / "offload.toml"
+    cfg.write_text(text.replace(marker, marker + extra_lines + "\n", 1), encoding="utf-8")
+    return cfg
+
+
+def test_offload_hash(cli, tmp_path):
+    """SSTP_OFFLOAD_HASH: use_https false and sha256_hash missing or != the server's offload_sha256."""
+    twin = cli.lab.servers["offload"].twin
+    twin.state.use_https = False
+    good = twin.state.sha256_hash
+    assert good and len(good) == 64
+    cfg = _with_server_lines(cli, tmp_path, "offload", f'offload_sha256 = "{good}"')
+    p = cli.run("check", "offload", "--json", config=cfg)
+    obj = parse_json(p)
+    assert_check_shape(obj)
+    assert "SSTP_OFFLOAD_HASH" not in ids(obj), obj["findings"]
+    assert p.returncode == 0, obj["findings"]
+
+    cfg = _with_server_lines(cli, tmp_path, "offload", f'offload_sha256 = "{"AB" * 32}"')
+    p = cli.run("check", "offload", "--json", config=cfg)
+    obj = parse_json(p)
+    f = {f["id"]: f for f in obj["findings"]}
+    assert f["SSTP_OFFLOAD_HASH"]["severity"] == "critical"
+    assert p.returncode == 1
+
+    cfg = _with_server_lines(cli, tmp_path, "offload", f'offload_sha256 = "{good.lower()}"')
+    p = cli.run("check", "offload", "--json", config=cfg)
+    assert "SSTP_OFFLOAD_HASH" not in ids(parse_json(p))

@@ -1,7 +1,6 @@
 """`diagnose --snapshot FILE [--server-name N] [--public-name NAME] [--json]` (DESIGN 3, 4, 7)."""
 from __future__ import annotations
 
-import copy
 import json
 
 import pytest
@@ -328,3 +327,13 @@ def test_directory_as_snapshot(cli, tmp_path):
 def test_diagnose_usage(cli, argv):
     p = cli.run(*argv, config=None)
     assert p.returncode == 3
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-8-sig"])
+def test_windows_encodings(cli, tmp_path, encoding):
+    """PowerShell 5.1 `Out-File` writes UTF-16 (and `-Encoding UTF8` a BOM): a saved probe must still load."""
+    path = tmp_path / f"snap-{encoding}.json"
+    path.write_bytes((EXAMPLES / "iis-binding.json").read_text(encoding="utf-8").encode(encoding))
+    p = diag(cli, path, "--json")
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "SSTP_HASH_MISMATCH" in ids(parse_json(p))
