@@ -6,6 +6,7 @@ refused with a message naming the key, so a typo never silently falls back to a 
 
 from __future__ import annotations
 
+import codecs
 import os
 import re
 import tomllib
@@ -122,7 +123,7 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
     """Read and validate the configuration file. Raises ConfigError with a message naming the key."""
     config_path = resolve_config_path(str(path) if path is not None else None, environ)
     try:
-        text = config_path.read_text(encoding="utf-8")
+        text = _decode(config_path.read_bytes(), config_path)
     except FileNotFoundError:
         raise ConfigError(
             f"configuration file {config_path} not found (use --config PATH or set SSTP_BOT_CONFIG)"
@@ -134,6 +135,17 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{config_path}: not valid TOML: {exc}") from None
     return parse_config(data, path=config_path)
+
+
+def _decode(data: bytes, path: Path) -> str:
+    """TOML is UTF-8; a byte-order mark (Notepad's "UTF-8 with BOM" and "Unicode", which is UTF-16)
+    says what the file really is, so such files are read as what they are rather than refused."""
+    boms = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+    encoding = next((name for bom, name in boms if data.startswith(bom)), "utf-8")
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text; save it as UTF-8") from None
 
 
 def parse_config(data: Mapping[str, Any], path: Path | None = None) -> Config:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import socket
 import ssl
 import time
@@ -25,7 +26,7 @@ from pypsrp.exceptions import AuthenticationError, WinRMError, WinRMTransportErr
 from pypsrp.powershell import PowerShell, PSInvocationState, RunspacePool
 from pypsrp.wsman import WSMan
 
-from commands.errors import RemoteError, RemoteErrorKind
+from commands.errors import ConfigError, RemoteError, RemoteErrorKind
 from commands.scripts import load_script, validate_params
 from commands.server import ServerConfig
 
@@ -94,11 +95,16 @@ class RemoteSession:
             raise RemoteError(
                 "auth", s.name, f"refusing Basic authentication over HTTP to {s.name}: use transport https"
             )
+        if s.auth in ("ntlm", "basic", "credssp") and not s.username:
+            # Only Kerberos (negotiate/kerberos) can work from a ticket without a user name.
+            raise ConfigError(f"servers.{s.name}.username is required with auth = {s.auth!r}")
         cert_validation: bool | str = True
         if ssl_on:
             if not s.verify_tls:
                 cert_validation = False
             elif s.ca_bundle:
+                if not os.path.isfile(s.ca_bundle):
+                    raise ConfigError(f"servers.{s.name}.ca_bundle: {s.ca_bundle} is not a readable file")
                 cert_validation = s.ca_bundle
         op_timeout = max(1, min(MAX_WSMAN_POLL, math.ceil(s.operation_timeout)))
         return WSMan(

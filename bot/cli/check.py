@@ -43,6 +43,7 @@ def run(args: argparse.Namespace, env: Environment) -> int:
         config = load_config(args.config, env.environ)
         # Resolve every name before anything connects: one unknown name refuses the whole command.
         targets = resolve_targets(config, args.servers, all_servers=args.all, group=args.group)
+        service = build_service(config, env.environ, env.clock)  # a bad database.url is a config error too
     except ConfigError as exc:
         if args.json:
             names = args.servers or [args.group or "all"]
@@ -60,7 +61,6 @@ def run(args: argparse.Namespace, env: Environment) -> int:
             ]
             print(json.dumps(docs if fleet else docs[0], indent=2), file=env.stdout)
         raise
-    service = build_service(config, env.environ, env.clock)
     console = Console(file=env.stdout, width=120, soft_wrap=True)
 
     def show(outcome: CheckOutcome) -> None:

@@ -16,13 +16,26 @@ from bot.cli.check import cli_actor, exit_status
 from bot.config import load_config
 from bot.service import FixOutcome, build_service
 from bot.terminal import render_check
-from commands.errors import UsageError
+from commands.errors import ConfigError, PlanStateError, UsageError
+from commands.model import CheckResult
+
+
+def _not_run(server: str, before: CheckResult, plan_id: int | None = None, state: str | None = None) -> str:
+    """The fix JSON (DESIGN 7) of a fix that did not run: no steps, no re-check."""
+    return json.dumps({"server": server, "plan_id": plan_id, "state": state, "steps": [],
+                       "before": before.to_json(), "after": None}, indent=2)
 
 
 def run(args: argparse.Namespace, env: Environment) -> int:
-    config = load_config(args.config, env.environ)
-    server = config.server(args.server)
-    service = build_service(config, env.environ, env.clock)
+    try:
+        config = load_config(args.config, env.environ)
+        server = config.server(args.server)
+        service = build_service(config, env.environ, env.clock)
+    except ConfigError as exc:  # unknown server, bad configuration: nothing connects
+        if args.json:
+            before = CheckResult(server=args.server, checked_at=env.clock(), error_kind="config", error_message=str(exc))
+            print(_not_run(args.server, before), file=env.stdout)
+        raise
     console = Console(file=env.stderr if args.json else env.stdout, width=120, soft_wrap=True)
     actor = cli_actor()
 
@@ -32,8 +45,7 @@ def run(args: argparse.Namespace, env: Environment) -> int:
         render_check(before, console)
     if outcome.plan_id is None:
         if args.json:
-            print(json.dumps({"server": server.name, "plan_id": None, "state": None, "steps": [],
-                              "before": before.to_json(), "after": None}, indent=2), file=env.stdout)
+            print(_not_run(server.name, before), file=env.stdout)
         elif before.status != "error":
             console.print("Nothing to fix automatically." if before.status == "unhealthy" else "Nothing to fix.")
         return exit_status([before])
@@ -48,8 +60,10 @@ def run(args: argparse.Namespace, env: Environment) -> int:
                       markup=False)
         answer = env.stdin.readline().strip().lower()
         if answer not in ("y", "yes"):
-            service.reject(plan_id, actor, authorised=True)
+            rejected = service.reject(plan_id, actor, authorised=True)
             console.print("Not run. The plan was recorded as rejected.")
+            if args.json:
+                print(_not_run(server.name, before, plan_id, rejected.state), file=env.stdout)
             return ExitStatus.FINDINGS
 
     service.approve(plan_id, actor, authorised=True)
@@ -57,7 +71,12 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     def progress(index: int, total: int, step: dict[str, object]) -> None:
         console.print(f"[{index}/{total}] {step.get('description') or step.get('action')}")
 
-    fix = service.execute(plan_id, actor, progress=progress)
+    try:
+        fix = service.execute(plan_id, actor, progress=progress)
+    except PlanStateError as exc:  # it could not start: another fix of the server is still running
+        if args.json:
+            print(_not_run(server.name, before, plan_id, exc.state), file=env.stdout)
+        raise
     if args.json:
         payload = fix.to_json()
         payload["before"] = before.to_json()

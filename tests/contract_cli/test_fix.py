@@ -95,9 +95,6 @@ def test_fix_unknown_server_exit_2(cli):
     assert cli.requests_total() == before
 
 
-@pytest.mark.xfail(strict=True, reason="fix --json of an unknown server prints nothing on stdout (only a stderr "
-                                        "line); DESIGN 7 gives fix --json one shape whose `before` is the check "
-                                        "JSON, which for an unknown server is an error of kind `config`")
 def test_fix_unknown_server_json(cli):
     p = cli.run("fix", "nosuch", "--yes", "--json")
     assert p.returncode == 2
@@ -276,9 +273,6 @@ def test_fix_declined_on_terminal_changes_nothing(cli):
     assert cli.lab.servers["fix-tty-no"].twin.actions == []
 
 
-@pytest.mark.xfail(strict=True, reason="`fix --json` declined at the prompt prints nothing on stdout (exit 1); "
-                                       "DESIGN 7's fix --json shape (state \"SUCCEEDED|FAILED|...\", after null) is "
-                                       "not printed, although the plan is recorded as REJECTED")
 def test_fix_declined_on_terminal_json(cli):
     import json
     _rc, out, _err = _run_on_tty(cli, b"n\n", "fix", "fix-tty-no-json", "--json")
