@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -186,9 +187,10 @@ def test_servers_bad_config(cli, tmp_path):
 
 # --- edge cases -----------------------------------------------------------------------------------
 
-def test_missing_ca_bundle_file_is_config_error(cli, tmp_path):
+def _tls_config(cli, tmp_path, name: str, extra: str) -> Path:
+    """An inventory with one server, t1: the lab's server whose certificate no default store trusts."""
     srv = cli.lab.servers["f-tls"]
-    cfg = tmp_path / "tls.toml"
+    cfg = tmp_path / name
     cfg.write_text(
         "[database]\n"
         f'url = "sqlite:///{tmp_path / "tls.db"}"\n'
@@ -200,29 +202,21 @@ def test_missing_ca_bundle_file_is_config_error(cli, tmp_path):
         f'host = "{srv.host}"\n'
         f"port = {srv.port}\n"
         'transport = "https"\n'
-        f'ca_bundle = "{tmp_path / "no-such-ca.pem"}"\n',
+        f"{extra}\n",
         encoding="utf-8")
+    return cfg
+
+
+def test_missing_ca_bundle_file_is_config_error(cli, tmp_path):
+    cfg = _tls_config(cli, tmp_path, "tls.toml", f'ca_bundle = "{tmp_path / "no-such-ca.pem"}"')
     p = cli.run("check", "t1", "--json", config=cfg)
     assert p.returncode == 2
-    assert _one(parse_json(p))["error"]["kind"] in {"config", "tls"}
+    error = _one(parse_json(p))["error"]
+    assert error["kind"] == "config" and "ca_bundle" in error["message"]
 
 
 def test_untrusted_tls_with_verify_off(cli, tmp_path):
-    srv = cli.lab.servers["f-tls"]
-    cfg = tmp_path / "tls-off.toml"
-    cfg.write_text(
-        "[database]\n"
-        f'url = "sqlite:///{tmp_path / "tls.db"}"\n'
-        "[defaults]\n"
-        'username = "LAB\\\\sstp-bot"\n'
-        f'password_env = "{PW_VAR}"\n'
-        'auth = "ntlm"\n'
-        "verify_tls = false\n"
-        "[servers.t1]\n"
-        f'host = "{srv.host}"\n'
-        f"port = {srv.port}\n"
-        'transport = "https"\n',
-        encoding="utf-8")
+    cfg = _tls_config(cli, tmp_path, "tls-off.toml", "verify_tls = false")
     p = cli.run("check", "t1", "--json", config=cfg)
     assert p.returncode == 0, p.stdout
     assert _one(parse_json(p))["status"] == "healthy"
