@@ -109,6 +109,8 @@ class Session(Protocol):
 SessionFactory = Callable[[ServerConfig, "str | None"], Session]
 #: Called before each step of a fix: (step number counted from 1, number of steps, the step).
 ProgressCallback = Callable[[int, int, dict[str, Any]], None]
+#: Called when a fix must first wait for another plan of the server (its id), run by another process.
+WaitCallback = Callable[[int], None]
 
 
 def resolve_targets(
@@ -296,15 +298,25 @@ class Service:
 
     # -- fix -------------------------------------------------------------------------------------
 
-    def execute(self, plan_id: int, actor: Actor, *, progress: ProgressCallback | None = None) -> FixOutcome:
-        """Run an APPROVED plan: re-probe, refuse on drift, run the steps, re-probe. One session throughout."""
+    def execute(
+        self,
+        plan_id: int,
+        actor: Actor,
+        *,
+        progress: ProgressCallback | None = None,
+        waiting: WaitCallback | None = None,
+    ) -> FixOutcome:
+        """Run an APPROVED plan: re-probe, refuse on drift, run the steps, re-probe. One session throughout.
+
+        `waiting(other)` is called once if the plan must first wait for plan `other`, which another
+        process is running on the same server."""
         # Wait for any other operation on this server *before* the plan becomes RUNNING: a second plan
         # approved while a fix runs then queues behind it (and finds the server changed) instead of
         # failing on the database's one-RUNNING-plan-per-server rule and staying APPROVED.
         with exclusive(self.repo.get_plan(plan_id).server):
-            return self._execute(plan_id, actor, progress)
+            return self._execute(plan_id, actor, progress, waiting)
 
-    def _start(self, plan_id: int, actor: Actor) -> PlanRecord:
+    def _start(self, plan_id: int, actor: Actor, waiting: WaitCallback | None = None) -> PlanRecord:
         """APPROVED -> RUNNING, once no other process runs a plan of the same server.
 
         The in-process lock (`exclusive`) already serialises this process's operations; the database
@@ -316,6 +328,7 @@ class Service:
         """
         server = self.repo.get_plan(plan_id).server
         deadline = time.monotonic() + self.start_wait
+        told: set[int] = set()
         while True:
             other = self.repo.running_plan(server)
             if other is not None and other.id != plan_id:
@@ -323,6 +336,9 @@ class Service:
                     self.repo.recover_interrupted()
                     continue
                 if time.monotonic() < deadline:
+                    if waiting is not None and other.id not in told:
+                        told.add(other.id)
+                        waiting(other.id)
                     time.sleep(self.start_poll)
                     continue
             try:
@@ -333,8 +349,10 @@ class Service:
                 if exc.state != PlanState.APPROVED.value or time.monotonic() >= deadline:
                     raise
 
-    def _execute(self, plan_id: int, actor: Actor, progress: ProgressCallback | None) -> FixOutcome:
-        plan = self._start(plan_id, actor)
+    def _execute(
+        self, plan_id: int, actor: Actor, progress: ProgressCallback | None, waiting: WaitCallback | None
+    ) -> FixOutcome:
+        plan = self._start(plan_id, actor, waiting)
         outcome = FixOutcome(plan=plan, state=PlanState.RUNNING)
         try:
             server = self.config.server(plan.server)

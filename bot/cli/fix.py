@@ -71,8 +71,11 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     def progress(index: int, total: int, step: dict[str, object]) -> None:
         console.print(f"[{index}/{total}] {step.get('description') or step.get('action')}")
 
+    def waiting(other: int) -> None:
+        console.print(f"Waiting for plan {other}, which another sstp-bot process is running on {server.name}...")
+
     try:
-        fix = service.execute(plan_id, actor, progress=progress)
+        fix = service.execute(plan_id, actor, progress=progress, waiting=waiting)
     except PlanStateError as exc:  # it could not start: another fix of the server is still running
         if args.json:
             print(_not_run(server.name, before, plan_id, exc.state), file=env.stdout)

@@ -460,8 +460,12 @@ class SstpSlackBot:
             except Exception:  # showing progress must never stop a fix between two steps
                 logger.exception("could not show step %s of plan %s", n, plan.id)
 
+        def waiting(other: int) -> None:
+            line = messages.waiting_for(other, str(plan.server))
+            self._update(card_channel, card_ts, blocks.plan_card(plan, [approved, line]))
+
         try:
-            outcome = self.service.execute(int(plan.id), actor, progress=progress)
+            outcome = self.service.execute(int(plan.id), actor, progress=progress, waiting=waiting)
         except PlanStateError as exc:
             # Approved, but it could not start (another fix of this server is running elsewhere).
             self._update(card_channel, card_ts, blocks.plan_card(plan, [approved, messages.could_not_start(str(exc))]))

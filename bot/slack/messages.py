@@ -210,6 +210,13 @@ def approved_by(user: str) -> str:
     return f":white_check_mark: Approved by <@{user}>"
 
 
+def waiting_for(other_plan: int, server: str) -> str:
+    return (
+        f":hourglass_flowing_sand: Waiting for plan #{other_plan}, which another sstp-bot process is running on "
+        f"*{escape(server)}*; this plan starts when it ends (then checks the server again first)."
+    )
+
+
 def running_step(i: int, k: int, description: str) -> str:
     return f":gear: Running step {i} of {k}: {escape(description)}"
 

@@ -57,7 +57,12 @@ class ServicePort(Protocol):
     def reject(self, plan_id: int, actor: Any, *, authorised: bool) -> Any: ...
 
     def execute(
-        self, plan_id: int, actor: Any, *, progress: Callable[[int, int, dict[str, Any]], None] | None = None
+        self,
+        plan_id: int,
+        actor: Any,
+        *,
+        progress: Callable[[int, int, dict[str, Any]], None] | None = None,
+        waiting: Callable[[int], None] | None = None,
     ) -> Any: ...
 
     def history(self, server: str | None = None, limit: int = 20) -> Sequence[Any]: ...

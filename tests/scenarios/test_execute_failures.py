@@ -118,10 +118,12 @@ def test_a_plan_running_in_another_process_is_waited_for_then_this_one_starts(la
     setup: LabSetup = lab_factory(["iis-binding"])
     service, name, plan_1, plan_2 = _two_approved_plans(setup)
     fixes: list[Any] = []
-    fixing = threading.Thread(target=lambda: fixes.append(service.execute(plan_2, OPERATOR)))
+    told: list[int] = []
+    fixing = threading.Thread(target=lambda: fixes.append(service.execute(plan_2, OPERATOR, waiting=told.append)))
     fixing.start()
     time.sleep(0.5)
     assert service.get_plan(plan_2).state == "APPROVED"  # waiting, not refused
+    assert told == [plan_1]  # said once, however many times it looked
     assert setup.server(name).requests == []  # and the server is not touched meanwhile
 
     service.repo.transition(plan_1, PlanState.RUNNING, PlanState.FAILED, actor="cli:other")  # it changed nothing

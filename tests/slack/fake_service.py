@@ -85,6 +85,7 @@ class FakeService:
         self.results: dict[str, CheckResult] = {}  # server -> what a check finds (default: healthy)
         self.after_fix: dict[str, CheckResult] = {}  # server -> the re-check after a fix
         self.state_changed: set[int] = set()  # plan ids whose fingerprint changed before running
+        self.waits_for: int | None = None  # a plan another process runs on the server: execute waits for it
         self.plans: dict[int, PlanRecord] = {}
         self.checks: list[CheckRecord] = []
         self.audits: list[AuditEvent] = []
@@ -190,8 +191,17 @@ class FakeService:
     def reject(self, plan_id: int, actor: Any, *, authorised: bool) -> PlanRecord:
         return self._decide("reject", plan_id, actor, authorised, "REJECTED")
 
-    def execute(self, plan_id: int, actor: Any, *, progress: Callable[[int, int, dict[str, Any]], None] | None = None) -> FixOutcome:
+    def execute(
+        self,
+        plan_id: int,
+        actor: Any,
+        *,
+        progress: Callable[[int, int, dict[str, Any]], None] | None = None,
+        waiting: Callable[[int], None] | None = None,
+    ) -> FixOutcome:
         self._call("execute", plan_id, actor.id)
+        if self.waits_for is not None and waiting is not None:
+            waiting(self.waits_for)
         with self._lock:
             plan = self.plans[plan_id]
             if plan.state != "APPROVED":

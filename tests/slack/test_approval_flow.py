@@ -222,7 +222,7 @@ def test_rate_limited_update_is_retried_after_retry_after(service: FakeService, 
 def test_remote_error_during_the_fix_is_shown_on_the_card(service: FakeService, harness: Harness, slack_api: FakeSlackApi, card: tuple[int, str]) -> None:
     from commands.errors import RemoteError
 
-    def broken(plan_id, actor, *, progress=None):  # type: ignore[no-untyped-def]
+    def broken(plan_id, actor, *, progress=None, waiting=None):  # type: ignore[no-untyped-def]
         raise RemoteError("unreachable", "vpn01", "vpn01:5986 refused the connection")
 
     service.execute = broken  # type: ignore[method-assign]
@@ -241,9 +241,9 @@ def test_progress_shows_each_step_counted_from_one(service: FakeService, harness
 def test_state_changed_worded_as_the_service_does(service: FakeService, harness: Harness, slack_api: FakeSlackApi, card: tuple[int, str]) -> None:
     real = service.execute
 
-    def drifted(plan_id, actor, *, progress=None):  # type: ignore[no-untyped-def]
+    def drifted(plan_id, actor, *, progress=None, waiting=None):  # type: ignore[no-untyped-def]
         service.state_changed.add(plan_id)
-        outcome = real(plan_id, actor, progress=progress)
+        outcome = real(plan_id, actor, progress=progress, waiting=waiting)
         outcome.error = "The server changed since the plan was made; nothing was touched. Run the check again."
         return outcome
 
@@ -263,3 +263,16 @@ def test_a_fleet_check_retires_the_cards_it_replaces(
     assert service.plans[plan_id].state == "SUPERSEDED"
     newer = [p for p in service.plans.values() if p.server == "vpn01" and p.state == "PROPOSED"]
     assert len(newer) == 1 and newer[0].message_ts not in (None, ts)  # the new plan has its own card
+
+
+def test_a_plan_waiting_for_another_process_says_so_on_its_card(
+    service: FakeService, harness: Harness, slack_api: FakeSlackApi, card: tuple[int, str]
+) -> None:
+    plan_id, ts = card
+    service.waits_for = 99
+    harness.click(plan_id)
+    texts = [all_text(u) for u in card_updates(slack_api, ts)]
+    waiting = [t for t in texts if "Waiting for plan #99" in t]
+    assert len(waiting) == 1 and "another sstp-bot process is running on *vpn01*" in waiting[0]
+    assert texts.index(waiting[0]) < next(i for i, t in enumerate(texts) if "Running step 1" in t)
+    assert "Fix applied" in texts[-1]
