@@ -165,6 +165,18 @@ function Restart-RemoteAccessService([int]$TimeoutSeconds, [int]$Port) {
         $notes.Add(('RemoteAccess is {0}' -f $service.Status))
     }
     $service.Refresh()
+    if ($service.Status -eq [System.ServiceProcess.ServiceControllerStatus]::Stopped) {
+        # The restart stopped the service but did not bring it back within the deadline: never leave
+        # the VPN down because of a fix. One more start, bounded to 60 s, then report what it is.
+        $notes.Add('RemoteAccess was left stopped; starting it once more')
+        try {
+            $service.Start()
+            $service.WaitForStatus([System.ServiceProcess.ServiceControllerStatus]::Running, [TimeSpan]::FromSeconds(60))
+        } catch {
+            $notes.Add(('RemoteAccess did not start: {0}' -f $_.Exception.Message))
+        }
+        $service.Refresh()
+    }
     $running = ($service.Status -eq [System.ServiceProcess.ServiceControllerStatus]::Running)
     $listening = $false
     if ($running) {

@@ -223,3 +223,16 @@ def test_a_failure_after_the_restart_began_still_reports_changed(name: str) -> N
     if name == "bind_sstp_certificate":
         set_call = source.index("Set-RemoteAccess -SslCertificate $certificate")
         assert source.index("$changed = $true", set_call) < restart_call
+
+
+@pytest.mark.parametrize("name", RESTARTING_SCRIPTS)
+def test_a_restart_that_leaves_remoteaccess_stopped_starts_it_once_more(name: str) -> None:
+    """A fix must not leave the VPN down: when the deadline passes with RemoteAccess Stopped, the
+    helper starts it once more (bounded) before it reports, and only then decides Running."""
+    body = _function_text(name, "Restart-RemoteAccessService")
+    assert body is not None
+    code = "\n".join(line for line in body.splitlines() if not line.lstrip().startswith("#"))
+    check = code.index("if ($service.Status -eq [System.ServiceProcess.ServiceControllerStatus]::Stopped)")
+    start = code.index("$service.Start()", check)
+    bounded = code.index("WaitForStatus([System.ServiceProcess.ServiceControllerStatus]::Running, [TimeSpan]::FromSeconds(60))", start)
+    assert bounded < code.index("$running = ", bounded)
