@@ -6,7 +6,6 @@ refused with a message naming the key, so a typo never silently falls back to a 
 
 from __future__ import annotations
 
-import codecs
 import os
 import re
 import tomllib
@@ -16,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from commands.errors import ConfigError, UnknownServer
-from commands.server import AUTH_METHODS, SERVER_NAME_RE, TRANSPORTS, ServerConfig
+from commands.server import AUTH_METHODS, SERVER_NAME_RE, TRANSPORTS, ServerConfig, decode_text
 
 DEFAULT_CONFIG_PATH = "sstp-bot.toml"
 SLACK_ID_RE = re.compile(r"^[UWS][A-Z0-9]{2,}$")
 CHANNEL_ID_RE = re.compile(r"^[CGD][A-Z0-9]{2,}$")
-HEX64_RE = re.compile(r"^[0-9A-Fa-f]{64}$")
-HOST_RE = re.compile(r"^[A-Za-z0-9.\-]{1,253}$|^\[?[0-9A-Fa-f:]+\]?$")
+HEX64_RE = re.compile(r"^[0-9A-Fa-f]{64}\Z")
+HOST_RE = re.compile(r"^[A-Za-z0-9.\-]{1,253}\Z|^\[?[0-9A-Fa-f:]+\]?\Z")
 
 
 @dataclass(frozen=True)
@@ -138,12 +137,10 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
 
 
 def _decode(data: bytes, path: Path) -> str:
-    """TOML is UTF-8; a byte-order mark (Notepad's "UTF-8 with BOM" and "Unicode", which is UTF-16)
-    says what the file really is, so such files are read as what they are rather than refused."""
-    boms = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
-    encoding = next((name for bom, name in boms if data.startswith(bom)), "utf-8")
+    """TOML is UTF-8; a file Notepad saved with a byte-order mark (UTF-8 or UTF-16) is read as what it
+    is rather than refused."""
     try:
-        return data.decode(encoding)
+        return decode_text(data)
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text; save it as UTF-8") from None
 
@@ -247,6 +244,9 @@ def _parse_server(name: str, table: Mapping[str, Any], where: str | None = None)
         raise ConfigError(f"{where}.auth: expected one of {', '.join(AUTH_METHODS)}, got {server.auth!r}")
     if server.auth == "basic" and server.transport != "https":
         raise ConfigError(f"{where}: basic authentication is only allowed over https (it would send the password in clear)")
+    if server.auth in ("ntlm", "credssp", "basic") and not server.username:
+        # Only Kerberos (negotiate/kerberos) can authenticate from a ticket without a user name.
+        raise ConfigError(f"{where}.username is required with auth = {server.auth!r}")
     if not 0 < server.port < 65536:
         raise ConfigError(f"{where}.port: {server.port} is not a TCP port")
     for key in ("connect_timeout", "operation_timeout"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import os
 import re
 from collections.abc import Mapping
@@ -10,10 +11,17 @@ from pathlib import Path
 
 from commands.errors import ConfigError
 
-SERVER_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+SERVER_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}\Z")  # \Z: "vpn01\n" is not a name
 
 TRANSPORTS = ("https", "http")
 AUTH_METHODS = ("negotiate", "kerberos", "ntlm", "credssp", "basic")
+
+
+def decode_text(data: bytes) -> str:
+    """A text file as Windows tools write it: UTF-8, or UTF-8/UTF-16 with a byte-order mark (Notepad's
+    "UTF-8 with BOM" and "Unicode"). Raises UnicodeDecodeError for anything else."""
+    boms = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+    return data.decode(next((name for bom, name in boms if data.startswith(bom)), "utf-8"))
 
 
 @dataclass(frozen=True)
@@ -48,10 +56,16 @@ class ServerConfig:
             return env[self.password_env]
         if self.password_file:
             try:
-                return Path(self.password_file).read_text(encoding="utf-8").strip("\r\n")
+                data = Path(self.password_file).read_bytes()
             except OSError as exc:
                 raise ConfigError(
                     f"server {self.name}: cannot read password_file {self.password_file}: {exc.strerror}"
+                ) from None
+            try:
+                return decode_text(data).strip("\r\n")
+            except UnicodeDecodeError:
+                raise ConfigError(
+                    f"server {self.name}: password_file {self.password_file} is not UTF-8 text; save it as UTF-8"
                 ) from None
         if self.username is None:
             return None

@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from bot.cli import Environment, ExitStatus
@@ -63,15 +64,15 @@ def run(args: argparse.Namespace, env: Environment) -> int:
         fix = service.execute(
             target.plan_id,
             actor,
-            progress=lambda i, k, step: console.print(f"  [{i}/{k}] {step.get('description')}"),
+            progress=lambda i, k, step: console.print(f"  [{i}/{k}] {step.get('description')}", markup=False),
         )
         for step in fix.steps:
-            console.print(f"  {'ok' if step.ok else 'FAILED'} {step.action}: {step.detail}")
-        console.print(f"Plan {fix.plan.id}: {fix.state}" + (f" ({fix.error})" if fix.error else ""))
+            console.print(f"  {'ok' if step.ok else 'FAILED'} {step.action}: {step.detail}", markup=False)
+        console.print(f"Plan {fix.plan.id}: {fix.state}" + (f" ({fix.error})" if fix.error else ""), markup=False)
 
         console.rule(f"5. Re-check of {broken} (in the same session, after the last step)")
         if fix.after is None:
-            console.print(f"[red]The fix could not run: {fix.error}[/]")
+            console.print(f"[red]The fix could not run: {escape(str(fix.error))}[/]")
             return ExitStatus.ERROR
         render_check(fix.after, console)
 

@@ -10,6 +10,7 @@ import argparse
 import json
 
 from rich.console import Console
+from rich.markup import escape
 
 from bot.cli import Environment, ExitStatus
 from bot.cli.check import cli_actor, exit_status
@@ -69,10 +70,12 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     service.approve(plan_id, actor, authorised=True)
 
     def progress(index: int, total: int, step: dict[str, object]) -> None:
-        console.print(f"[{index}/{total}] {step.get('description') or step.get('action')}")
+        # Server-derived text is printed as is, never as rich markup ("[fe80::1]:443", "[/]").
+        console.print(f"[{index}/{total}] {step.get('description') or step.get('action')}", markup=False)
 
     def waiting(other: int) -> None:
-        console.print(f"Waiting for plan {other}, which another sstp-bot process is running on {server.name}...")
+        console.print(f"Waiting for plan {other}, which another sstp-bot process is running on {server.name}...",
+                      markup=False)
 
     try:
         fix = service.execute(plan_id, actor, progress=progress, waiting=waiting)
@@ -97,9 +100,9 @@ def run(args: argparse.Namespace, env: Environment) -> int:
 def _print_outcome(fix: FixOutcome, console: Console) -> None:
     for step in fix.steps:
         mark = "[green]ok[/]" if step.ok else "[red]failed[/]"
-        console.print(f"  {mark} {step.action}: {step.detail}")
+        console.print(f"  {mark} {escape(step.action)}: {escape(step.detail)}")
     if fix.error:
-        console.print(f"[red]{fix.error}[/]")
+        console.print(f"[red]{escape(fix.error)}[/]")
     if fix.after is not None:
         console.print("\nRe-check:")
         render_check(fix.after, console)

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from bot.slack import messages
 from commands.errors import UsageError
+from commands.server import SERVER_NAME_RE
 
-SERVER_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 MAX_TEXT_LENGTH = 4000
 MAX_SERVERS = 50
 MAX_HISTORY = 100
