@@ -382,7 +382,8 @@ class Service:
             outcome.after = evaluate(raw_after, server, self.clock())
             self._record(outcome.after, raw_after, actor, started, propose=False)
         except (RemoteError, ConfigError, SnapshotError) as exc:
-            outcome.error = str(exc)
+            # A failed step stays the reason; a re-check that fails after it is added, not swapped in.
+            outcome.error = f"{outcome.error}; the re-check failed: {exc}" if outcome.error else str(exc)
             return self._finish(outcome, PlanState.FAILED, actor, {"error": outcome.error})
         except BaseException as exc:
             # Whatever happened (a bug, the database, an interrupted progress callback), the plan

@@ -10,6 +10,7 @@ No pypsrp type leaves this module.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -139,6 +140,10 @@ class RemoteSession:
         self._call(ps.begin_invoke)
         while ps.state == PSInvocationState.RUNNING:
             if time.monotonic() > deadline:
+                # Stop the pipeline (a Signal): the pool has one runspace, so a step left running
+                # would hold the re-check behind it. Best effort: the timeout is what we report.
+                with contextlib.suppress(Exception):
+                    ps.stop()
                 raise RemoteError(
                     "timeout",
                     self.server.name,

@@ -179,3 +179,17 @@ def test_the_password_never_appears_in_messages_or_logs(lab, caplog):
     assert err.value.kind == "auth"
     assert secret not in str(err.value) and secret not in repr(err.value)
     assert secret not in caplog.text
+
+
+def test_a_script_past_its_timeout_is_stopped_so_the_session_stays_usable(lab):
+    """A step that hangs is stopped (WS-Man Signal) when it times out: the pool's one runspace is
+    free again, and the session is closed cleanly afterwards."""
+    name = "f-hang"
+    server = lab.servers[name]
+    lab.clear_logs()
+    with pytest.raises(RemoteError) as err, RemoteSession(lab.server_config(name), lab.password_for(name)) as session:
+        session.run("probe")
+    assert err.value.kind == "timeout"
+    actions = [r.action for r in server.requests]
+    assert "Signal" in actions and actions.index("Signal") > actions.index("Command")
+    assert actions[-1] == "Delete"

@@ -170,3 +170,31 @@ def test_a_plan_still_running_elsewhere_after_the_wait_is_refused_and_nothing_is
     assert service.get_plan(plan_1).state == "RUNNING"
     assert setup.server(name).requests == []
     assert service.plan_audit(plan_2)[-1].outcome == "refused"
+
+
+def test_a_failed_step_stays_the_reason_when_the_re_check_fails_too(lab_factory: Any) -> None:
+    from commands.errors import RemoteError
+    from commands.psrp import RemoteSession
+
+    class FailingLate(RemoteSession):
+        probes = 0
+
+        def run(self, script: str, **params: Any) -> dict[str, Any]:
+            if script == "restart_iis":
+                raise RemoteError("script_failed", self.server.name, "iisreset failed")
+            if script == "probe":
+                FailingLate.probes += 1
+                if FailingLate.probes == 3:  # the check's, the fix's own, then the re-check
+                    raise RemoteError("timeout", self.server.name, "probe did not finish")
+            return super().run(script, **params)
+
+    setup: LabSetup = lab_factory(["iis-binding"])
+    service = setup.service()
+    service.session_factory = FailingLate
+    [outcome] = service.check([service.config.server("vpn-iis")], OPERATOR)
+    assert outcome.plan_id is not None
+    service.approve(outcome.plan_id, OPERATOR, authorised=True)
+    fix = service.execute(outcome.plan_id, OPERATOR)
+    assert fix.state == "FAILED" and fix.after is None
+    assert fix.error is not None and fix.error.startswith("Step 2 (restart_iis) failed: iisreset failed")
+    assert fix.error.endswith("; the re-check failed: vpn-iis: probe did not finish")
