@@ -480,11 +480,21 @@ class SstpSlackBot:
             return
         drifted = outcome.state_changed
         final = blocks.plan_card(
-            outcome.plan, [approved, messages.fix_result(str(outcome.state), outcome.error, drifted=drifted)], outcome=outcome
+            outcome.plan,
+            [approved, messages.fix_result(str(outcome.state), outcome.error, drifted=drifted, remaining=_needing_a_person(outcome))],
+            outcome=outcome,
         )
         self._final(card_channel, card_ts, final)
         if drifted:
             self._ephemeral(channel, user, messages.STATE_CHANGED)
+
+
+def _needing_a_person(outcome: Any) -> int:
+    """Critical and warning findings the re-check after a fix still reports."""
+    after = getattr(outcome, "after", None)
+    if after is None:
+        return 0
+    return sum(1 for f in after.findings if f.severity in ("critical", "warning"))
 
 
 def _attempted(command: grammar.Command) -> dict[str, Any]:

@@ -232,8 +232,15 @@ PLAN_STATE_LINES = {
 }
 
 
-def fix_result(state: str, error: str | None, *, drifted: bool = False) -> str:
+def fix_result(state: str, error: str | None, *, drifted: bool = False, remaining: int = 0) -> str:
+    """The headline of a finished fix. SUCCEEDED means the plan's findings are gone; `remaining` counts
+    the findings the re-check still reports that no plan can fix (a certificate to renew, say)."""
     if state == "SUCCEEDED":
+        if remaining:
+            return (
+                ":white_check_mark: *Fix applied.* The re-check still reports "
+                f"{remaining} finding{'s that need' if remaining != 1 else ' that needs'} a person (below)."
+            )
         return ":white_check_mark: *Fix applied.*"
     if drifted:
         return f":x: *Nothing done.* {STATE_CHANGED}"

@@ -223,7 +223,8 @@ class FakeService:
         with self._lock:
             plan = self.plans[plan_id] = replace(
                 plan,
-                state="SUCCEEDED" if after.status == "healthy" else "FAILED",
+                # As bot.service: SUCCEEDED when the re-check proposes nothing more to fix.
+                state="SUCCEEDED" if after.plan is None else "FAILED",
                 finished_at=self.now(),
                 step_results=[r.to_json() for r in results],
             )

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 
+from commands.model import CheckResult, Finding
 from tests.fakes.blockkit import all_text, assert_slack_limits, buttons
 from tests.fakes.slack_api import FakeSlackApi
 from tests.slack.conftest import (
@@ -276,3 +277,17 @@ def test_a_plan_waiting_for_another_process_says_so_on_its_card(
     assert len(waiting) == 1 and "another sstp-bot process is running on *vpn01*" in waiting[0]
     assert texts.index(waiting[0]) < next(i for i, t in enumerate(texts) if "Running step 1" in t)
     assert "Fix applied" in texts[-1]
+
+
+def test_a_fix_that_leaves_a_warning_no_plan_can_fix_says_so(
+    service: FakeService, harness: Harness, slack_api: FakeSlackApi, card: tuple[int, str]
+) -> None:
+    plan_id, ts = card
+    expiring = Finding("SSTP_CERT_EXPIRING", "warning", "The SSTP certificate expires in 12 days", "Renew it.",
+                       evidence={"days_left": 12})
+    service.after_fix["vpn01"] = CheckResult("vpn01", T0, findings=[expiring], plan=None, vpn_connections=0)
+    harness.click(plan_id)
+    final = all_text(card_updates(slack_api, ts)[-1])
+    assert service.plans[plan_id].state == "SUCCEEDED"  # the plan's findings are gone
+    assert "Fix applied.* The re-check still reports 1 finding that needs a person" in final
+    assert "SSTP_CERT_EXPIRING" in final
