@@ -99,8 +99,9 @@ class ReplayGuard:
     """Remembers the signatures of accepted requests for the five minutes bolt accepts a timestamp,
     so a captured signed request cannot be sent again (a signature alone does not prevent replay).
 
-    Only requests bolt accepted are remembered (forged signatures cost no memory), oldest first, so
-    expiry is a pop from the front of an insertion-ordered dict.
+    A signature is claimed before bolt runs (atomically: two copies sent at once cannot both pass) and
+    released again when bolt refuses the request, so only accepted requests are kept (forged signatures
+    cost no memory); oldest first, so expiry is a pop from the front of an insertion-ordered dict.
     """
 
     def __init__(self, window: float = REPLAY_WINDOW_SECONDS, monotonic: Callable[[], float] = time.monotonic) -> None:
@@ -116,14 +117,21 @@ class ReplayGuard:
                 break
             del self._seen[oldest]
 
-    def seen(self, signature: str) -> bool:
+    def claim(self, signature: str) -> bool:
+        """Take `signature` for this request; False when another request has it (a replay, or the
+        same request sent twice at once). Atomic, so two copies arriving together cannot both pass."""
         with self._lock:
-            self._expire(self._monotonic())
-            return signature in self._seen
+            now = self._monotonic()
+            self._expire(now)
+            if signature in self._seen:
+                return False
+            self._seen[signature] = now
+            return True
 
-    def remember(self, signature: str) -> None:
+    def release(self, signature: str) -> None:
+        """Bolt refused the request (a forged or stale signature): forget it, it costs no memory."""
         with self._lock:
-            self._seen.setdefault(signature, self._monotonic())
+            self._seen.pop(signature, None)
 
 
 class SlackWsgiApp:
@@ -144,7 +152,7 @@ class SlackWsgiApp:
             )
             return [data]
         signature = str(environ.get("HTTP_X_SLACK_SIGNATURE", ""))
-        if signature and self.replay_guard.seen(signature):
+        if signature and not self.replay_guard.claim(signature):
             logger.warning("refused a replayed Slack request")  # checked before any listener runs
             return _plain(start_response, "401 Unauthorized", b"replayed request")
         status: list[str] = []
@@ -153,9 +161,14 @@ class SlackWsgiApp:
             status.append(status_line)
             return start_response(status_line, headers, exc_info) if exc_info else start_response(status_line, headers)
 
-        answer = self.bolt(environ, record_status)
-        if signature and status and status[0].startswith("2"):
-            self.replay_guard.remember(signature)  # bolt verified it: worth remembering
+        try:
+            answer = self.bolt(environ, record_status)
+        except BaseException:
+            if signature:
+                self.replay_guard.release(signature)
+            raise
+        if signature and not (status and status[0].startswith("2")):
+            self.replay_guard.release(signature)  # refused by bolt: not a request worth remembering
         return answer
 
 

@@ -161,6 +161,38 @@ def test_a_replayed_signed_request_is_refused_and_runs_nothing(running: Running,
     assert running.service.count("status") == ran
 
 
+def test_copies_of_one_signed_request_sent_at_once_run_once(running: Running, slack_api: FakeSlackApi) -> None:
+    import threading
+
+    body = command_body(slack_api, "status")
+    headers = payloads.sign(SIGNING_SECRET, body)
+    start = threading.Barrier(8)
+    statuses: list[int] = []
+
+    def post() -> None:
+        start.wait()
+        statuses.append(running.post(body, headers)[0])
+
+    threads = [threading.Thread(target=post) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert running.app.sstp.drain(10)
+    assert sorted(statuses) == [200] + [401] * 7
+    assert running.service.count("status") == 1
+
+
+def test_a_refused_request_does_not_use_up_its_signature(running: Running, slack_api: FakeSlackApi) -> None:
+    """A request bolt refuses (here: a tampered body) releases the signature it claimed."""
+    body = command_body(slack_api, "status")
+    headers = payloads.sign(SIGNING_SECRET, body)
+    assert running.post(body + "&text=check+all", headers)[0] == 401  # same signature, other body
+    assert running.post(body, headers)[0] == 200  # the genuine request still goes through
+    assert running.app.sstp.drain(10)
+    assert running.service.count("status") == 1
+
+
 def test_an_oversized_body_is_refused_before_it_is_read(running: Running) -> None:
     import socket
 
