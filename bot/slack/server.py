@@ -237,8 +237,8 @@ def socket_mode_handler(app: App, app_token: str, *, ping_interval: float = 10) 
 
 def run_socket_mode(handler: SocketModeHandler, stop: threading.Event) -> None:
     """Connect, then block until `stop` is set; the SDK reconnects by itself on disconnect."""
-    handler.connect()
     try:
+        handler.connect()  # inside: a refused app token must still close the client's threads
         while not stop.wait(1.0):
             pass
     finally:
