@@ -157,6 +157,16 @@ class Service:
         self.start_wait = start_wait
         self.start_poll = start_poll
 
+    def close(self) -> None:
+        """Release the database connections (the CLI closes each service it builds)."""
+        self.repo.close()
+
+    def __enter__(self) -> Service:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
     # -- inventory -------------------------------------------------------------------------------
 
     def resolve_targets(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import json
 
@@ -34,6 +35,11 @@ def exit_status(results: list[CheckResult]) -> ExitStatus:
 
 
 def run(args: argparse.Namespace, env: Environment) -> int:
+    with contextlib.ExitStack() as cleanup:
+        return _run(args, env, cleanup)
+
+
+def _run(args: argparse.Namespace, env: Environment, cleanup: contextlib.ExitStack) -> int:
     if not (args.servers or args.all or args.group):
         raise UsageError("check: name at least one SERVER, or use --all or --group G")
     if args.all and (args.servers or args.group):
@@ -44,6 +50,7 @@ def run(args: argparse.Namespace, env: Environment) -> int:
         # Resolve every name before anything connects: one unknown name refuses the whole command.
         targets = resolve_targets(config, args.servers, all_servers=args.all, group=args.group)
         service = build_service(config, env.environ, env.clock)  # a bad database.url is a config error too
+        cleanup.callback(service.close)
     except ConfigError as exc:
         if args.json:
             names = args.servers or [args.group or "all"]

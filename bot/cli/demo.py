@@ -9,6 +9,7 @@ written outside a temporary directory.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import tempfile
 from pathlib import Path
 
@@ -27,68 +28,76 @@ BROKEN_SCENARIO = "iis-binding"
 
 
 def run(args: argparse.Namespace, env: Environment) -> int:
+    with contextlib.ExitStack() as cleanup:
+        return _run(args, env, cleanup)
+
+
+def _run(args: argparse.Namespace, env: Environment, cleanup: contextlib.ExitStack) -> int:
     console = Console(file=env.stdout, width=110, soft_wrap=True)
     actor = Actor(id="cli:demo", source="cli")
-    with tempfile.TemporaryDirectory(prefix="sstp-bot-demo-") as tmp, Lab([DEMO_SCENARIO]) as lab:
-        config_path = lab.write_config(Path(tmp) / "lab.toml", database_url=f"sqlite:///{tmp}/demo.db")
-        config = load_config(config_path, env.environ)
-        service = build_service(config, env.environ, env.clock)
-        console.rule("1. The lab")
-        console.print(
-            f"{len(lab.servers)} emulated RRAS servers on 127.0.0.1, reached over WinRM "
-            "(HTTP with NTLM and message encryption) by the real pypsrp client."
-        )
+    # Closed last in, first out: the database, then the lab, then the folder that holds the database.
+    tmp = cleanup.enter_context(tempfile.TemporaryDirectory(prefix="sstp-bot-demo-"))
+    lab = cleanup.enter_context(Lab([DEMO_SCENARIO]))
+    config_path = lab.write_config(Path(tmp) / "lab.toml", database_url=f"sqlite:///{tmp}/demo.db")
+    config = load_config(config_path, env.environ)
+    service = build_service(config, env.environ, env.clock)
+    cleanup.callback(service.close)
+    console.rule("1. The lab")
+    console.print(
+        f"{len(lab.servers)} emulated RRAS servers on 127.0.0.1, reached over WinRM "
+        "(HTTP with NTLM and message encryption) by the real pypsrp client."
+    )
 
-        console.rule("2. Fleet check")
-        outcomes = service.check(list(config.servers.values()), actor)
-        table = Table("server", "status", "findings", box=None)
-        for outcome in outcomes:
-            result = outcome.result
-            ids = ", ".join(dict.fromkeys(f.id for f in result.findings if f.severity != "info")) or "-"
-            if result.error_kind:
-                ids = f"{result.error_kind}: {result.error_message}"
-            colour = {"healthy": "green", "unhealthy": "red", "error": "yellow"}[result.status]
-            table.add_row(result.server, f"[{colour}]{result.status}[/]", ids)
-        console.print(table)
+    console.rule("2. Fleet check")
+    outcomes = service.check(list(config.servers.values()), actor)
+    table = Table("server", "status", "findings", box=None)
+    for outcome in outcomes:
+        result = outcome.result
+        ids = ", ".join(dict.fromkeys(f.id for f in result.findings if f.severity != "info")) or "-"
+        if result.error_kind:
+            ids = f"{result.error_kind}: {result.error_message}"
+        colour = {"healthy": "green", "unhealthy": "red", "error": "yellow"}[result.status]
+        table.add_row(result.server, f"[{colour}]{result.status}[/]", ids)
+    console.print(table)
 
-        broken = next(name for name, server in lab.servers.items() if server.spec.scenario == BROKEN_SCENARIO)
-        target = next(o for o in outcomes if o.result.server == broken)
-        console.rule(f"3. {broken}: the report and the plan")
-        render_check(target.result, console)
-        if target.plan_id is None:
-            console.print(f"[red]No plan was proposed for {broken}.[/]")
-            return ExitStatus.ERROR
+    broken = next(name for name, server in lab.servers.items() if server.spec.scenario == BROKEN_SCENARIO)
+    target = next(o for o in outcomes if o.result.server == broken)
+    console.rule(f"3. {broken}: the report and the plan")
+    render_check(target.result, console)
+    if target.plan_id is None:
+        console.print(f"[red]No plan was proposed for {broken}.[/]")
+        return ExitStatus.ERROR
 
-        console.rule(f"4. Approve and run plan {target.plan_id}")
-        service.approve(target.plan_id, actor, authorised=True)
-        fix = service.execute(
-            target.plan_id,
-            actor,
-            progress=lambda i, k, step: console.print(f"  [{i}/{k}] {step.get('description')}", markup=False),
-        )
-        for step in fix.steps:
-            console.print(f"  {'ok' if step.ok else 'FAILED'} {step.action}: {step.detail}", markup=False)
-        console.print(f"Plan {fix.plan.id}: {fix.state}" + (f" ({fix.error})" if fix.error else ""), markup=False)
+    console.rule(f"4. Approve and run plan {target.plan_id}")
+    service.approve(target.plan_id, actor, authorised=True)
+    fix = service.execute(
+        target.plan_id,
+        actor,
+        progress=lambda i, k, step: console.print(f"  [{i}/{k}] {step.get('description')}", markup=False),
+    )
+    for step in fix.steps:
+        console.print(f"  {'ok' if step.ok else 'FAILED'} {step.action}: {step.detail}", markup=False)
+    console.print(f"Plan {fix.plan.id}: {fix.state}" + (f" ({fix.error})" if fix.error else ""), markup=False)
 
-        console.rule(f"5. Re-check of {broken} (in the same session, after the last step)")
-        if fix.after is None:
-            console.print(f"[red]The fix could not run: {escape(str(fix.error))}[/]")
-            return ExitStatus.ERROR
-        render_check(fix.after, console)
+    console.rule(f"5. Re-check of {broken} (in the same session, after the last step)")
+    if fix.after is None:
+        console.print(f"[red]The fix could not run: {escape(str(fix.error))}[/]")
+        return ExitStatus.ERROR
+    render_check(fix.after, console)
 
-        console.rule(f"6. History of {broken}")
-        for entry in service.history(broken, limit=10):
-            if entry.check is not None:
-                what = f"check  {entry.check.status:<9} by {entry.check.actor}"
-            elif entry.plan is not None:
-                what = f"plan {entry.plan.id} {entry.plan.state:<10} requested by {entry.plan.requester}"
-            else:
-                continue
-            console.print(f"  {entry.at:%Y-%m-%d %H:%M:%S}  {what}")
+    console.rule(f"6. History of {broken}")
+    for entry in service.history(broken, limit=10):
+        if entry.check is not None:
+            what = f"check  {entry.check.status:<9} by {entry.check.actor}"
+        elif entry.plan is not None:
+            what = f"plan {entry.plan.id} {entry.plan.state:<10} requested by {entry.plan.requester}"
+        else:
+            continue
+        console.print(f"  {entry.at:%Y-%m-%d %H:%M:%S}  {what}")
 
-        healthy = fix.after.status == "healthy"
-        console.rule("Result")
-        console.print(
-            f"[green]{broken} is healthy again.[/]" if healthy else f"[red]{broken} is still not healthy.[/]"
-        )
-        return ExitStatus.OK if healthy else ExitStatus.FINDINGS
+    healthy = fix.after.status == "healthy"
+    console.rule("Result")
+    console.print(
+        f"[green]{broken} is healthy again.[/]" if healthy else f"[red]{broken} is still not healthy.[/]"
+    )
+    return ExitStatus.OK if healthy else ExitStatus.FINDINGS

@@ -7,6 +7,7 @@ states and audit trail as a Slack approval, with the operator's login as request
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 
 from rich.console import Console
@@ -28,10 +29,16 @@ def _not_run(server: str, before: CheckResult, plan_id: int | None = None, state
 
 
 def run(args: argparse.Namespace, env: Environment) -> int:
+    with contextlib.ExitStack() as cleanup:
+        return _run(args, env, cleanup)
+
+
+def _run(args: argparse.Namespace, env: Environment, cleanup: contextlib.ExitStack) -> int:
     try:
         config = load_config(args.config, env.environ)
         server = config.server(args.server)
         service = build_service(config, env.environ, env.clock)
+        cleanup.callback(service.close)
     except ConfigError as exc:  # unknown server, bad configuration: nothing connects
         if args.json:
             before = CheckResult(server=args.server, checked_at=env.clock(), error_kind="config", error_message=str(exc))

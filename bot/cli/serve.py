@@ -105,6 +105,7 @@ def run(args: argparse.Namespace, env: Environment, *, stop: threading.Event | N
             pass
         finally:
             app.sstp.close()
+    service.close()
     print("sstp-bot: stopped", file=env.stdout)
     return ExitStatus.OK
 
