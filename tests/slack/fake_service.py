@@ -95,6 +95,9 @@ class FakeService:
         self._ids = itertools.count(1)
         self._check_ids = itertools.count(1)
 
+    def close(self) -> None:
+        self._call("close")
+
     def _call(self, name: str, *args: Any) -> None:
         with self._lock:
             self.calls.append((name, args))

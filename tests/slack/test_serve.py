@@ -128,6 +128,7 @@ def test_serve_socket_mode_connects_and_stops(tmp_path: Path, slack_api: FakeSla
         assert not thread.is_alive()
         assert "stopped" in out.getvalue()
         assert BOT_TOKEN not in out.getvalue() + err.getvalue()
+        assert fake_service_module[0].count("close") == 1  # the database is released on the way out
 
 
 def test_serve_http_mode_answers_healthz(tmp_path: Path, slack_api: FakeSlackApi, fake_service_module: list[FakeService]) -> None:
