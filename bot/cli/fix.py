@@ -34,6 +34,9 @@ def run(args: argparse.Namespace, env: Environment) -> int:
 
 
 def _run(args: argparse.Namespace, env: Environment, cleanup: contextlib.ExitStack) -> int:
+    if not args.yes and not env.interactive:
+        # Nobody can answer the confirmation: refuse before anything connects or is recorded.
+        raise UsageError("fix: standard input is not a terminal; pass --yes to run the plan without asking")
     try:
         config = load_config(args.config, env.environ)
         server = config.server(args.server)
@@ -60,9 +63,6 @@ def _run(args: argparse.Namespace, env: Environment, cleanup: contextlib.ExitSta
 
     plan_id = outcome.plan_id
     if not args.yes:
-        if not env.interactive:
-            service.reject(plan_id, actor, authorised=True)
-            raise UsageError("fix: standard input is not a terminal; pass --yes to run the plan without asking")
         # markup=False: rich would take "[y/N]" for a style tag and print nothing of it.
         console.print(f"Run these {len(before.plan.steps) if before.plan else 0} steps on {server.name}? [y/N] ", end="",
                       markup=False)

@@ -39,8 +39,11 @@ def start_lab(args: argparse.Namespace, env: Environment) -> tuple[Lab, Path]:
         )
     print(f"Inventory written to {config_path}", file=env.stdout)
     print(f"Try:  sstp-bot --config {config_path} check --all", file=env.stdout)
-    first = next(iter(lab.servers))
-    print(f"      sstp-bot --config {config_path} fix {first}", file=env.stdout)
+    # Suggest a server the bot can fix, not merely the first one (which may be healthy).
+    fixable = [name for name, server in lab.servers.items() if server.spec.fixable]
+    broken = [name for name, server in lab.servers.items() if server.spec.expect]
+    target = next(iter(fixable or broken or list(lab.servers)))
+    print(f"      sstp-bot --config {config_path} fix {target}", file=env.stdout)
     print("Press Ctrl-C to stop.", file=env.stdout)
     return lab, config_path
 

@@ -173,7 +173,9 @@ def test_unknown_server_among_known_ones(cli):
 
 def test_unknown_group(cli):
     p = cli.run("check", "--group", "nogroup", "--json")
-    assert p.returncode in (2, 3)
+    assert p.returncode == 2
+    [obj] = parse_json(p)
+    assert obj["error"]["kind"] == "config"
     assert "nogroup" in (p.stdout + p.stderr)
 
 

@@ -181,7 +181,7 @@ def test_servers_needs_no_password(cli):
 def test_servers_bad_config(cli, tmp_path):
     cfg = _variant(cli, tmp_path, "[defaults]", "[defaults]\nfrobnicate = true")
     p = cli.run("servers", config=cfg)
-    assert p.returncode != 0
+    assert p.returncode == 2
     assert "frobnicate" in p.stdout + p.stderr
 
 

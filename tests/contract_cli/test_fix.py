@@ -110,10 +110,10 @@ def test_fix_text_mode_yes(cli):
     assert "fix-healthy" in p.stdout + p.stderr
 
 
-def test_fix_declined_changes_nothing(cli):
+def test_fix_without_yes_on_a_pipe_is_refused_and_changes_nothing(cli):
     before = cli.run("check", "iis", "--json")
-    p = cli.run("fix", "iis", stdin="n\n")
-    assert p.returncode != 0
+    p = cli.run("fix", "iis", stdin="n\n")  # not a terminal: no answer can be read, so usage error
+    assert p.returncode == 3 and p.stdout == "" and "--yes" in p.stderr
     after = cli.run("check", "iis", "--json")
     assert after.returncode == 1
     assert ids(parse_json(after)) == ids(parse_json(before))

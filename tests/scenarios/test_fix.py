@@ -118,16 +118,14 @@ def _only_probe_ran(setup: LabSetup, name: str) -> None:
     assert setup.actions(name)["Command"] == 1  # the check's probe, nothing else
 
 
-def test_fix_without_yes_on_a_pipe_runs_nothing_and_rejects_the_plan(lab_factory):
+def test_fix_without_yes_on_a_pipe_is_refused_before_anything_connects(lab_factory):
     setup: LabSetup = lab_factory(["iis-binding"])
     setup.clear_logs()
     run = setup.cli("fix", "vpn-iis", "--json", stdin="y\n")  # not a terminal: the "y" is not an answer
-    assert run.code == 3
+    assert run.code == 3 and run.stdout == ""
     assert "--yes" in run.stderr
-    _only_probe_ran(setup, "vpn-iis")
-    [plan] = [e for e in setup.cli("history", "vpn-iis", "--json").json() if e["kind"] == "plan"]
-    assert plan["state"] == "REJECTED" and plan["approver"] == cli_login()
-    assert plan["step_results"] == []
+    assert setup.server("vpn-iis").requests == [] and setup.server("vpn-iis").twin.actions == []
+    assert setup.cli("history", "vpn-iis", "--json").json() == []  # nothing checked, nothing proposed
 
 
 @pytest.mark.parametrize("answer", ["n\n", "\n", "no\n", ""])
