@@ -277,8 +277,10 @@ class Lab:
         return WRONG_PASSWORD if "wrong_password" in self.servers[name].faults else LAB_PASSWORD
 
     def write_config(self, path: str | os.PathLike[str], *, database_url: str | None = None) -> Path:
-        """Write an sstp-bot.toml pointing at the lab servers, with 0600 password files next to it."""
-        path = Path(path)
+        """Write an sstp-bot.toml pointing at the lab servers, with 0600 password files next to it.
+
+        Every path in it is absolute, so the inventory works from any working directory."""
+        path = Path(path).resolve()
         path.parent.mkdir(parents=True, exist_ok=True)
         secrets: dict[str, Path] = {}
         for password, suffix in ((LAB_PASSWORD, "password"), (WRONG_PASSWORD, "wrong-password")):

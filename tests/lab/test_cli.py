@@ -53,3 +53,27 @@ def test_lab_runs_until_stopped_and_its_inventory_works(tmp_path):
         t.join(10)
     assert result == [0]
     assert "Lab stopped." in env.stdout.getvalue()  # type: ignore[attr-defined]
+
+
+def test_the_written_inventory_works_from_any_directory(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """`lab --write-config lab.toml` writes absolute paths: a check from another directory finds the
+    password file and the database next to the inventory, and leaves nothing where it runs."""
+    import io
+
+    from bot.cli import Environment
+    from bot.cli import main as cli_main
+    from commands.lab.lab import Lab
+
+    here, elsewhere = tmp_path / "here", tmp_path / "elsewhere"
+    here.mkdir()
+    elsewhere.mkdir()
+    with Lab(["healthy"]) as lab:
+        monkeypatch.chdir(here)
+        lab.write_config("lab.toml")
+        monkeypatch.chdir(elsewhere)
+        out, err = io.StringIO(), io.StringIO()
+        env = Environment(stdout=out, stderr=err, environ={})
+        code = cli_main(["--config", str(here / "lab.toml"), "check", "--all", "--json"], env)
+    assert code == 0, err.getvalue()
+    assert list(elsewhere.iterdir()) == []
+    assert (here / "lab.db").exists()
