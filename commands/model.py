@@ -53,15 +53,6 @@ class Step:
             "disruptive": self.disruptive,
         }
 
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Step:
-        return cls(
-            action=str(data["action"]),
-            params=dict(data.get("params") or {}),
-            description=str(data.get("description", "")),
-            disruptive=bool(data.get("disruptive", False)),
-        )
-
 
 @dataclass(frozen=True)
 class Plan:

@@ -15,8 +15,9 @@ from typing import Any
 
 from commands.errors import UsageError
 
+# Patterns are applied with fullmatch (a bare `$` also accepts a trailing newline); re.ASCII keeps `\d`
+# from matching non-ASCII digits.
 THUMBPRINT_RE = re.compile(r"^[0-9A-F]{40}$")
-SHA256_RE = re.compile(r"^[0-9A-F]{64}$")
 # IP:port, [IPv6]:port or hostname:port (DOMAIN 2.2, 11).
 IPV4_ENDPOINT_RE = re.compile(r"^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3}):(\d{1,5})$", re.ASCII)
 IPV6_ENDPOINT_RE = re.compile(r"^\[[0-9A-Fa-f:.]+\]:(\d{1,5})$", re.ASCII)
@@ -30,8 +31,6 @@ SITE_RE = re.compile(r"^[^\"\x00-\x1f]{1,260}$")
 BINDING_INFO_RE = re.compile(r"^(\*|[0-9.]+|\[[0-9A-Fa-f:]+\]):(\d{1,5}):([A-Za-z0-9.*-]{0,253})$", re.ASCII)
 URL_RE = re.compile(r"^https?://[^\s\"'`$;|&<>]{1,2000}$", re.IGNORECASE)
 
-# Patterns are applied with fullmatch (a bare `$` also accepts a trailing newline); re.ASCII keeps `\d`
-# from matching non-ASCII digits.
 SCRIPT_HEADER_RE = re.compile(r"^# sstp-bot-script: ([a-z_]+)\s*$")
 
 

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from enum import IntEnum
 from typing import IO, Any, NoReturn
 
-from commands.errors import ConfigError, RemoteError, SnapshotError, SstpBotError, UsageError
+from commands.errors import SstpBotError, UsageError
 
 
 class ExitStatus(IntEnum):
@@ -143,10 +143,7 @@ def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> i
     except UsageError as exc:
         print(f"usage error: {exc}", file=env.stderr)
         return ExitStatus.USAGE
-    except (ConfigError, RemoteError, SnapshotError) as exc:
-        print(f"error: {exc}", file=env.stderr)
-        return ExitStatus.ERROR
-    except SstpBotError as exc:
+    except SstpBotError as exc:  # configuration, remote, snapshot, plan state: one line, exit 2
         print(f"error: {exc}", file=env.stderr)
         return ExitStatus.ERROR
     except KeyboardInterrupt:

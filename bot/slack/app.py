@@ -25,6 +25,7 @@ from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
 
 from bot.config import Config
+from bot.service import CheckOutcome, FixOutcome
 from bot.slack import blocks, grammar, messages
 from bot.slack.auth import Authoriser
 from bot.slack.blocks import APPROVE_ACTION, REJECT_ACTION, FleetLine, SlackMessage
@@ -318,10 +319,10 @@ class SstpSlackBot:
                 self.service.attach_message(outcome.plan_id, channel, where)
             self._retire_cards(outcome)
 
-    def _retire_cards(self, outcome: Any) -> None:
+    def _retire_cards(self, outcome: CheckOutcome) -> None:
         """Take the buttons off the cards of the proposals this check replaced (DESIGN 6), so nobody
         clicks a plan that can no longer be approved. Best effort: a click on one is refused anyway."""
-        for plan in getattr(outcome, "superseded", None) or ():
+        for plan in outcome.superseded:
             if plan.channel and plan.message_ts:
                 self._update(plan.channel, plan.message_ts, blocks.plan_card(plan, [messages.PLAN_STATE_LINES["SUPERSEDED"]]))
 
@@ -428,8 +429,8 @@ class SstpSlackBot:
             logger.exception("%s of plan %s failed", name, plan_id)
             self._ephemeral(channel, user, messages.INTERNAL_ERROR)
             return
-        card_channel = str(getattr(plan, "channel", None) or channel)
-        card_ts = str(getattr(plan, "message_ts", None) or message_ts)
+        card_channel = str(plan.channel or channel)
+        card_ts = str(plan.message_ts or message_ts)
         if not approve:
             self._update(card_channel, card_ts, blocks.plan_card(plan, [messages.rejected_by(user)]))
             return
@@ -489,12 +490,11 @@ class SstpSlackBot:
             self._ephemeral(channel, user, messages.STATE_CHANGED)
 
 
-def _needing_a_person(outcome: Any) -> int:
+def _needing_a_person(outcome: FixOutcome) -> int:
     """Critical and warning findings the re-check after a fix still reports."""
-    after = getattr(outcome, "after", None)
-    if after is None:
+    if outcome.after is None:
         return 0
-    return sum(1 for f in after.findings if f.severity in ("critical", "warning"))
+    return sum(1 for f in outcome.after.findings if f.severity in ("critical", "warning"))
 
 
 def _attempted(command: grammar.Command) -> dict[str, Any]:

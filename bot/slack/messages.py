@@ -282,8 +282,6 @@ SERVERS_TITLE = "Inventory"
 
 
 # --- health ----------------------------------------------------------------------------------
-HEALTH_OK = "ok"
-HEALTH_FAILING = "failing"
 
 
 def escape(text: str) -> str:

@@ -10,25 +10,9 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from bot.config import Config
-from bot.service import Actor
-from commands.model import CheckResult
+from bot.service import Actor, CheckOutcome, FixOutcome
 from commands.server import ServerConfig
-
-
-class CheckOutcomeLike(Protocol):
-    result: CheckResult
-    check_id: int
-    plan_id: int | None
-
-
-class FixOutcomeLike(Protocol):
-    plan: Any
-    state: str
-    steps: Sequence[Any]
-    before: CheckResult | None
-    after: CheckResult | None
-    error: str | None
-    state_changed: bool
+from storage.records import PlanRecord
 
 
 class ServicePort(Protocol):
@@ -45,16 +29,16 @@ class ServicePort(Protocol):
         servers: Sequence[ServerConfig],
         actor: Any,
         *,
-        on_result: Callable[[Any], None] | None = None,
-    ) -> Sequence[Any]: ...
+        on_result: Callable[[CheckOutcome], None] | None = None,
+    ) -> Sequence[CheckOutcome]: ...
 
     def attach_message(self, plan_id: int, channel: str, ts: str) -> None: ...
 
-    def get_plan(self, plan_id: int) -> Any: ...
+    def get_plan(self, plan_id: int) -> PlanRecord: ...
 
-    def approve(self, plan_id: int, actor: Any, *, authorised: bool) -> Any: ...
+    def approve(self, plan_id: int, actor: Any, *, authorised: bool) -> PlanRecord: ...
 
-    def reject(self, plan_id: int, actor: Any, *, authorised: bool) -> Any: ...
+    def reject(self, plan_id: int, actor: Any, *, authorised: bool) -> PlanRecord: ...
 
     def execute(
         self,
@@ -63,7 +47,7 @@ class ServicePort(Protocol):
         *,
         progress: Callable[[int, int, dict[str, Any]], None] | None = None,
         waiting: Callable[[int], None] | None = None,
-    ) -> Any: ...
+    ) -> FixOutcome: ...
 
     def history(self, server: str | None = None, limit: int = 20) -> Sequence[Any]: ...
 

@@ -68,7 +68,6 @@ _ACTION_PREFIXES = (
 POWERSHELL_URI = "http://schemas.microsoft.com/powershell/Microsoft.PowerShell"
 COMMAND_DONE = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/CommandState/Done"
 COMMAND_RUNNING = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/CommandState/Running"
-SIGNAL_TERMINATE = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/signal/terminate"
 OPERATION_TIMEOUT_CODE = 2150858793
 SHELL_NOT_FOUND_CODE = 2150858843
 ENCRYPTED_PROTOCOL = WinRMEncryption.SPNEGO

@@ -121,9 +121,10 @@ def test_a_plan_running_in_another_process_is_waited_for_then_this_one_starts(la
     told: list[int] = []
     fixing = threading.Thread(target=lambda: fixes.append(service.execute(plan_2, OPERATOR, waiting=told.append)))
     fixing.start()
-    time.sleep(0.5)
-    assert service.get_plan(plan_2).state == "APPROVED"  # waiting, not refused
+    _wait_for(lambda: told)  # it has looked, found plan 1 running, and said so
+    time.sleep(0.2)  # several more looks (every 0.02 s) while plan 1 still runs
     assert told == [plan_1]  # said once, however many times it looked
+    assert service.get_plan(plan_2).state == "APPROVED"  # waiting, not refused
     assert setup.server(name).requests == []  # and the server is not touched meanwhile
 
     service.repo.transition(plan_1, PlanState.RUNNING, PlanState.FAILED, actor="cli:other")  # it changed nothing
