@@ -92,10 +92,19 @@ def require_head(engine: Engine) -> None:
 
 def upgrade_database(url: str) -> UpgradeResult:
     """`sstp-bot db upgrade`: open `url`, migrate it to head, report the revisions before and after."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from .engine import build_engine
 
-    engine = build_engine(url)
+    try:
+        engine = build_engine(url)
+    except (SQLAlchemyError, OSError, ValueError) as exc:
+        raise ConfigError(f"cannot open the database {url!r}: {exc}") from None
     try:
         return upgrade(engine)
+    except (SQLAlchemyError, OSError) as exc:
+        # Like every other command: a database that cannot be opened is a one-line configuration error.
+        reason = getattr(exc, "orig", None) or exc
+        raise ConfigError(f"cannot open the database {display_url(engine.url)}: {reason}") from None
     finally:
         engine.dispose()

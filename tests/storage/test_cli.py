@@ -184,3 +184,15 @@ def test_a_bad_database_url_is_a_clear_configuration_error(tmp_path: Path) -> No
         code = main(["--config", str(config), "history"], env=Environment(stdout=out, stderr=err, environ={}))
         assert code == 2 and expected in err.getvalue(), err.getvalue()
         assert "hunter2" not in err.getvalue() + out.getvalue()
+
+
+def test_a_database_that_cannot_be_opened_is_one_line_for_every_command(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    config = tmp_path / "sstp-bot.toml"
+    config.write_text(f'[database]\nurl = "sqlite:///{blocker}/x.db"\n')
+    for argv in (("db", "upgrade"), ("history",), ("db", "prune", "--older-than", "1")):
+        run = cli(config, *argv)
+        assert run.code == 2, argv
+        assert run.err.startswith("error: cannot open the database") and "unexpected" not in run.err, argv
+        assert run.err.count("\n") == 1, run.err
