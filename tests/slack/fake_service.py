@@ -18,6 +18,7 @@ from bot.config import Config
 from bot.service import CheckOutcome, FixOutcome, StepResult
 from commands.errors import NotAuthorised, PlanStateError
 from commands.model import CheckResult, Finding, Plan, Step
+from commands.scripts import validate_params
 from commands.server import ServerConfig
 from storage.records import CheckRecord, HistoryEntry, PlanRecord
 from storage.repository import NotFound
@@ -45,10 +46,14 @@ def hash_mismatch(server: str = "vpn01", *, vpn_connections: int = 3, steps: int
         evidence={"binding": "0.0.0.0:443", "bound_sha1": "AA" * 20, "sstp_sha1": "BB" * 20},
         fixable=True,
     )
+    # Steps the product can produce: shipped scripts, parameters checked by commands.scripts.
     all_steps = [
-        Step("bind_sstp_certificate", {"sha256": "CC" * 32}, "Bind the SSTP certificate on 0.0.0.0:443 and [::]:443"),
-        Step("restart_remoteaccess", {}, "Restart the RemoteAccess service", disruptive=True),
-        Step("verify_listener", {"port": 443}, "Check that SSTP listens on 443"),
+        Step("bind_sstp_certificate", validate_params("bind_sstp_certificate", {"Thumbprint": "BB" * 20}),
+             "Bind the SSTP certificate on 0.0.0.0:443 and [::]:443"),
+        Step("restart_remoteaccess", validate_params("restart_remoteaccess", {}),
+             "Restart the RemoteAccess service", disruptive=True),
+        Step("delete_httpsys_binding", validate_params("delete_httpsys_binding", {"Endpoint": "0.0.0.0:443"}),
+             "Delete the HTTP.sys binding on 0.0.0.0:443"),
     ]
     return CheckResult(
         server=server,
@@ -171,21 +176,21 @@ class FakeService:
         with self._lock:
             plan = self.plans.get(plan_id)
             if plan is None:
-                self.audits.append(AuditEvent(actor.id, f"plan.{name}", "refused: not found", plan_id=plan_id))
+                self.audits.append(AuditEvent(actor.id, name, "refused: plan not found", plan_id=plan_id))
                 raise NotFound(f"plan {plan_id} not found")
             if not authorised:
-                self.audits.append(AuditEvent(actor.id, f"plan.{name}", "refused: not an approver", plan.server, plan_id))
+                self.audits.append(AuditEvent(actor.id, name, "refused: not an approver", plan.server, plan_id))
                 raise NotAuthorised("not an approver")
             if name == "approve" and self.config.slack.two_person_rule and plan.requester == actor.id:
-                self.audits.append(AuditEvent(actor.id, f"plan.{name}", "refused: own request", plan.server, plan_id))
+                self.audits.append(AuditEvent(actor.id, name, "refused: two-person rule", plan.server, plan_id))
                 raise NotAuthorised("two-person rule: you requested this plan")
             if plan.state == "PROPOSED" and self.now() >= plan.expires_at:
                 plan = self.plans[plan_id] = replace(plan, state="EXPIRED")
             if plan.state != "PROPOSED":
-                self.audits.append(AuditEvent(actor.id, f"plan.{name}", f"refused: {plan.state}", plan.server, plan_id))
+                self.audits.append(AuditEvent(actor.id, name, f"refused: {plan.state}", plan.server, plan_id))
                 raise PlanStateError(plan_id, plan.state, f"plan {plan_id} is {plan.state}")
             plan = self.plans[plan_id] = replace(plan, state=target, approver=actor.id, decided_at=self.now())
-            self.audits.append(AuditEvent(actor.id, f"plan.{name}", "ok", plan.server, plan_id))
+            self.audits.append(AuditEvent(actor.id, name, "ok", plan.server, plan_id))
             return plan
 
     def approve(self, plan_id: int, actor: Any, *, authorised: bool) -> PlanRecord:
