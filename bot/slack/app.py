@@ -418,9 +418,8 @@ class SstpSlackBot:
             self._ephemeral(channel, user, messages.REFUSED_OWN_REQUEST if authorised else messages.REFUSED_NOT_APPROVER)
             return
         except PlanStateError as exc:
+            # A refusal never touches the card (it may be someone else's view of a plan still in use).
             self._ephemeral(channel, user, messages.refused_plan_state(plan_id, exc.state, str(exc)))
-            if exc.state in ("EXPIRED", "SUPERSEDED"):
-                self._retire_clicked_card(plan_id, exc.state, channel, message_ts)
             return
         except SstpBotError:  # e.g. the plan does not exist
             self._ephemeral(channel, user, messages.REFUSED_BAD_BUTTON)
@@ -437,18 +436,6 @@ class SstpSlackBot:
         # The decision is recorded; the fix itself runs on its own queue, so a long fix never delays
         # the next click (whose expiry is judged when it is decided).
         self._submit(self.fixes, self._run_plan, plan, user, actor, channel, card_channel, card_ts)
-
-    def _retire_clicked_card(self, plan_id: int, state: str, channel: str, message_ts: str) -> None:
-        """A click on a plan that expired (or was replaced) undecided: its card loses the buttons."""
-        try:
-            plan = self.service.get_plan(plan_id)
-        except Exception:
-            logger.exception("could not read plan %s", plan_id)
-            return
-        card_channel = str(plan.channel or channel)
-        card_ts = str(plan.message_ts or message_ts)
-        if card_channel and card_ts:
-            self._update(card_channel, card_ts, blocks.plan_card(plan, [messages.PLAN_STATE_LINES[state]]))
 
     def _run_plan(self, plan: Any, user: str, actor: Any, channel: str, card_channel: str, card_ts: str) -> None:
         approved = messages.approved_by(user)
