@@ -31,6 +31,7 @@ SITE_RE = re.compile(r"^[^\"\x00-\x1f]{1,260}$")
 BINDING_INFO_RE = re.compile(r"^(\*|[0-9.]+|\[[0-9A-Fa-f:]+\]):(\d{1,5}):([A-Za-z0-9.*-]{0,253})$", re.ASCII)
 URL_RE = re.compile(r"^https?://[^\s\"'`$;|&<>]{1,2000}$", re.IGNORECASE)
 
+INCLUDE_RE = re.compile(r"^# sstp-bot-include: ([a-z_]+)\n", re.MULTILINE)
 SCRIPT_HEADER_RE = re.compile(r"^# sstp-bot-script: ([a-z_]+)\s*$")
 
 
@@ -120,10 +121,29 @@ def validate_params(script: str, params: dict[str, Any]) -> dict[str, str | int]
 
 @cache
 def load_script(name: str) -> str:
-    """The text of a shipped script (package data `commands/scripts/NAME.ps1`)."""
+    """The text sent to the server for a shipped script (package data `commands/scripts/NAME.ps1`).
+
+    Helpers several scripts need stand once, in `commands/scripts/lib/LIB.ps1`; a script names them
+    with a line `# sstp-bot-include: LIB`, which is replaced by that file (less its leading comment).
+    Each script still goes to the server whole, as one pipeline: nothing is installed there.
+    """
     if name not in SCRIPTS:
         raise UsageError(f"unknown script {name!r}")
-    return resources.files("commands").joinpath("scripts", f"{name}.ps1").read_text(encoding="utf-8")
+    return _include(_read("scripts", f"{name}.ps1"))
+
+
+def _read(*parts: str) -> str:
+    return resources.files("commands").joinpath(*parts).read_text(encoding="utf-8")
+
+
+def _include(text: str) -> str:
+    def library(match: re.Match[str]) -> str:
+        lines = _read("scripts", "lib", f"{match.group(1)}.ps1").splitlines(keepends=True)
+        while lines and lines[0].startswith("#"):
+            lines.pop(0)
+        return "".join(lines)
+
+    return INCLUDE_RE.sub(library, text)
 
 
 def script_name(text: str) -> str | None:

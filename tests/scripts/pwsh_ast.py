@@ -15,6 +15,8 @@ from pathlib import Path
 import tree_sitter_pwsh
 from tree_sitter import Language, Node, Parser, Tree
 
+from commands.scripts import load_script
+
 SCRIPTS_DIR = Path(__file__).resolve().parents[2] / "commands" / "scripts"
 PWSH = Language(tree_sitter_pwsh.language())
 
@@ -166,3 +168,8 @@ def body_statements(tree: Tree) -> Iterator[Node]:
 
 def script_path(name: str) -> Path:
     return SCRIPTS_DIR / f"{name}.ps1"
+
+
+def script_source(name: str) -> str:
+    """What is sent to the server: the script with its `# sstp-bot-include:` helpers in place."""
+    return load_script(name)

@@ -8,13 +8,19 @@ import pytest
 
 from commands.errors import UsageError
 from commands.scripts import SCRIPTS, load_script, script_name, validate_params
-from tests.scripts.pwsh_ast import SCRIPTS_DIR, DeclaredParam, declared_params, parse, script_path
+from tests.scripts.pwsh_ast import (
+    SCRIPTS_DIR,
+    DeclaredParam,
+    declared_params,
+    parse,
+    script_source,
+)
 
 DEFAULTS = {"EventHours": "24", "RestartTimeoutSeconds": "120"}
 
 
 def _params(name: str) -> list[DeclaredParam]:
-    return declared_params(parse(script_path(name).read_bytes()))
+    return declared_params(parse(script_source(name).encode("utf-8")))
 
 
 def test_shipped_files_equal_registry() -> None:
@@ -23,7 +29,7 @@ def test_shipped_files_equal_registry() -> None:
 
 @pytest.mark.parametrize("name", sorted(SCRIPTS))
 def test_header_line(name: str) -> None:
-    source = script_path(name).read_text(encoding="utf-8")
+    source = script_source(name)
     assert not source.startswith("\ufeff")
     assert source.split("\n", 1)[0] == f"# sstp-bot-script: {name}"
     assert script_name(source) == name
@@ -32,7 +38,7 @@ def test_header_line(name: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(SCRIPTS))
 def test_cmdletbinding_and_param_block(name: str) -> None:
-    source = script_path(name).read_text(encoding="utf-8")
+    source = script_source(name)
     assert re.search(r"^\[CmdletBinding\(\)\]\s*\nparam\(", source, re.MULTILINE)
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
-from tests.scripts.pwsh_ast import command_names, parse, script_path, text, walk
+from tests.scripts.pwsh_ast import command_names, parse, script_source, text, walk
 
-SOURCE = script_path("probe").read_text(encoding="utf-8")
+SOURCE = script_source("probe")
 CODE = "\n".join(line.split(" # ")[0] for line in SOURCE.splitlines() if not line.lstrip().startswith("#"))
 TREE = parse(SOURCE)
 

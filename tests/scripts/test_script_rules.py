@@ -8,7 +8,14 @@ import pytest
 from tree_sitter import Node, Tree
 
 from commands.scripts import FIX_ACTIONS, SCRIPTS
-from tests.scripts.pwsh_ast import body_statements, command_names, parse, script_path, text, walk
+from tests.scripts.pwsh_ast import (
+    body_statements,
+    command_names,
+    parse,
+    script_source,
+    text,
+    walk,
+)
 
 # Commands that run text as code, spill into the host, or defeat $LASTEXITCODE (DOMAIN 9: `| Out-Null`).
 FORBIDDEN_COMMANDS = {
@@ -44,7 +51,7 @@ FINAL_STATEMENT = re.compile(r"^ConvertTo-Json -InputObject \$\w+ -Depth 8 -Comp
 
 
 def _tree(name: str) -> Tree:
-    return parse(script_path(name).read_bytes())
+    return parse(script_source(name).encode("utf-8"))
 
 
 def last_statement(tree: Tree) -> Node:
@@ -88,14 +95,14 @@ def test_no_forbidden_commands(name: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(SCRIPTS))
 def test_no_forbidden_text(name: str) -> None:
-    source = script_path(name).read_text(encoding="utf-8")
+    source = script_source(name)
     for pattern in FORBIDDEN_TEXT:
         assert not re.search(pattern, source, re.IGNORECASE), pattern
 
 
 @pytest.mark.parametrize("name", sorted(SCRIPTS))
 def test_strict_mode_and_stop(name: str) -> None:
-    source = script_path(name).read_text(encoding="utf-8")
+    source = script_source(name)
     assert re.search(r"^Set-StrictMode -Version 2$", source, re.MULTILINE)
     assert re.search(r"^\$ErrorActionPreference = 'Stop'$", source, re.MULTILINE)
 
@@ -110,7 +117,7 @@ def test_ends_with_one_compressed_json_document(name: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(SCRIPTS))
 def test_no_stray_output_in_body(name: str) -> None:
-    assert stray_output(script_path(name).read_text(encoding="utf-8")) == []
+    assert stray_output(script_source(name)) == []
 
 
 def test_stray_output_check_catches_leaks() -> None:
@@ -148,7 +155,7 @@ def test_fix_script_emits_the_result_keys(name: str) -> None:
             if "ok" in entries:
                 keys = set(entries)
     assert keys == {"ok", "changed", "detail", "exit_code"}
-    assert "New-FixResult" in script_path(name).read_text(encoding="utf-8")
+    assert "New-FixResult" in script_source(name)
 
 
 @pytest.mark.parametrize("name", FIX_ACTIONS)
@@ -177,12 +184,10 @@ def test_fix_scripts_verify_by_rereading() -> None:
         "restart_remoteaccess": "Restart-RemoteAccessService",
     }
     for name, needle in checks.items():
-        assert needle in script_path(name).read_text(encoding="utf-8"), name
+        assert needle in script_source(name), name
     netsh_scripts = ["delete_httpsys_binding", "delete_url_reservation"]
     for name in netsh_scripts:
-        assert "SYSTEM\\CurrentControlSet\\Services\\HTTP\\Parameters" in script_path(name).read_text(
-            encoding="utf-8"
-        )
+        assert "SYSTEM\\CurrentControlSet\\Services\\HTTP\\Parameters" in script_source(name)
 
 
 def _function_text(name: str, function: str) -> str | None:
@@ -211,7 +216,7 @@ def test_only_an_http_sys_listener_counts_as_sstp_listening(name: str) -> None:
 @pytest.mark.parametrize("name", RESTARTING_SCRIPTS)
 def test_a_failure_after_the_restart_began_still_reports_changed(name: str) -> None:
     """Once Set-RemoteAccess ran or the restart began, VPN users were dropped: changed must be true."""
-    source = script_path(name).read_text(encoding="utf-8")
+    source = script_source(name)
     tree = _tree(name)
     body = next(c for c in tree.root_node.children if c.type == "statement_list")
     top_try = [n for n in body.named_children if n.type == "try_statement"][-1]

@@ -1,7 +1,8 @@
-"""Helpers that stand in several scripts (each script is self-contained) must be the same everywhere.
+"""No script defines a helper differently from the shared one.
 
-A fix to `Invoke-NativeCommand` in one script and not the others would make the scripts behave
-differently on the same server; this test makes that impossible to miss.
+Shared helpers stand once in `commands/scripts/lib/` and are put in place by `load_script`; a script
+that defined its own `Invoke-NativeCommand` beside them would behave differently on the same server.
+The scripts are read as sent to the server.
 """
 
 from __future__ import annotations
@@ -9,11 +10,11 @@ from __future__ import annotations
 from collections import defaultdict
 
 from commands.scripts import SCRIPTS
-from tests.scripts.pwsh_ast import parse, script_path, text, walk
+from tests.scripts.pwsh_ast import parse, script_source, text, walk
 
 
 def function_definitions(name: str) -> dict[str, str]:
-    tree = parse(script_path(name).read_bytes())
+    tree = parse(script_source(name).encode("utf-8"))
     found: dict[str, str] = {}
     for node in walk(tree.root_node):
         if node.type == "function_statement":

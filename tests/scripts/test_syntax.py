@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from commands.scripts import SCRIPTS
-from tests.scripts.pwsh_ast import parse, script_path, syntax_errors
+from commands.scripts import INCLUDE_RE, SCRIPTS
+from tests.scripts.pwsh_ast import SCRIPTS_DIR, parse, script_source, syntax_errors
 
 BROKEN_SNIPPETS = [
     "param( [string]$a = ",
@@ -19,7 +21,7 @@ BROKEN_SNIPPETS = [
 
 @pytest.mark.parametrize("name", sorted(SCRIPTS))
 def test_script_parses_without_errors(name: str) -> None:
-    tree = parse(script_path(name).read_bytes())
+    tree = parse(script_source(name).encode("utf-8"))
     assert syntax_errors(tree) == []
     assert not tree.root_node.has_error
 
@@ -37,6 +39,28 @@ def test_valid_snippet_is_clean() -> None:
 
 @pytest.mark.parametrize("name", sorted(SCRIPTS))
 def test_truncated_script_is_reported(name: str) -> None:
-    source = script_path(name).read_text(encoding="utf-8")
+    source = script_source(name)
     truncated = source[: source.rindex("}")]  # drop the last closing brace
     assert syntax_errors(parse(truncated))
+
+
+LIBRARIES = sorted(p for p in SCRIPTS_DIR.joinpath("lib").glob("*.ps1"))
+
+
+@pytest.mark.parametrize("path", LIBRARIES, ids=lambda p: p.stem)
+def test_every_shipped_file_parses_on_its_own(path: Path) -> None:
+    """The files as shipped (scripts with their include lines, and the libraries) are valid too."""
+    assert syntax_errors(parse(path.read_bytes())) == []
+    for name in SCRIPTS:
+        assert syntax_errors(parse((SCRIPTS_DIR / f"{name}.ps1").read_bytes())) == [], name
+
+
+def test_every_include_names_a_library_and_every_library_is_used() -> None:
+    included = {
+        lib
+        for name in SCRIPTS
+        for lib in INCLUDE_RE.findall((SCRIPTS_DIR / f"{name}.ps1").read_text(encoding="utf-8"))
+    }
+    assert included == {p.stem for p in LIBRARIES}
+    for name in SCRIPTS:
+        assert "# sstp-bot-include:" not in script_source(name)  # every one was replaced
