@@ -229,10 +229,8 @@ class Service:
         *,
         propose: bool,
     ) -> CheckOutcome:
-        # A successful check supersedes the server's open proposals (in record_check); remember which
-        # were open so the caller can tell their cards.
-        open_before = self.repo.proposed_plans(result.server) if result.error_kind is None else []
-        check_id = self.repo.record_check(
+        # A successful check supersedes the server's open proposals; the caller tells their cards.
+        check_id, superseded = self.repo.record_check_superseding(
             server=result.server,
             actor=actor.id,
             source=actor.source,
@@ -255,9 +253,6 @@ class Service:
                 source=actor.source,
                 ttl=timedelta(minutes=self.config.slack.plan_ttl_minutes),
             )
-        superseded = [
-            plan for plan in (self.repo.get_plan(p.id) for p in open_before) if plan.state == PlanState.SUPERSEDED
-        ]
         return CheckOutcome(result=result, check_id=check_id, plan_id=plan_id, superseded=superseded)
 
     # -- approvals -------------------------------------------------------------------------------

@@ -133,7 +133,15 @@ class Repository:
 
     # -- checks and snapshots --------------------------------------------------------------------
 
-    def record_check(
+    def record_check(self, **check: Any) -> int:
+        """Store one check (and its snapshot, once per distinct content); returns the check id.
+
+        A successful check supersedes the server's older PROPOSED plans (audited). The arguments are
+        those of `record_check_superseding`.
+        """
+        return self.record_check_superseding(**check)[0]
+
+    def record_check_superseding(
         self,
         *,
         server: str,
@@ -146,11 +154,9 @@ class Repository:
         snapshot: dict[str, Any] | None = None,
         error_kind: str | None = None,
         error_message: str | None = None,
-    ) -> int:
-        """Store one check (and its snapshot, once per distinct content); returns the check id.
-
-        A successful check supersedes the server's older PROPOSED plans (audited).
-        """
+    ) -> tuple[int, list[PlanRecord]]:
+        """`record_check`, also returning the plans it superseded, as they are now (so Slack can take
+        the buttons off their cards), from the same transaction."""
         started, finished = as_utc(started_at), as_utc(finished_at)
         duration_ms = max(0, round((finished - started).total_seconds() * 1000))
         with self._write() as session:
@@ -176,8 +182,10 @@ class Repository:
                 older = session.scalars(
                     select(PlanRow.id).where(PlanRow.server == server, PlanRow.state == PlanState.PROPOSED.value)
                 ).all()
-                self._supersede(session, older, server, self._now(), {"superseded_by_check": row.id})
-            return row.id
+                superseded = self._supersede(session, older, server, self._now(), {"superseded_by_check": row.id})
+                plans = [session.get(PlanRow, plan_id) for plan_id in superseded]
+                return row.id, [self._plan_record(plan) for plan in plans if plan is not None]
+            return row.id, []
 
     def _store_snapshot(self, session: Session, snapshot: dict[str, Any]) -> str:
         digest, body, raw_size = encode_snapshot(redact(snapshot))
@@ -330,7 +338,9 @@ class Repository:
 
     def _supersede(
         self, session: Session, plan_ids: Sequence[int], server: str, now: datetime, reason: dict[str, Any]
-    ) -> None:
+    ) -> list[int]:
+        """PROPOSED -> SUPERSEDED for `plan_ids` (audited); returns those that were still PROPOSED."""
+        done: list[int] = []
         for old_id in plan_ids:
             if self._conditional_update(
                 session, old_id, PlanState.PROPOSED, {"state": PlanState.SUPERSEDED.value, "finished_at": now}
@@ -345,6 +355,8 @@ class Repository:
                     plan_id=old_id,
                     details={"from": "PROPOSED", "to": "SUPERSEDED", **reason},
                 )
+                done.append(old_id)
+        return done
 
     def get_plan(self, plan_id: int) -> PlanRecord:
         with self._read() as session:
@@ -352,16 +364,6 @@ class Repository:
             if row is None:
                 raise NotFound(f"plan {plan_id} not found")
             return self._plan_record(row)
-
-    def proposed_plans(self, server: str) -> list[PlanRecord]:
-        """The server's plans still awaiting a decision, oldest first."""
-        with self._read() as session:
-            rows = session.scalars(
-                select(PlanRow)
-                .where(PlanRow.server == server, PlanRow.state == PlanState.PROPOSED.value)
-                .order_by(PlanRow.id)
-            ).all()
-            return [self._plan_record(row) for row in rows]
 
     def running_plan(self, server: str) -> PlanRecord | None:
         """The plan RUNNING on `server`, in whichever process runs it (there is at most one)."""
