@@ -10,7 +10,7 @@ from pathlib import Path
 from rich.console import Console
 
 from bot.cli import Environment, ExitStatus
-from bot.config import HOST_RE, load_config, resolve_config_path
+from bot.config import Config, load_config, resolve_config_path
 from bot.terminal import render_check
 from commands.engine import evaluate_snapshot
 from commands.errors import ConfigError, SnapshotError
@@ -47,10 +47,9 @@ def _server_settings(name: str, args: argparse.Namespace, env: Environment) -> S
     defaults. The configuration is read when one is named (`--config`, SSTP_BOT_CONFIG) or
     `./sstp-bot.toml` exists: offline analysis needs no configuration at all. `--public-name` wins."""
     path = resolve_config_path(args.config, env.environ)
-    if args.config or env.environ.get("SSTP_BOT_CONFIG") or path.exists():
-        server = load_config(path, env.environ).offline_server(name)
-    else:
-        server = ServerConfig(name=name, host=name if HOST_RE.match(name) else "localhost")
+    named = args.config or env.environ.get("SSTP_BOT_CONFIG") or path.exists()
+    config = load_config(path, env.environ) if named else Config()
+    server = config.offline_server(name)
     if args.public_name:
         server = replace(server, public_name=args.public_name)
     return server
