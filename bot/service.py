@@ -318,10 +318,11 @@ class Service:
         # Wait for any other operation on this server *before* the plan becomes RUNNING: a second plan
         # approved while a fix runs then queues behind it (and finds the server changed) instead of
         # failing on the database's one-RUNNING-plan-per-server rule and staying APPROVED.
-        with exclusive(self.repo.get_plan(plan_id).server):
-            return self._execute(plan_id, actor, progress, waiting)
+        server = self.repo.get_plan(plan_id).server
+        with exclusive(server):
+            return self._execute(plan_id, server, actor, progress, waiting)
 
-    def _start(self, plan_id: int, actor: Actor, waiting: WaitCallback | None = None) -> PlanRecord:
+    def _start(self, plan_id: int, server: str, actor: Actor, waiting: WaitCallback | None) -> PlanRecord:
         """APPROVED -> RUNNING, once no other process runs a plan of the same server.
 
         The in-process lock (`exclusive`) already serialises this process's operations; the database
@@ -331,7 +332,6 @@ class Service:
         marked INTERRUPTED, as at start-up. Polling reads the plan table only: the single start attempt
         is audited, not every look.
         """
-        server = self.repo.get_plan(plan_id).server
         deadline = time.monotonic() + self.start_wait
         told: set[int] = set()
         while True:
@@ -355,9 +355,9 @@ class Service:
                     raise
 
     def _execute(
-        self, plan_id: int, actor: Actor, progress: ProgressCallback | None, waiting: WaitCallback | None
+        self, plan_id: int, server_name: str, actor: Actor, progress: ProgressCallback | None, waiting: WaitCallback | None
     ) -> FixOutcome:
-        plan = self._start(plan_id, actor, waiting)
+        plan = self._start(plan_id, server_name, actor, waiting)
         outcome = FixOutcome(plan=plan, state=PlanState.RUNNING)
         try:
             server = self.config.server(plan.server)
