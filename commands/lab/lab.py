@@ -30,19 +30,20 @@ LAB_PASSWORD = "Lab-Passw0rd!"
 WRONG_PASSWORD = "not-the-lab-password"
 DEFAULT_SCENARIOS = ("fleet",)
 
-FAULTS = (
-    "refused",  # nothing listens on the server's port
-    "wrong_password",  # the inventory holds a wrong password for this server
-    "untrusted_tls",  # HTTPS with a certificate from a CA the client does not trust
-    "slow",  # every WS-Man answer comes after the configured operation timeout
-    "http_500",  # the Command request gets HTTP 500 with a non-XML body
-    "wsman_fault",  # the Command request gets a WS-Man fault
-    "script_error",  # every script ends with a terminating error before touching anything
-    "bad_json",  # every script writes output that is not one JSON document
-    "error_stream",  # every script writes a non-terminating error to the error stream
-    "hang",  # every script starts and never finishes; the inventory sets operation_timeout = 1
-    "not_elevated",  # the session is not elevated: probe says so, fix scripts get access denied
-)
+# Each fault, and the error kind (DESIGN 7) a check of such a server reports; None: not an error.
+FAULTS: dict[str, str | None] = {
+    "refused": "unreachable",  # nothing listens on the server's port
+    "wrong_password": "auth",  # the inventory holds a wrong password for this server
+    "untrusted_tls": "tls",  # HTTPS with a certificate from a CA the client does not trust
+    "slow": "timeout",  # every WS-Man answer comes after the configured operation timeout
+    "http_500": "bad_output",  # the Command request gets HTTP 500 with a non-XML body
+    "wsman_fault": "bad_output",  # the Command request gets a WS-Man fault
+    "script_error": "script_failed",  # every script ends with a terminating error before touching anything
+    "bad_json": "bad_output",  # every script writes output that is not one JSON document
+    "error_stream": "script_failed",  # every script writes a non-terminating error to the error stream
+    "hang": "timeout",  # every script starts and never finishes; the inventory sets operation_timeout = 1
+    "not_elevated": None,  # not elevated: the probe says so (NOT_ELEVATED), fix scripts get access denied
+}
 SLOW_DELAY = 3.0
 SLOW_OPERATION_TIMEOUT = 1.0
 

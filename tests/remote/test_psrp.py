@@ -9,21 +9,10 @@ from collections import Counter
 import pytest
 
 from commands.errors import RemoteError, UsageError
-from commands.lab.lab import LAB_PASSWORD, WRONG_PASSWORD, Lab
+from commands.lab.lab import FAULTS, LAB_PASSWORD, WRONG_PASSWORD, Lab
 from commands.psrp import RemoteSession, probe_server
 
-FAULT_KINDS = {
-    "refused": "unreachable",
-    "wrong_password": "auth",
-    "untrusted_tls": "tls",
-    "slow": "timeout",
-    "http_500": "bad_output",
-    "wsman_fault": "bad_output",
-    "script_error": "script_failed",
-    "bad_json": "bad_output",
-    "error_stream": "script_failed",
-    "hang": "timeout",
-}
+FAULT_KINDS = {fault: kind for fault, kind in FAULTS.items() if kind is not None}
 
 
 @pytest.fixture(scope="module")
