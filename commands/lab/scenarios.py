@@ -265,6 +265,7 @@ def _issue(spec: ServerSpec, cert_id: str, c: dict[str, Any], now: datetime) -> 
         bool(c.get("server_auth", True)),
         str(c.get("signature_hash", "sha256")),
         int(c.get("key_size", 2048)),
+        bool(c.get("revocation_urls", True)),
         f"{spec.name}/{cert_id}",
     )
     return Certificate(
@@ -290,6 +291,7 @@ def _issue_cached(
     server_auth: bool,
     signature_hash: str,
     key_size: int,
+    revocation_urls: bool,
     owner: str,
 ) -> pki.IssuedCertificate:
     return pki.issue_certificate(
@@ -300,4 +302,6 @@ def _issue_cached(
         server_auth=server_auth,
         signature_hash=signature_hash,  # type: ignore[arg-type]
         key_size=key_size,
+        crl_url=pki.DEFAULT_CRL_URL if revocation_urls else None,
+        ocsp_url=pki.DEFAULT_OCSP_URL if revocation_urls else None,
     )

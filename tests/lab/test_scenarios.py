@@ -72,3 +72,18 @@ def test_the_engine_plan_without_its_http_sys_deletes_fails_in_the_lab():
             after = evaluate(session.probe(), cfg, datetime.now(UTC))
     assert results[-1]["ok"] is False and "delete it first" in results[-1]["detail"]
     assert "SSTP_HASH_MISMATCH" in _ids(after)
+
+
+def test_every_finding_a_plan_can_fix_has_a_fixable_scenario():
+    """Issue 3: scenario files for each fixable finding (each then goes unhealthy -> healthy through
+    `fix` in tests/scenarios/test_fix.py)."""
+    from commands.remediation import FIXABLE_IDS
+
+    covered = {
+        finding
+        for name in scenario_names()
+        for spec in load_scenario(name).servers
+        if spec.fixable
+        for finding in spec.expect
+    }
+    assert not FIXABLE_IDS - covered, sorted(FIXABLE_IDS - covered)
