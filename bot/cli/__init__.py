@@ -107,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     stuck.add_argument("--yes", action="store_true", help="its runner is on another host: confirm that it is gone")
 
     p = sub.add_parser("lab", parents=[common], help="run emulated RRAS servers on 127.0.0.1 until interrupted")
-    p.add_argument("--scenario", action="append", metavar="NAME", help="scenario to run (repeatable; default: a small fleet)")
+    p.add_argument("--scenario", action="extend", nargs="+", metavar="NAME",
+                   help="scenarios to run (`--scenario a b` or repeated; default: a small fleet)")
     p.add_argument("--write-config", metavar="PATH", help="write an inventory pointing at the lab servers")
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")
 

@@ -77,3 +77,13 @@ def test_the_written_inventory_works_from_any_directory(tmp_path, monkeypatch) -
     assert code == 0, err.getvalue()
     assert list(elsewhere.iterdir()) == []
     assert (here / "lab.db").exists()
+
+
+def test_scenario_names_after_one_flag_or_repeated() -> None:
+    from bot.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["lab", "--scenario", "healthy", "iis-binding"]).scenario == ["healthy", "iis-binding"]
+    assert parser.parse_args(["lab", "--scenario", "healthy", "--scenario", "sni-binding"]).scenario == [
+        "healthy", "sni-binding"]
+    assert parser.parse_args(["lab"]).scenario is None
