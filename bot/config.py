@@ -44,9 +44,29 @@ class DatabaseConfig:
 
 
 @dataclass(frozen=True)
+class ScheduleConfig:
+    """[2] `[schedule]`: scheduled sweeps and the weekly expiry digest run by `serve` (DESIGN 13)."""
+
+    sweep_every_minutes: int = 0
+    alert_channel: str = ""
+    digest_weekday: str = "monday"
+    digest_hour_utc: int = 8
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """[2] `[service]`: /healthz and /metrics in Socket Mode (HTTP mode serves them on its own port)."""
+
+    health_host: str = "127.0.0.1"
+    health_port: int = 0
+
+
+@dataclass(frozen=True)
 class Config:
     slack: SlackConfig = field(default_factory=SlackConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    service: ServiceConfig = field(default_factory=ServiceConfig)
     servers: dict[str, ServerConfig] = field(default_factory=dict)
     path: Path | None = None
     #: The validated `[defaults]` table, for servers analysed offline that are not in the inventory.
@@ -96,8 +116,18 @@ _SERVER_KEYS: dict[str, type | tuple[type, ...]] = {
     "operation_timeout": (int, float),
     "cert_expiry_warning_days": int,
     "offload_sha256": str,
+    "configuration_name": str,
+    "client_view": bool,
+    "client_endpoint": str,
+    "keep_alive_minutes": (int, float),
+    "restart_timeout_seconds": (int, float),
 }
-_DEFAULTS_ONLY = {"host", "public_name", "group", "offload_sha256"}
+_DEFAULTS_ONLY = {"host", "public_name", "group", "offload_sha256", "client_endpoint"}
+#: A PSRP configuration name as `Register-PSSessionConfiguration -Name` accepts it (letters, digits,
+#: dots, dashes, underscores), so nothing odd reaches the WS-Man resource URI.
+CONFIGURATION_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}\Z")
+ENDPOINT_RE = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]{1,253}):(\d{1,5})\Z")
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _SLACK_KEYS: dict[str, type | tuple[type, ...]] = {
     "mode": str,
     "http_host": str,
@@ -110,7 +140,14 @@ _SLACK_KEYS: dict[str, type | tuple[type, ...]] = {
     "plan_ttl_minutes": int,
 }
 _DATABASE_KEYS: dict[str, type | tuple[type, ...]] = {"url": str, "auto_upgrade": bool}
-_TOP_KEYS = {"slack", "database", "defaults", "servers"}
+_SCHEDULE_KEYS: dict[str, type | tuple[type, ...]] = {
+    "sweep_every_minutes": int,
+    "alert_channel": str,
+    "digest_weekday": str,
+    "digest_hour_utc": int,
+}
+_SERVICE_KEYS: dict[str, type | tuple[type, ...]] = {"health_host": str, "health_port": int}
+_TOP_KEYS = {"slack", "database", "defaults", "servers", "schedule", "service"}
 
 
 def resolve_config_path(cli_path: str | None, environ: Mapping[str, str] | None = None) -> Path:
@@ -150,6 +187,8 @@ def parse_config(data: Mapping[str, Any], path: Path | None = None) -> Config:
     _reject_unknown("", data, _TOP_KEYS)
     slack = _parse_slack(_table(data, "slack"))
     database = _parse_database(_table(data, "database"))
+    schedule = _parse_schedule(_table(data, "schedule"))
+    service = _parse_service(_table(data, "service"))
     defaults = _table(data, "defaults")
     _reject_unknown("defaults", defaults, set(_SERVER_KEYS) - _DEFAULTS_ONLY)
     servers_table = _table(data, "servers")
@@ -172,7 +211,15 @@ def parse_config(data: Mapping[str, Any], path: Path | None = None) -> Config:
         if "password_env" in table and "password_file" not in table:
             merged.pop("password_file", None)
         servers[name] = _parse_server(name, merged)
-    return Config(slack=slack, database=database, servers=servers, path=path, defaults=dict(defaults))
+    return Config(
+        slack=slack,
+        database=database,
+        schedule=schedule,
+        service=service,
+        servers=servers,
+        path=path,
+        defaults=dict(defaults),
+    )
 
 
 def _table(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
@@ -224,12 +271,47 @@ def _parse_database(table: Mapping[str, Any]) -> DatabaseConfig:
     return replace(DatabaseConfig(), **values)
 
 
+def _parse_schedule(table: Mapping[str, Any]) -> ScheduleConfig:
+    _reject_unknown("schedule", table, set(_SCHEDULE_KEYS))
+    values = {k: _typed("schedule", k, v, _SCHEDULE_KEYS[k]) for k, v in table.items()}
+    cfg = replace(ScheduleConfig(), **values)
+    if cfg.sweep_every_minutes < 0:
+        raise ConfigError("schedule.sweep_every_minutes: must be 0 (off) or more")
+    if cfg.alert_channel and not CHANNEL_ID_RE.match(cfg.alert_channel):
+        raise ConfigError(f"schedule.alert_channel: {cfg.alert_channel!r} is not a channel ID (like C0123ABCD)")
+    if cfg.digest_weekday.lower() not in WEEKDAYS:
+        raise ConfigError(f"schedule.digest_weekday: expected one of {', '.join(WEEKDAYS)}, got {cfg.digest_weekday!r}")
+    if not 0 <= cfg.digest_hour_utc <= 23:
+        raise ConfigError(f"schedule.digest_hour_utc: expected 0 to 23, got {cfg.digest_hour_utc}")
+    return replace(cfg, digest_weekday=cfg.digest_weekday.lower())
+
+
+def _parse_service(table: Mapping[str, Any]) -> ServiceConfig:
+    _reject_unknown("service", table, set(_SERVICE_KEYS))
+    values = {k: _typed("service", k, v, _SERVICE_KEYS[k]) for k, v in table.items()}
+    cfg = replace(ServiceConfig(), **values)
+    if not 0 <= cfg.health_port < 65536:
+        raise ConfigError(f"service.health_port: {cfg.health_port} is not a TCP port (0 = off)")
+    if not cfg.health_host:
+        raise ConfigError("service.health_host: must not be empty")
+    return cfg
+
+
 def _parse_server(name: str, table: Mapping[str, Any], where: str | None = None) -> ServerConfig:
     where = where or f"servers.{name}"
     values = {k: _typed(where, k, v, _SERVER_KEYS[k]) for k, v in table.items()}
     if "host" not in values or not values["host"]:
         raise ConfigError(f"{where}.host is required")
-    for optional in ("ca_bundle", "password_env", "password_file", "username", "public_name", "group", "offload_sha256"):
+    for optional in (
+        "ca_bundle",
+        "password_env",
+        "password_file",
+        "username",
+        "public_name",
+        "group",
+        "offload_sha256",
+        "client_endpoint",
+    ):
         if values.get(optional) == "":
             values[optional] = None
     if "port" not in values and values.get("transport") == "http":
@@ -254,10 +336,32 @@ def _parse_server(name: str, table: Mapping[str, Any], where: str | None = None)
             raise ConfigError(f"{where}.{key}: must be positive")
     if server.cert_expiry_warning_days < 0:
         raise ConfigError(f"{where}.cert_expiry_warning_days: must be 0 or more")
+    if server.public_name is not None and server.public_name.endswith("."):
+        # DESIGN 4 [2]: TLS clients refuse a trailing dot on either side; say so rather than mis-match.
+        raise ConfigError(f"{where}.public_name: {server.public_name!r} ends with a dot; write the name without it")
+    if not CONFIGURATION_NAME_RE.match(server.configuration_name):
+        raise ConfigError(
+            f"{where}.configuration_name: {server.configuration_name!r} is not a PowerShell session "
+            "configuration name (like Microsoft.PowerShell or SstpBot)"
+        )
+    if server.client_endpoint is not None:
+        match = ENDPOINT_RE.match(server.client_endpoint)
+        if not match or not 0 < int(match.group(1)) < 65536:
+            raise ConfigError(
+                f"{where}.client_endpoint: expected host:port or [IPv6]:port, got {server.client_endpoint!r}"
+            )
+    if server.keep_alive_minutes < 0:
+        raise ConfigError(f"{where}.keep_alive_minutes: must be 0 (off) or more")
+    if server.restart_timeout_seconds <= 0:
+        raise ConfigError(f"{where}.restart_timeout_seconds: must be positive")
     if server.offload_sha256 is not None:
         if not HEX64_RE.match(server.offload_sha256):
             raise ConfigError(f"{where}.offload_sha256: expected 64 hex characters (a SHA-256 hash)")
         server = replace(server, offload_sha256=server.offload_sha256.upper())
     return replace(
-        server, connect_timeout=float(server.connect_timeout), operation_timeout=float(server.operation_timeout)
+        server,
+        connect_timeout=float(server.connect_timeout),
+        operation_timeout=float(server.operation_timeout),
+        keep_alive_minutes=float(server.keep_alive_minutes),
+        restart_timeout_seconds=float(server.restart_timeout_seconds),
     )

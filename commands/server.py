@@ -44,6 +44,16 @@ class ServerConfig:
     operation_timeout: float = 120.0
     cert_expiry_warning_days: int = 30
     offload_sha256: str | None = None
+    #: [2] The PSRP endpoint: "Microsoft.PowerShell" (administrator) or "SstpBot" (JEA, DESIGN 12).
+    configuration_name: str = "Microsoft.PowerShell"
+    #: [2] TLS and SSTP handshakes from the bot to the server after each probe (DESIGN 11).
+    client_view: bool = True
+    #: [2] host:port the client view connects to; None = host:SSTP listener port.
+    client_endpoint: str | None = None
+    #: [2] Minutes a warm runspace pool is kept between checks in `serve` (0 = off, DESIGN 13).
+    keep_alive_minutes: float = 0.0
+    #: [2] How long a RemoteAccess restart may take before the step fails (DESIGN 9).
+    restart_timeout_seconds: float = 300.0
 
     def password(self, environ: Mapping[str, str] | None = None) -> str | None:
         """The WinRM password: from the variable named by `password_env`, else from `password_file`.
