@@ -12,12 +12,13 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from commands.certs import CertificateInfo
 from commands.model import as_utc, format_time
 from commands.server import ServerConfig
 from commands.snapshot import (
+    HttpSys,
     IisBinding,
     Listener,
     ServiceState,
@@ -37,6 +38,7 @@ SSTP_URL_RE = re.compile(r"/sra_\{ba195980-cd49-458b-9e23-c84ee0adcd75\}/?$", re
 SSTP_URL_PATH = "/SRA_{BA195980-CD49-458B-9E23-C84EE0ADCD75}/"
 HTTP_SYS_PID = 4
 WILDCARD_HOSTS = ("0.0.0.0", "[::]")
+T = TypeVar("T")
 _URL_RE = re.compile(r"^(https?)://(\[[^\]]*\]|[^/:]*)(?::(\d{1,5}))?(/.*)?$", re.IGNORECASE)
 
 
@@ -220,6 +222,24 @@ def _sstp_registered(snapshot: Snapshot, port: int, https: bool) -> bool | None:
     return any(url.upper().rstrip("/") + "/" == wanted for url in urls)
 
 
+def _renewal(
+    candidates: list[StoredCertificate], sstp_certificate: StoredCertificate | None
+) -> StoredCertificate | None:
+    """A valid candidate for the same names that lasts longer than the certificate SSTP uses, whether or
+    not that one is still valid (DOMAIN 6, renewal pitfall)."""
+    current = sstp_certificate.info if sstp_certificate is not None else None
+    if sstp_certificate is None or current is None:
+        return None
+    return _best(
+        c
+        for c in candidates
+        if c.thumbprint != sstp_certificate.thumbprint
+        and c.info is not None
+        and c.info.not_after > current.not_after
+        and _covers(c.info, current.names)
+    )
+
+
 def _choose_target(
     snapshot: Snapshot,
     sstp_certificate: StoredCertificate | None,
@@ -229,28 +249,48 @@ def _choose_target(
 ) -> tuple[StoredCertificate | None, StoredCertificate | None]:
     """(renewal, target): the newer certificate SSTP should use, and the one a fix binds."""
     candidates = [c for c in snapshot.certificates or () if is_valid_candidate(c, public_name, now)]
-    current_info = sstp_certificate.info if sstp_certificate is not None else None
-    current_names = current_info.names if current_info is not None else ()
-    renewal: StoredCertificate | None = None
-    if sstp_certificate is not None and current_info is not None:
-        # A renewal: a valid candidate for the same names that lasts longer than the certificate SSTP
-        # uses, whether or not that one is still valid (DOMAIN 6, renewal pitfall).
-        renewal = _best(
-            c
-            for c in candidates
-            if c.thumbprint != sstp_certificate.thumbprint
-            and c.info is not None
-            and c.info.not_after > current_info.not_after
-            and _covers(c.info, current_names)
-        )
+    renewal = _renewal(candidates, sstp_certificate)
     if current_valid and sstp_certificate is not None:
         return renewal, renewal or sstp_certificate
-    pool = candidates
+    current_names = sstp_certificate.info.names if sstp_certificate is not None and sstp_certificate.info else ()
     if public_name is None and current_names:
         # No public name configured: a replacement must carry the names of the certificate it replaces,
         # or the bot would be guessing which certificate is meant for VPN clients.
-        pool = [c for c in candidates if c.info is not None and _covers(c.info, current_names)]
-    return renewal, _best(pool)
+        candidates = [c for c in candidates if c.info is not None and _covers(c.info, current_names)]
+    return renewal, _best(candidates)
+
+
+@dataclass(frozen=True)
+class _OnPort:
+    """What the snapshot holds on the SSTP port."""
+
+    ip_bindings: tuple[SslBinding, ...]
+    sni_bindings: tuple[SslBinding, ...]
+    url_conflicts: tuple[UrlReservation, ...]
+    iis_bindings: tuple[IisBinding, ...]
+    listeners: tuple[Listener, ...] | None
+
+
+def _at_port(items: Iterable[T] | None, port: int) -> tuple[T, ...]:
+    return tuple(item for item in items or () if getattr(item, "port", None) == port)
+
+
+def _on_port(snapshot: Snapshot, port: int, https: bool) -> _OnPort:
+    http_sys = snapshot.http_sys or HttpSys(None, None, None)
+    iis = snapshot.iis.https_bindings if snapshot.iis is not None else None
+    scheme = "https" if https else "http"
+    conflicts = tuple(
+        r
+        for r in http_sys.url_reservations or ()
+        if is_root_reservation(r.url, port, scheme) and not SSTP_URL_RE.search(r.url.split("?")[0])
+    )
+    return _OnPort(
+        ip_bindings=_at_port(http_sys.ip_bindings, port),
+        sni_bindings=_at_port(http_sys.sni_bindings, port),
+        url_conflicts=conflicts,
+        iis_bindings=_at_port(iis, port),
+        listeners=None if snapshot.listeners is None else _at_port(snapshot.listeners, port),
+    )
 
 
 def analyse(snapshot: Snapshot, server: ServerConfig, now: datetime) -> Analysis:
@@ -261,21 +301,11 @@ def analyse(snapshot: Snapshot, server: ServerConfig, now: datetime) -> Analysis
     https = sstp.https if sstp is not None else True
     public_name = (server.public_name or "").strip() or None
     sstp_certificate, thumbprints = _sstp_certificate(snapshot, https)
-
-    http_sys = snapshot.http_sys
-    ip_bindings = tuple(b for b in (http_sys.ip_bindings or ()) if b.port == port) if http_sys else ()
-    sni_bindings = tuple(b for b in (http_sys.sni_bindings or ()) if b.port == port) if http_sys else ()
-    scheme = "https" if https else "http"
-    url_conflicts = tuple(
-        r
-        for r in ((http_sys.url_reservations or ()) if http_sys else ())
-        if is_root_reservation(r.url, port, scheme) and not SSTP_URL_RE.search(r.url.split("?")[0])
-    )
-    iis_bindings = tuple(b for b in (snapshot.iis.https_bindings or ()) if b.port == port) if snapshot.iis else ()
-    listeners = tuple(lst for lst in snapshot.listeners if lst.port == port) if snapshot.listeners is not None else None
-
+    on_port = _on_port(snapshot, port, https)
     current_valid = sstp_certificate is not None and is_valid_candidate(sstp_certificate, public_name, now)
-    renewal, target = _choose_target(snapshot, sstp_certificate, public_name, current_valid, now) if https else (None, None)
+    renewal, target = (None, None)
+    if https:
+        renewal, target = _choose_target(snapshot, sstp_certificate, public_name, current_valid, now)
     remote_access = sstp.remote_access if sstp is not None else None
     return Analysis(
         snapshot=snapshot,
@@ -286,11 +316,11 @@ def analyse(snapshot: Snapshot, server: ServerConfig, now: datetime) -> Analysis
         public_name=public_name,
         sstp_certificate=sstp_certificate,
         sstp_thumbprints=thumbprints,
-        ip_bindings=ip_bindings,
-        sni_bindings=sni_bindings,
-        url_conflicts=url_conflicts,
-        iis_bindings=iis_bindings,
-        listeners=listeners,
+        ip_bindings=on_port.ip_bindings,
+        sni_bindings=on_port.sni_bindings,
+        url_conflicts=on_port.url_conflicts,
+        iis_bindings=on_port.iis_bindings,
+        listeners=on_port.listeners,
         sstp_registered=_sstp_registered(snapshot, port, https),
         directaccess=bool(remote_access is not None and remote_access.directaccess),
         current_valid=current_valid,
