@@ -77,7 +77,7 @@ def fingerprint_data(snapshot: Snapshot) -> dict[str, Any]:
             return None
         return _sorted([b.endpoint.lower(), b.cert_hash, b.app_id] for b in items)
 
-    return {
+    data: dict[str, Any] = {
         "is_admin": snapshot.host.is_admin,
         "sstp": None
         if sstp is None
@@ -110,6 +110,25 @@ def fingerprint_data(snapshot: Snapshot) -> dict[str, Any]:
         if snapshot.listeners is None
         else _sorted([lst.local_address or "", lst.port, lst.pid] for lst in snapshot.listeners if lst.port == port),
     }
+    data.update(_release2_fingerprint_data(snapshot))
+    return data
+
+
+def _release2_fingerprint_data(snapshot: Snapshot) -> dict[str, Any]:
+    """The optional fields of DESIGN 3 [2] a plan depends on, only when the probe sent them: a snapshot
+    without them keeps the fingerprint it had before the second release."""
+    out: dict[str, Any] = {}
+    sstp = snapshot.sstp
+    if sstp is not None and sstp.remote_access is not None and sstp.remote_access.directaccess is not None:
+        out["directaccess"] = sstp.remote_access.directaccess
+    unusable = sorted(c.thumbprint for c in snapshot.certificates or () if c.private_key_usable is False)
+    if unusable:
+        out["private_key_unusable"] = unusable
+    if snapshot.http_sys is not None and snapshot.http_sys.registered_urls is not None:
+        out["registered_urls"] = sorted(url.upper() for url in snapshot.http_sys.registered_urls)
+    if snapshot.endpoint is not None:
+        out["endpoint"] = [snapshot.endpoint.configuration_name, snapshot.endpoint.module_version]
+    return out
 
 
 def fingerprint(snapshot: Snapshot | Mapping[str, Any] | str | bytes) -> str:

@@ -259,3 +259,18 @@ def test_release2_fields_are_optional_and_validated() -> None:
     snap["events_omitted"] = "many"
     with pytest.raises(SnapshotError, match="events_omitted"):
         parse_snapshot(snap)
+
+
+def test_fingerprint_follows_the_release2_fields_and_keeps_v1_values() -> None:
+    from commands.remediation import fingerprint
+
+    snap = healthy()
+    before = fingerprint(snap)
+    snap["client_view"] = None
+    snap["events_omitted"] = 3
+    assert fingerprint(snap) == before  # absent or irrelevant [2] fields: same value as before
+    snap["sstp"]["remote_access"]["directaccess"] = True
+    assert fingerprint(snap) != before
+    snap = healthy()
+    snap["certificates"][0]["private_key_usable"] = False
+    assert fingerprint(snap) != before
