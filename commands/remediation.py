@@ -3,7 +3,6 @@
 Each rule family (`commands.rules`) proposes the remedy of each finding it detects; `commands.planner`
 orders them. This module is the entry point callers use (`assess`, `plan`) and the plan's fingerprint.
 
-
 Order: remove IIS https bindings on the SSTP port -> restart IIS -> delete the HTTP.sys bindings in
 the way -> delete SNI bindings and conflicting URL reservations -> bind the SSTP certificate (which
 restarts Remote Access) -> or just restart Remote Access.
