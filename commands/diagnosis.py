@@ -23,13 +23,13 @@ from commands.analysis import (
     is_sstp_app_id,
     is_valid_candidate,
 )
-from commands.model import Finding, FindingId
+from commands.model import Finding
 from commands.planner import plan_findings
-from commands.rules import detect_all
+from commands.rules import CATALOGUE, detect_all
 from commands.server import ServerConfig
 from commands.snapshot import Snapshot, parse_snapshot
 
-ALL_FINDING_IDS: tuple[str, ...] = tuple(FindingId)
+ALL_FINDING_IDS: tuple[str, ...] = tuple(CATALOGUE)
 
 __all__ = [
     "ALL_FINDING_IDS",

@@ -15,44 +15,6 @@ CheckStatus = Literal["healthy", "unhealthy", "error"]
 SEVERITY_ORDER: dict[str, int] = {"critical": 0, "warning": 1, "info": 2}
 
 
-class FindingId(StrEnum):
-    """The fixed finding IDs of DESIGN 4 (str-valued: JSON and comparisons with text stay the same).
-
-    Which rule family raises each one is in `commands.rules.CATALOGUE`; docs/findings.md describes them.
-    """
-
-    SSTP_HASH_MISMATCH = "SSTP_HASH_MISMATCH"
-    SSTP_IP_BINDING_MISMATCH = "SSTP_IP_BINDING_MISMATCH"
-    IIS_HTTPS_BINDING = "IIS_HTTPS_BINDING"
-    HTTPSYS_FOREIGN_BINDING = "HTTPSYS_FOREIGN_BINDING"
-    HTTPSYS_BINDING_MISSING = "HTTPSYS_BINDING_MISSING"
-    HTTPSYS_SNI_BINDING = "HTTPSYS_SNI_BINDING"
-    URLACL_CONFLICT = "URLACL_CONFLICT"
-    SSTP_CERT_NOT_FOUND = "SSTP_CERT_NOT_FOUND"
-    SSTP_CERT_EXPIRED = "SSTP_CERT_EXPIRED"
-    SSTP_CERT_EXPIRING = "SSTP_CERT_EXPIRING"
-    SSTP_CERT_RENEWAL_NOT_BOUND = "SSTP_CERT_RENEWAL_NOT_BOUND"
-    SSTP_CERT_NO_PRIVATE_KEY = "SSTP_CERT_NO_PRIVATE_KEY"
-    SSTP_CERT_EKU = "SSTP_CERT_EKU"
-    SSTP_CERT_NAME_MISMATCH = "SSTP_CERT_NAME_MISMATCH"
-    SSTP_CERT_WEAK = "SSTP_CERT_WEAK"
-    SSTP_CERT_UNUSABLE = "SSTP_CERT_UNUSABLE"
-    SSTP_CERT_NO_REVOCATION_URL = "SSTP_CERT_NO_REVOCATION_URL"
-    CERTIFICATE_UNREADABLE = "CERTIFICATE_UNREADABLE"
-    SSTP_OFFLOAD_HASH = "SSTP_OFFLOAD_HASH"
-    REMOTEACCESS_STOPPED = "REMOTEACCESS_STOPPED"
-    SSTP_NOT_LISTENING = "SSTP_NOT_LISTENING"
-    PORT_OWNED_BY_OTHER_PROCESS = "PORT_OWNED_BY_OTHER_PROCESS"
-    SSTP_ERROR_EVENTS = "SSTP_ERROR_EVENTS"
-    NOT_ELEVATED = "NOT_ELEVATED"
-    PROBE_INCOMPLETE = "PROBE_INCOMPLETE"
-    CLIENT_CERT_MISMATCH = "CLIENT_CERT_MISMATCH"
-    CLIENT_TLS_FAILED = "CLIENT_TLS_FAILED"
-    CLIENT_UNREACHABLE = "CLIENT_UNREACHABLE"
-    SSTP_HANDSHAKE_REFUSED = "SSTP_HANDSHAKE_REFUSED"
-    ENDPOINT_OUTDATED = "ENDPOINT_OUTDATED"
-
-
 class Action(StrEnum):
     """The plan step actions of DESIGN 5 (each carried out by shipped fix scripts, DESIGN 9)."""
 
@@ -82,7 +44,7 @@ class Subject:
 class Finding:
     """One thing wrong (or worth knowing) about a server. `id` is one of the fixed IDs of DESIGN 4."""
 
-    id: str  # a FindingId (a str); plain text is accepted for findings built by hand
+    id: str  # a family's `Id` enum member (commands.rules), a str; plain text for findings built by hand
     severity: Severity
     title: str
     detail: str

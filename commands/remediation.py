@@ -26,16 +26,16 @@ from typing import Any
 
 from commands.analysis import analyse
 from commands.diagnosis import ensure_snapshot
-from commands.model import Finding, FindingId, Plan
+from commands.model import Finding, Plan
 from commands.planner import plan_findings
+from commands.rules import CATALOGUE, detect_all
 from commands.rules import FIXABLE_IDS as _FIXABLE
-from commands.rules import detect_all
 from commands.server import ServerConfig
 from commands.snapshot import Snapshot
 
 # Findings a plan can fix (given the right circumstances), and those no plan ever fixes.
 FIXABLE_IDS: frozenset[str] = frozenset(_FIXABLE)
-GUIDANCE_ONLY_IDS: frozenset[str] = frozenset(FindingId) - FIXABLE_IDS
+GUIDANCE_ONLY_IDS: frozenset[str] = frozenset(CATALOGUE) - FIXABLE_IDS
 
 
 def assess(

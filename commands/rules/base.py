@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from enum import IntEnum
+from enum import IntEnum, StrEnum
 from typing import Any
 
 from commands.analysis import WILDCARD_HOSTS, Analysis, app_id_owner, describe_certificate, is_sstp_app_id
 from commands.errors import UsageError
-from commands.model import Action, Finding, FindingId, Severity, Subject
+from commands.model import Action, Finding, Severity, Subject
 from commands.scripts import validate_params
 from commands.snapshot import SslBinding
 
@@ -86,7 +86,7 @@ class Detected:
 
 
 def finding(
-    id: FindingId, severity: Severity, title: str, detail: str, subject: Subject | None = None, **evidence: Any
+    id: StrEnum, severity: Severity, title: str, detail: str, subject: Subject | None = None, **evidence: Any
 ) -> Finding:
     """A finding with `fixable` still False (the planner sets it)."""
     return Finding(id=id, severity=severity, title=title, detail=detail, evidence=evidence, subject=subject or Subject())

@@ -7,6 +7,7 @@ HTTPSYS_SNI_BINDING, URLACL_CONFLICT, IIS_HTTPS_BINDING (DESIGN 4; DOMAIN 0, 4, 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from enum import StrEnum
 from typing import Any
 
 from commands.analysis import (
@@ -18,7 +19,7 @@ from commands.analysis import (
     iis_binding_certificate,
     is_sstp_app_id,
 )
-from commands.model import Action, FindingId, Subject
+from commands.model import Action, Subject
 from commands.rules.base import (
     DIRECTACCESS_GUIDANCE,
     NO_REMEDY,
@@ -35,32 +36,22 @@ from commands.rules.base import (
 )
 from commands.snapshot import IisBinding, SslBinding, UrlReservation
 
-ID = FindingId
+
+class Id(StrEnum):
+    """The finding IDs this family raises (DESIGN 4), str-valued: JSON and text comparisons stay the same."""
+
+    SSTP_HASH_MISMATCH = "SSTP_HASH_MISMATCH"
+    SSTP_IP_BINDING_MISMATCH = "SSTP_IP_BINDING_MISMATCH"
+    HTTPSYS_BINDING_MISSING = "HTTPSYS_BINDING_MISSING"
+    HTTPSYS_FOREIGN_BINDING = "HTTPSYS_FOREIGN_BINDING"
+    HTTPSYS_SNI_BINDING = "HTTPSYS_SNI_BINDING"
+    URLACL_CONFLICT = "URLACL_CONFLICT"
+    IIS_HTTPS_BINDING = "IIS_HTTPS_BINDING"
 
 
-# The IDs this family raises, and those its remedies can resolve (docs/findings.md, tests).
-FINDINGS: frozenset[FindingId] = frozenset(
-    {
-        FindingId.SSTP_HASH_MISMATCH,
-        FindingId.SSTP_IP_BINDING_MISMATCH,
-        FindingId.HTTPSYS_BINDING_MISSING,
-        FindingId.HTTPSYS_FOREIGN_BINDING,
-        FindingId.HTTPSYS_SNI_BINDING,
-        FindingId.URLACL_CONFLICT,
-        FindingId.IIS_HTTPS_BINDING,
-    }
-)
-FIXABLE: frozenset[FindingId] = frozenset(
-    {
-        FindingId.SSTP_HASH_MISMATCH,
-        FindingId.SSTP_IP_BINDING_MISMATCH,
-        FindingId.HTTPSYS_BINDING_MISSING,
-        FindingId.HTTPSYS_FOREIGN_BINDING,
-        FindingId.HTTPSYS_SNI_BINDING,
-        FindingId.URLACL_CONFLICT,
-        FindingId.IIS_HTTPS_BINDING,
-    }
-)
+# What the catalogue reads (docs/findings.md is tested against it): every ID, and those a remedy can resolve.
+FINDINGS: frozenset[Id] = frozenset(Id)
+FIXABLE: frozenset[Id] = frozenset({Id.SSTP_HASH_MISMATCH, Id.SSTP_IP_BINDING_MISMATCH, Id.HTTPSYS_BINDING_MISSING, Id.HTTPSYS_FOREIGN_BINDING, Id.HTTPSYS_SNI_BINDING, Id.URLACL_CONFLICT, Id.IIS_HTTPS_BINDING})
 
 
 def _binding_evidence(a: Analysis, binding: SslBinding) -> dict[str, Any]:
@@ -115,7 +106,7 @@ def _hash_mismatch(a: Analysis, out: Collected) -> None:
     owners = ", ".join(sorted({app_id_owner(b.app_id) for b in wrong}))
     out.add(
         finding(
-            ID.SSTP_HASH_MISMATCH,
+            Id.SSTP_HASH_MISMATCH,
             "critical",
             f"HTTP.sys presents a different certificate on {endpoints} than SSTP is configured with",
             "SSTP validates the client's crypto binding against the certificate configured in RRAS "
@@ -143,7 +134,7 @@ def _ip_binding_mismatch(a: Analysis, out: Collected) -> None:
             continue
         out.add(
             finding(
-                ID.SSTP_IP_BINDING_MISMATCH,
+                Id.SSTP_IP_BINDING_MISMATCH,
                 "critical",
                 f"HTTP.sys presents a different certificate on {b.endpoint} than SSTP is configured with",
                 f"An HTTP.sys binding for the single address {b.endpoint}, under SSTP's AppId, carries "
@@ -186,7 +177,7 @@ def _binding_missing(a: Analysis, out: Collected) -> None:
         return
     out.add(
         finding(
-            ID.HTTPSYS_BINDING_MISSING,
+            Id.HTTPSYS_BINDING_MISSING,
             "critical",
             f"No HTTP.sys certificate binding on {', '.join(missing)}",
             "SSTP needs HTTP.sys SSL bindings on both 0.0.0.0 and [::] for its port; without them "
@@ -207,7 +198,7 @@ def _foreign_binding(a: Analysis, b: SslBinding, out: Collected) -> None:
     owner = app_id_owner(b.app_id)
     if a.is_sstp_certificate(b.cert_hash):
         f = finding(
-            ID.HTTPSYS_FOREIGN_BINDING,
+            Id.HTTPSYS_FOREIGN_BINDING,
             "info",
             f"{owner} owns the HTTP.sys binding on {b.endpoint} (same certificate as SSTP)",
             f"The binding on {b.endpoint} carries the SSTP certificate but belongs to {owner}, not to "
@@ -219,7 +210,7 @@ def _foreign_binding(a: Analysis, b: SslBinding, out: Collected) -> None:
         )
     else:
         f = finding(
-            ID.HTTPSYS_FOREIGN_BINDING,
+            Id.HTTPSYS_FOREIGN_BINDING,
             "critical",
             f"{owner} owns the HTTP.sys binding on {b.endpoint} with a different certificate",
             f"{owner} has bound {describe_certificate(a.certificate(b.cert_hash), b.cert_hash)} on {b.endpoint}. "
@@ -240,7 +231,7 @@ def _foreign_binding(a: Analysis, b: SslBinding, out: Collected) -> None:
 def _sni_binding(a: Analysis, b: SslBinding, out: Collected) -> None:
     out.add(
         finding(
-            ID.HTTPSYS_SNI_BINDING,
+            Id.HTTPSYS_SNI_BINDING,
             "warning",
             f"SNI binding {b.endpoint} overrides SSTP's binding for clients that send SNI",
             "HTTP.sys looks up hostname:port (SNI) bindings before IP bindings, so clients that ask for "
@@ -270,7 +261,7 @@ def _url_conflict(a: Analysis, r: UrlReservation, out: Collected) -> None:
         remedy = Remedy.of(delete, restart) if restart.steps else delete
     out.add(
         finding(
-            ID.URLACL_CONFLICT,
+            Id.URLACL_CONFLICT,
             "critical",
             f"URL reservation {r.url} conflicts with SSTP on port {a.port}",
             "A reservation of the whole SSTP port covers SSTP's own URL and lets another application "
@@ -297,7 +288,7 @@ def _iis_binding(a: Analysis, ib: IisBinding, out: Collected) -> None:
     subject = Subject(site=ib.site, binding_information=ib.binding_information)
     if a.is_sstp_certificate(cert_hash):
         f = finding(
-            ID.IIS_HTTPS_BINDING,
+            Id.IIS_HTTPS_BINDING,
             "info",
             f"IIS site '{ib.site}' has an https binding {ib.binding_information} on the SSTP port (same certificate)",
             "IIS and SSTP share port and certificate. This works today, but IIS pushes its own binding "
@@ -307,7 +298,7 @@ def _iis_binding(a: Analysis, ib: IisBinding, out: Collected) -> None:
         )
     else:
         f = finding(
-            ID.IIS_HTTPS_BINDING,
+            Id.IIS_HTTPS_BINDING,
             "critical",
             f"IIS site '{ib.site}' binds {describe_certificate(a.certificate(cert_hash), cert_hash)} on the SSTP port",
             f"IIS has an https binding ({ib.binding_information}) on port {a.port} with a certificate "

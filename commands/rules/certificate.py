@@ -12,49 +12,39 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import timedelta
+from enum import StrEnum
 from typing import Any
 
 from commands.analysis import Analysis, certificate_evidence
 from commands.certs import CertificateInfo
-from commands.model import FindingId, Subject, format_time
+from commands.model import Subject, format_time
 from commands.rules.base import Collected, Detected, Remedy, finding, rebind, rebind_guidance
 from commands.snapshot import StoredCertificate, normalise_hex
 
-ID = FindingId
 RENEW_GUIDANCE = "Renew or replace the certificate, then check again: the bot offers to bind the new one."
 
 
-# The IDs this family raises, and those its remedies can resolve (docs/findings.md, tests).
-FINDINGS: frozenset[FindingId] = frozenset(
-    {
-        FindingId.SSTP_CERT_NOT_FOUND,
-        FindingId.SSTP_CERT_EXPIRED,
-        FindingId.SSTP_CERT_EXPIRING,
-        FindingId.SSTP_CERT_RENEWAL_NOT_BOUND,
-        FindingId.SSTP_CERT_NO_PRIVATE_KEY,
-        FindingId.SSTP_CERT_EKU,
-        FindingId.SSTP_CERT_NAME_MISMATCH,
-        FindingId.SSTP_CERT_UNUSABLE,
-        FindingId.SSTP_CERT_WEAK,
-        FindingId.SSTP_CERT_NO_REVOCATION_URL,
-        FindingId.CERTIFICATE_UNREADABLE,
-        FindingId.SSTP_OFFLOAD_HASH,
-    }
-)
-FIXABLE: frozenset[FindingId] = frozenset(
-    {
-        FindingId.SSTP_CERT_NOT_FOUND,
-        FindingId.SSTP_CERT_EXPIRED,
-        FindingId.SSTP_CERT_EXPIRING,
-        FindingId.SSTP_CERT_RENEWAL_NOT_BOUND,
-        FindingId.SSTP_CERT_NO_PRIVATE_KEY,
-        FindingId.SSTP_CERT_EKU,
-        FindingId.SSTP_CERT_NAME_MISMATCH,
-        FindingId.SSTP_CERT_UNUSABLE,
-        FindingId.SSTP_CERT_WEAK,
-        FindingId.SSTP_CERT_NO_REVOCATION_URL,
-    }
-)
+
+class Id(StrEnum):
+    """The finding IDs this family raises (DESIGN 4), str-valued: JSON and text comparisons stay the same."""
+
+    SSTP_CERT_NOT_FOUND = "SSTP_CERT_NOT_FOUND"
+    SSTP_CERT_EXPIRED = "SSTP_CERT_EXPIRED"
+    SSTP_CERT_EXPIRING = "SSTP_CERT_EXPIRING"
+    SSTP_CERT_RENEWAL_NOT_BOUND = "SSTP_CERT_RENEWAL_NOT_BOUND"
+    SSTP_CERT_NO_PRIVATE_KEY = "SSTP_CERT_NO_PRIVATE_KEY"
+    SSTP_CERT_EKU = "SSTP_CERT_EKU"
+    SSTP_CERT_NAME_MISMATCH = "SSTP_CERT_NAME_MISMATCH"
+    SSTP_CERT_UNUSABLE = "SSTP_CERT_UNUSABLE"
+    SSTP_CERT_WEAK = "SSTP_CERT_WEAK"
+    SSTP_CERT_NO_REVOCATION_URL = "SSTP_CERT_NO_REVOCATION_URL"
+    CERTIFICATE_UNREADABLE = "CERTIFICATE_UNREADABLE"
+    SSTP_OFFLOAD_HASH = "SSTP_OFFLOAD_HASH"
+
+
+# What the catalogue reads (docs/findings.md is tested against it): every ID, and those a remedy can resolve.
+FINDINGS: frozenset[Id] = frozenset(Id)
+FIXABLE: frozenset[Id] = frozenset({Id.SSTP_CERT_NOT_FOUND, Id.SSTP_CERT_EXPIRED, Id.SSTP_CERT_EXPIRING, Id.SSTP_CERT_RENEWAL_NOT_BOUND, Id.SSTP_CERT_NO_PRIVATE_KEY, Id.SSTP_CERT_EKU, Id.SSTP_CERT_NAME_MISMATCH, Id.SSTP_CERT_UNUSABLE, Id.SSTP_CERT_WEAK, Id.SSTP_CERT_NO_REVOCATION_URL})
 
 
 def detect(a: Analysis, prior: Sequence[Detected] = ()) -> list[Detected]:
@@ -104,7 +94,7 @@ def _not_found(a: Analysis, out: Collected) -> None:
     configured = sstp.sha256_hash or sstp.sha1_hash or (sstp.remote_access.thumbprint if sstp.remote_access else None)
     out.add(
         finding(
-            ID.SSTP_CERT_NOT_FOUND,
+            Id.SSTP_CERT_NOT_FOUND,
             "critical",
             "The certificate SSTP is configured with is not in LocalMachine\\My"
             if configured
@@ -129,7 +119,7 @@ def _private_key(a: Analysis, cert: StoredCertificate, out: Collected) -> None:
     unusable = cert.has_private_key and cert.private_key_usable is False
     out.add(
         finding(
-            ID.SSTP_CERT_NO_PRIVATE_KEY,
+            Id.SSTP_CERT_NO_PRIVATE_KEY,
             "critical",
             f"The SSTP certificate {cert.thumbprint} "
             + ("has a private key Windows cannot open" if unusable else "has no private key"),
@@ -161,7 +151,7 @@ def _validity(a: Analysis, cert: StoredCertificate, info: CertificateInfo, out: 
         expired = a.now >= info.not_after
         out.add(
             finding(
-                ID.SSTP_CERT_EXPIRED,
+                Id.SSTP_CERT_EXPIRED,
                 "critical",
                 f"The SSTP certificate {'expired on' if expired else 'is not valid before'} "
                 f"{(info.not_after if expired else info.not_before):%Y-%m-%d}",
@@ -181,7 +171,7 @@ def _validity(a: Analysis, cert: StoredCertificate, info: CertificateInfo, out: 
     days_left = (info.not_after - a.now).days
     out.add(
         finding(
-            ID.SSTP_CERT_EXPIRING,
+            Id.SSTP_CERT_EXPIRING,
             "warning",
             f"The SSTP certificate expires in {days_left} day(s), on {info.not_after:%Y-%m-%d}",
             f"Renew it before {info.not_after:%Y-%m-%d}; after renewal the new certificate must also be bound "
@@ -202,7 +192,7 @@ def _renewal(a: Analysis, cert: StoredCertificate, info: CertificateInfo, out: C
         return
     out.add(
         finding(
-            ID.SSTP_CERT_RENEWAL_NOT_BOUND,
+            Id.SSTP_CERT_RENEWAL_NOT_BOUND,
             "warning",
             f"A renewed certificate (expires {renewal.info.not_after:%Y-%m-%d}) is in the store but SSTP uses the old one",
             "The store holds a newer valid certificate for the same names, but RRAS still points at the "
@@ -220,7 +210,7 @@ def _eku(a: Analysis, cert: StoredCertificate, info: CertificateInfo, out: Colle
         return
     out.add(
         finding(
-            ID.SSTP_CERT_EKU,
+            Id.SSTP_CERT_EKU,
             "critical",
             "The SSTP certificate lacks the Server Authentication EKU",
             "SSTP needs a certificate with Extended Key Usage Server Authentication (1.3.6.1.5.5.7.3.1) "
@@ -249,7 +239,7 @@ def _name(a: Analysis, cert: StoredCertificate, info: CertificateInfo, out: Coll
         how += f"; IP addresses: {', '.join(info.ip_addresses)}"
     out.add(
         finding(
-            ID.SSTP_CERT_NAME_MISMATCH,
+            Id.SSTP_CERT_NAME_MISMATCH,
             "critical",
             f"The SSTP certificate does not cover {a.public_name}",
             f"Clients dial {a.public_name}, but {how}, so clients reject the certificate. An IP address "
@@ -272,7 +262,7 @@ def _unusable(a: Analysis, cert: StoredCertificate, info: CertificateInfo, out: 
         return
     out.add(
         finding(
-            ID.SSTP_CERT_UNUSABLE,
+            Id.SSTP_CERT_UNUSABLE,
             "critical",
             f"Windows cannot serve the SSTP certificate to VPN clients: {'; '.join(reasons)}",
             "Windows' TLS stack serves SSTP clients RSA (1,024 bits or more) or ECDSA on P-256/P-384 "
@@ -298,7 +288,7 @@ def _weak(a: Analysis, cert: StoredCertificate, info: CertificateInfo, out: Coll
         return
     out.add(
         finding(
-            ID.SSTP_CERT_WEAK,
+            Id.SSTP_CERT_WEAK,
             "warning",
             f"The SSTP certificate is weak: {', '.join(info.weak_reasons)}",
             "Use an RSA key of at least 2048 bits (or ECDSA) and a SHA-256 or stronger signature.",
@@ -317,7 +307,7 @@ def _revocation(a: Analysis, cert: StoredCertificate, info: CertificateInfo, out
         return
     out.add(
         finding(
-            ID.SSTP_CERT_NO_REVOCATION_URL,
+            Id.SSTP_CERT_NO_REVOCATION_URL,
             "warning",
             "The SSTP certificate has no CRL distribution point and no OCSP URL",
             "Windows VPN clients check revocation; without a reachable CRL or OCSP responder they fail "
@@ -337,7 +327,7 @@ def _unreadable(a: Analysis, out: Collected) -> None:
     sstp_affected = any(a.is_sstp_certificate(c.thumbprint) for c in unreadable)
     out.add(
         finding(
-            ID.CERTIFICATE_UNREADABLE,
+            Id.CERTIFICATE_UNREADABLE,
             "warning" if sstp_affected else "info",
             f"{len(unreadable)} certificate(s) in LocalMachine\\My could not be analysed",
             "Their DER could not be parsed, so their names, usages and validity were not checked"
@@ -356,7 +346,7 @@ def _offload(a: Analysis, out: Collected) -> None:
         return
     out.add(
         finding(
-            ID.SSTP_OFFLOAD_HASH,
+            Id.SSTP_OFFLOAD_HASH,
             "critical",
             "TLS offload: SHA256CertificateHash is missing"
             if sstp.sha256_hash is None

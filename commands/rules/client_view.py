@@ -13,24 +13,41 @@ between itself and the server from a server that is down.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from enum import StrEnum
 
 from commands.analysis import Analysis, iis_binding_certificate
-from commands.model import FindingId, Subject
+from commands.model import Subject
 from commands.rules.base import Collected, Detected, PlannedStep, Remedy, finding
+from commands.rules.bindings import Id as B
+from commands.rules.certificate import Id as C
+from commands.rules.runtime import Id as R
 from commands.snapshot import ClientView, Handshake, normalise_hex
 
-ID = FindingId
+
+class Id(StrEnum):
+    """The finding IDs this family raises (DESIGN 4), str-valued: JSON and text comparisons stay the same."""
+
+    CLIENT_CERT_MISMATCH = "CLIENT_CERT_MISMATCH"
+    CLIENT_TLS_FAILED = "CLIENT_TLS_FAILED"
+    CLIENT_UNREACHABLE = "CLIENT_UNREACHABLE"
+    SSTP_HANDSHAKE_REFUSED = "SSTP_HANDSHAKE_REFUSED"
+
+
+# What the catalogue reads (docs/findings.md is tested against it): every ID, and those a remedy can resolve.
+FINDINGS: frozenset[Id] = frozenset(Id)
+FIXABLE: frozenset[Id] = frozenset({Id.CLIENT_CERT_MISMATCH, Id.CLIENT_TLS_FAILED, Id.SSTP_HANDSHAKE_REFUSED})
+
 # Server-side findings that explain each client finding (their remedies resolve it).
-EXPLAINED_BY: dict[FindingId, frozenset[FindingId]] = {
-    ID.CLIENT_CERT_MISMATCH: frozenset(
-        {ID.SSTP_HASH_MISMATCH, ID.SSTP_IP_BINDING_MISMATCH, ID.HTTPSYS_FOREIGN_BINDING, ID.HTTPSYS_SNI_BINDING,
-         ID.IIS_HTTPS_BINDING, ID.SSTP_CERT_RENEWAL_NOT_BOUND}
+EXPLAINED_BY: dict[Id, frozenset[StrEnum]] = {
+    Id.CLIENT_CERT_MISMATCH: frozenset(
+        {B.SSTP_HASH_MISMATCH, B.SSTP_IP_BINDING_MISMATCH, B.HTTPSYS_FOREIGN_BINDING, B.HTTPSYS_SNI_BINDING,
+         B.IIS_HTTPS_BINDING, C.SSTP_CERT_RENEWAL_NOT_BOUND}
     ),
-    ID.CLIENT_TLS_FAILED: frozenset(
-        {ID.HTTPSYS_BINDING_MISSING, ID.SSTP_CERT_NOT_FOUND, ID.SSTP_CERT_NO_PRIVATE_KEY, ID.SSTP_CERT_UNUSABLE}
+    Id.CLIENT_TLS_FAILED: frozenset(
+        {B.HTTPSYS_BINDING_MISSING, C.SSTP_CERT_NOT_FOUND, C.SSTP_CERT_NO_PRIVATE_KEY, C.SSTP_CERT_UNUSABLE}
     ),
-    ID.SSTP_HANDSHAKE_REFUSED: frozenset(
-        {ID.REMOTEACCESS_STOPPED, ID.SSTP_NOT_LISTENING, ID.URLACL_CONFLICT, ID.IIS_HTTPS_BINDING, ID.SSTP_HASH_MISMATCH}
+    Id.SSTP_HANDSHAKE_REFUSED: frozenset(
+        {R.REMOTEACCESS_STOPPED, R.SSTP_NOT_LISTENING, B.URLACL_CONFLICT, B.IIS_HTTPS_BINDING, B.SSTP_HASH_MISMATCH}
     ),
 }
 UNEXPLAINED = (
@@ -38,23 +55,6 @@ UNEXPLAINED = (
     "or reverse proxy terminating TLS, a firewall, NAT to another host) and check again."
 )
 
-
-# The IDs this family raises, and those its remedies can resolve (docs/findings.md, tests).
-FINDINGS: frozenset[FindingId] = frozenset(
-    {
-        FindingId.CLIENT_CERT_MISMATCH,
-        FindingId.CLIENT_TLS_FAILED,
-        FindingId.CLIENT_UNREACHABLE,
-        FindingId.SSTP_HANDSHAKE_REFUSED,
-    }
-)
-FIXABLE: frozenset[FindingId] = frozenset(
-    {
-        FindingId.CLIENT_CERT_MISMATCH,
-        FindingId.CLIENT_TLS_FAILED,
-        FindingId.SSTP_HANDSHAKE_REFUSED,
-    }
-)
 
 
 def detect(a: Analysis, prior: Sequence[Detected] = ()) -> list[Detected]:
@@ -70,7 +70,7 @@ def detect(a: Analysis, prior: Sequence[Detected] = ()) -> list[Detected]:
     return out.items
 
 
-def _explained(id: FindingId, prior: Sequence[Detected]) -> Remedy:
+def _explained(id: Id, prior: Sequence[Detected]) -> Remedy:
     """The union of the remedies of the prior findings that explain `id`, or guidance when none does."""
     steps: list[PlannedStep] = []
     for d in prior:
@@ -89,7 +89,7 @@ def _unreachable(view: ClientView, out: Collected) -> None:
     errors = "; ".join(f"{_name(h)}: {h.error.kind if h.error else 'failed'} ({h.error.message if h.error else ''})" for h in view.handshakes)
     out.add(
         finding(
-            ID.CLIENT_UNREACHABLE,
+            Id.CLIENT_UNREACHABLE,
             "warning",
             f"The bot could not connect to {view.endpoint or 'the SSTP endpoint'} as a VPN client would",
             f"Every connection attempt failed before TLS ({errors}). The server may be down, or only a "
@@ -108,7 +108,7 @@ def _tls_failed(a: Analysis, view: ClientView, prior: Sequence[Detected], out: C
         return False
     out.add(
         finding(
-            ID.CLIENT_TLS_FAILED,
+            Id.CLIENT_TLS_FAILED,
             "critical",
             f"TLS to {view.endpoint or 'the SSTP endpoint'} fails ({', '.join(_name(h) for h in failed)})",
             "The bot connected over TCP but the TLS handshake failed ("
@@ -118,7 +118,7 @@ def _tls_failed(a: Analysis, view: ClientView, prior: Sequence[Detected], out: C
             endpoint=view.endpoint,
             handshakes=[_handshake_evidence(h) for h in failed],
         ),
-        _explained(ID.CLIENT_TLS_FAILED, prior),
+        _explained(Id.CLIENT_TLS_FAILED, prior),
     )
     return True
 
@@ -153,12 +153,12 @@ def _cert_mismatch(a: Analysis, view: ClientView, prior: Sequence[Detected], out
     ]
     if not wrong:
         return
-    remedy = _explained(ID.CLIENT_CERT_MISMATCH, prior)
+    remedy = _explained(Id.CLIENT_CERT_MISMATCH, prior)
     if remedy.steps and not all(_served_by_server(a, h) for h in wrong):
         remedy = Remedy(guidance=UNEXPLAINED)
     out.add(
         finding(
-            ID.CLIENT_CERT_MISMATCH,
+            Id.CLIENT_CERT_MISMATCH,
             "critical",
             f"VPN clients are served another certificate than SSTP's ({', '.join(_name(h) for h in wrong)})",
             "A TLS handshake to the SSTP endpoint, made as a VPN client makes it, received a certificate "
@@ -188,7 +188,7 @@ def _handshake_refused(
     )
     out.add(
         finding(
-            ID.SSTP_HANDSHAKE_REFUSED,
+            Id.SSTP_HANDSHAKE_REFUSED,
             "critical",
             f"SSTP_DUPLEX_POST to SSTP's URL was not accepted ({answer})",
             "TLS worked, but the SSTP request a VPN client sends first did not get HTTP 200: another "
@@ -199,7 +199,7 @@ def _handshake_refused(
             http_status=request.http_status,
             error=None if request.error is None else {"kind": request.error.kind, "message": request.error.message},
         ),
-        _explained(ID.SSTP_HANDSHAKE_REFUSED, prior),
+        _explained(Id.SSTP_HANDSHAKE_REFUSED, prior),
     )
 
 

@@ -7,9 +7,9 @@ Checks still run; every fix is refused until the endpoint is reinstalled (`block
 from __future__ import annotations
 
 from collections.abc import Sequence
+from enum import StrEnum
 
 from commands.analysis import Analysis
-from commands.model import FindingId
 from commands.rules.base import Collected, Detected, finding
 from commands.version import bot_version
 
@@ -20,13 +20,16 @@ REINSTALL = (
 )
 
 
-# The IDs this family raises, and those its remedies can resolve (docs/findings.md, tests).
-FINDINGS: frozenset[FindingId] = frozenset(
-    {
-        FindingId.ENDPOINT_OUTDATED,
-    }
-)
-FIXABLE: frozenset[FindingId] = frozenset()
+
+class Id(StrEnum):
+    """The finding IDs this family raises (DESIGN 4), str-valued: JSON and text comparisons stay the same."""
+
+    ENDPOINT_OUTDATED = "ENDPOINT_OUTDATED"
+
+
+# What the catalogue reads (docs/findings.md is tested against it): every ID, and those a remedy can resolve.
+FINDINGS: frozenset[Id] = frozenset(Id)
+FIXABLE: frozenset[Id] = frozenset()
 
 
 def detect(a: Analysis, prior: Sequence[Detected] = (), *, expected: str | None = None) -> list[Detected]:
@@ -43,7 +46,7 @@ def detect(a: Analysis, prior: Sequence[Detected] = (), *, expected: str | None 
     found = endpoint.module_version or "no version"
     out.add(
         finding(
-            FindingId.ENDPOINT_OUTDATED,
+            Id.ENDPOINT_OUTDATED,
             "critical",
             f"The JEA endpoint {endpoint.configuration_name} runs SstpBot module {found}, not the bot's {wanted or 'version'}",
             "The probe ran through the least-privilege endpoint, whose functions are copies of the bot's "

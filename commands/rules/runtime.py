@@ -8,36 +8,34 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import timedelta
+from enum import StrEnum
 from typing import Any
 
 from commands.analysis import HTTP_SYS_PID, SSTP_URL_PATH, Analysis
-from commands.model import FindingId, format_time
+from commands.model import format_time
 from commands.rules.base import Collected, Detected, finding, restart_remoteaccess
 from commands.snapshot import Event
 
-ID = FindingId
 SSTP_EVENT_IDS = frozenset({8, 9, 12, 13, 18, 21})
 SCHANNEL_EVENT_IDS = frozenset({36870})
 EVENT_WINDOW = timedelta(hours=24)
 
 
-# The IDs this family raises, and those its remedies can resolve (docs/findings.md, tests).
-FINDINGS: frozenset[FindingId] = frozenset(
-    {
-        FindingId.NOT_ELEVATED,
-        FindingId.PROBE_INCOMPLETE,
-        FindingId.REMOTEACCESS_STOPPED,
-        FindingId.PORT_OWNED_BY_OTHER_PROCESS,
-        FindingId.SSTP_NOT_LISTENING,
-        FindingId.SSTP_ERROR_EVENTS,
-    }
-)
-FIXABLE: frozenset[FindingId] = frozenset(
-    {
-        FindingId.REMOTEACCESS_STOPPED,
-        FindingId.SSTP_NOT_LISTENING,
-    }
-)
+
+class Id(StrEnum):
+    """The finding IDs this family raises (DESIGN 4), str-valued: JSON and text comparisons stay the same."""
+
+    NOT_ELEVATED = "NOT_ELEVATED"
+    PROBE_INCOMPLETE = "PROBE_INCOMPLETE"
+    REMOTEACCESS_STOPPED = "REMOTEACCESS_STOPPED"
+    PORT_OWNED_BY_OTHER_PROCESS = "PORT_OWNED_BY_OTHER_PROCESS"
+    SSTP_NOT_LISTENING = "SSTP_NOT_LISTENING"
+    SSTP_ERROR_EVENTS = "SSTP_ERROR_EVENTS"
+
+
+# What the catalogue reads (docs/findings.md is tested against it): every ID, and those a remedy can resolve.
+FINDINGS: frozenset[Id] = frozenset(Id)
+FIXABLE: frozenset[Id] = frozenset({Id.REMOTEACCESS_STOPPED, Id.SSTP_NOT_LISTENING})
 
 
 def detect(a: Analysis, prior: Sequence[Detected] = ()) -> list[Detected]:
@@ -55,7 +53,7 @@ def _session(a: Analysis, out: Collected) -> None:
     if snap.host.is_admin is False:
         out.add(
             finding(
-                ID.NOT_ELEVATED,
+                Id.NOT_ELEVATED,
                 "critical",
                 "The remote session is not elevated: fixes cannot run",
                 "netsh http, iisreset, Set-RemoteAccess and service restarts need administrator rights. "
@@ -68,7 +66,7 @@ def _session(a: Analysis, out: Collected) -> None:
     if snap.probe_errors:
         out.add(
             finding(
-                ID.PROBE_INCOMPLETE,
+                Id.PROBE_INCOMPLETE,
                 "warning",
                 f"The probe could not read {len(snap.probe_errors)} section(s): "
                 f"{', '.join(sorted({e.section for e in snap.probe_errors}))}",
@@ -84,7 +82,7 @@ def _service(a: Analysis, out: Collected) -> None:
         return
     out.add(
         finding(
-            ID.REMOTEACCESS_STOPPED,
+            Id.REMOTEACCESS_STOPPED,
             "critical",
             "The Remote Access service is not running"
             if remote_access is not None
@@ -104,7 +102,7 @@ def _listener(a: Analysis, out: Collected) -> None:
         holders = sorted({f"{lst.process or 'unknown process'} (PID {lst.pid})" for lst in foreign})
         out.add(
             finding(
-                ID.PORT_OWNED_BY_OTHER_PROCESS,
+                Id.PORT_OWNED_BY_OTHER_PROCESS,
                 "critical",
                 f"Port {a.port} is held by {', '.join(holders)}",
                 f"Everything served by HTTP.sys listens as PID 4 (System). Another program holds port {a.port}, "
@@ -140,7 +138,7 @@ def _listener(a: Analysis, out: Collected) -> None:
         return
     out.add(
         finding(
-            ID.SSTP_NOT_LISTENING,
+            Id.SSTP_NOT_LISTENING,
             "critical",
             title,
             f"{why}, so SSTP failed to start its listener (see the RasSstp events); restarting Remote "
@@ -206,7 +204,7 @@ def _events(a: Analysis, out: Collected) -> None:
         extra["omitted"] = omitted
     out.add(
         finding(
-            ID.SSTP_ERROR_EVENTS,
+            Id.SSTP_ERROR_EVENTS,
             "warning",
             f"{len(relevant)} SSTP/Schannel error event(s) {since} (IDs {', '.join(map(str, ids))})",
             detail,
