@@ -72,11 +72,14 @@ def detect(a: Analysis, prior: Sequence[Detected] = ()) -> list[Detected]:
 
 def _explained(id: Id, prior: Sequence[Detected]) -> Remedy:
     """The union of the remedies of the prior findings that explain `id`, or guidance when none does."""
-    steps: list[PlannedStep] = []
-    for d in prior:
-        if d.finding.id in EXPLAINED_BY[id] and d.finding.severity != "info" and d.remedy.steps:
-            steps.extend(d.remedy.steps)
-    return Remedy(steps=tuple(steps)) if steps else Remedy(guidance=UNEXPLAINED)
+    explaining = [d for d in prior if d.finding.id in EXPLAINED_BY[id] and d.finding.severity != "info"]
+    steps: list[PlannedStep] = [s for d in explaining for s in d.remedy.steps]
+    if steps:
+        return Remedy(steps=tuple(steps))
+    if explaining:
+        names = ", ".join(sorted({str(d.finding.id) for d in explaining}))
+        return Remedy(guidance=f"The server's own state explains it ({names}); see the guidance there.")
+    return Remedy(guidance=UNEXPLAINED)
 
 
 def _name(h: Handshake) -> str:

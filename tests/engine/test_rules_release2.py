@@ -274,3 +274,14 @@ def test_fingerprint_follows_the_release2_fields_and_keeps_v1_values() -> None:
     snap = healthy()
     snap["certificates"][0]["private_key_usable"] = False
     assert fingerprint(snap) != before
+
+
+def test_client_failure_explained_but_not_fixable_points_at_the_explanation() -> None:
+    snap = healthy()
+    snap["certificates"][0]["has_private_key"] = False  # the only certificate for the name: no candidate
+    client_view(handshake(None, error=("tls", "alert 40")), handshake("vpn.example.com", error=("tls", "alert 40")),
+                None)(snap)
+    snap["client_view"]["sstp"] = None
+    findings, p = _assess(snap)
+    f = only(findings, "CLIENT_TLS_FAILED")
+    assert p is None and not f.fixable and "SSTP_CERT_NO_PRIVATE_KEY" in f.detail
