@@ -18,6 +18,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
 
+import cryptography_vectors  # a test dependency (pyproject `test` extra): a missing one fails, never skips
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -29,10 +30,9 @@ from commands.diagnosis import diagnose
 from commands.snapshot import parse_snapshot
 from tests.engine.builder import healthy, server
 
-vectors = pytest.importorskip("cryptography_vectors")
 pytestmark = pytest.mark.filterwarnings("error")
 
-X509 = Path(vectors.__file__).parent / "x509"
+X509 = Path(cryptography_vectors.__file__).parent / "x509"
 PEM_RE = re.compile(rb"-----BEGIN (?:X509 |TRUSTED )?CERTIFICATE-----(.*?)-----END (?:X509 |TRUSTED )?CERTIFICATE-----", re.S)
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 T = TypeVar("T")
