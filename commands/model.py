@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any, Literal
 
 Severity = Literal["critical", "warning", "info"]
@@ -14,20 +15,46 @@ CheckStatus = Literal["healthy", "unhealthy", "error"]
 SEVERITY_ORDER: dict[str, int] = {"critical": 0, "warning": 1, "info": 2}
 
 
+class Action(StrEnum):
+    """The plan step actions of DESIGN 5 (each carried out by shipped fix scripts, DESIGN 9)."""
+
+    REMOVE_IIS_BINDING = "remove_iis_binding"
+    RESTART_IIS = "restart_iis"
+    DELETE_HTTPSYS_BINDING = "delete_httpsys_binding"
+    DELETE_URL_RESERVATION = "delete_url_reservation"
+    BIND_SSTP_CERTIFICATE = "bind_sstp_certificate"
+    RESTART_REMOTEACCESS = "restart_remoteaccess"
+
+
+@dataclass(frozen=True)
+class Subject:
+    """What a finding is about, typed, so a remedy is matched to its finding without reading evidence.
+
+    Empty (all None) for findings about the server as a whole.
+    """
+
+    endpoint: str | None = None  # an HTTP.sys binding: IP:port, [IPv6]:port or hostname:port
+    site: str | None = None  # an IIS site ...
+    binding_information: str | None = None  # ... and its https binding
+    url: str | None = None  # an HTTP.sys URL reservation
+    thumbprint: str | None = None  # a certificate
+
+
 @dataclass(frozen=True)
 class Finding:
     """One thing wrong (or worth knowing) about a server. `id` is one of the fixed IDs of DESIGN 4."""
 
-    id: str
+    id: str  # a family's `Id` enum member (commands.rules), a str; plain text for findings built by hand
     severity: Severity
     title: str
     detail: str
     evidence: dict[str, Any] = field(default_factory=dict)
     fixable: bool = False
+    subject: Subject = field(default_factory=Subject, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "id": self.id,
+            "id": str(self.id),
             "severity": self.severity,
             "title": self.title,
             "detail": self.detail,
@@ -47,7 +74,7 @@ class Step:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "action": self.action,
+            "action": str(self.action),
             "params": dict(self.params),
             "description": self.description,
             "disruptive": self.disruptive,

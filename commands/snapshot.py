@@ -22,6 +22,10 @@ Decisions where DESIGN leaves room:
 - Inputs larger than 10 MB are refused before any parsing.
 - `services.<name>.started_at` is optional (probes older than the key omit it): absent or null means
   unknown; a value that is not an ISO 8601 time is an error like any other bad time.
+- The second release's additions (DESIGN 3 [2]: `http_sys.registered_urls`,
+  `certificates[].private_key_usable`, `sstp.remote_access.directaccess`, `events_omitted`,
+  `endpoint`, `client_view`) are optional: absent reads as None and the snapshot is still v1. When
+  present they are validated like the rest.
 """
 
 from __future__ import annotations
@@ -79,6 +83,7 @@ class ServiceState:
 class RemoteAccessInfo:
     vpn_status: str | None
     thumbprint: str | None
+    directaccess: bool | None = None  # [2] DirectAccess enabled on the server; None when unknown
 
 
 @dataclass(frozen=True)
@@ -135,6 +140,8 @@ class HttpSys:
     ip_bindings: tuple[SslBinding, ...] | None
     sni_bindings: tuple[SslBinding, ...] | None
     url_reservations: tuple[UrlReservation, ...] | None
+    # [2] URLs registered in HTTP.sys on the SSTP port, upper case (`netsh http show servicestate`).
+    registered_urls: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -186,6 +193,12 @@ class StoredCertificate:
     der: bytes | None = field(repr=False)
     info: CertificateInfo | None = field(repr=False)
     error: str | None = None
+    private_key_usable: bool | None = None  # [2] the probe could open the private key; None: not tried
+
+    @property
+    def key_usable(self) -> bool:
+        """A private key Windows has and (when the probe could tell) can open."""
+        return self.has_private_key and self.private_key_usable is not False
 
 
 @dataclass(frozen=True)
@@ -200,6 +213,54 @@ class Event:
 class ProbeError:
     section: str
     message: str
+
+
+@dataclass(frozen=True)
+class EndpointInfo:
+    """[2] The PSRP endpoint the probe ran in (DESIGN 12)."""
+
+    configuration_name: str | None
+    module_version: str | None
+    language_mode: str | None
+
+
+@dataclass(frozen=True)
+class ClientError:
+    kind: str  # "unreachable", "tls", "timeout" (DESIGN 11)
+    message: str
+
+
+@dataclass(frozen=True)
+class Handshake:
+    """[2] One TLS handshake of the client view, with or without SNI (DESIGN 11)."""
+
+    sni: str | None
+    ok: bool
+    error: ClientError | None
+    tls_version: str | None
+    cert_sha256: str | None
+    cert_sha1: str | None
+    der: bytes | None = field(repr=False, default=None)
+
+
+@dataclass(frozen=True)
+class SstpRequest:
+    """[2] The `SSTP_DUPLEX_POST` request of the client view (DESIGN 11)."""
+
+    sni: str | None
+    ok: bool
+    http_status: int | None
+    error: ClientError | None
+
+
+@dataclass(frozen=True)
+class ClientView:
+    """[2] What a VPN client sees, collected by the bot itself after the probe (DESIGN 11)."""
+
+    endpoint: str | None
+    collected_at: datetime | None
+    handshakes: tuple[Handshake, ...]
+    sstp: SstpRequest | None
 
 
 @dataclass(frozen=True)
@@ -219,6 +280,9 @@ class Snapshot:
     events: tuple[Event, ...] | None
     probe_errors: tuple[ProbeError, ...]
     raw: Mapping[str, Any] = field(repr=False, compare=False)
+    events_omitted: int | None = None  # [2] matching events left out by the probe's cap
+    endpoint: EndpointInfo | None = None  # [2]
+    client_view: ClientView | None = None  # [2]
 
     def service(self, name: str) -> ServiceState | None:
         """A service's state by name (case-insensitive), or None when absent or unknown."""
@@ -436,7 +500,13 @@ def _sstp(r: _Reader) -> SstpConfig | None:
         return None
     ra = s.obj("remote_access", required=False)
     remote_access = (
-        None if ra is None else RemoteAccessInfo(vpn_status=_scalar_text(ra, "vpn_status"), thumbprint=ra.hex_("thumbprint"))
+        None
+        if ra is None
+        else RemoteAccessInfo(
+            vpn_status=_scalar_text(ra, "vpn_status"),
+            thumbprint=ra.hex_("thumbprint"),
+            directaccess=ra.bool_("directaccess", required=False),
+        )
     )
     return SstpConfig(
         sha256_hash=s.hex_("sha256_hash"),
@@ -480,7 +550,14 @@ def _http_sys(r: _Reader) -> HttpSys | None:
         ip_bindings=h.list_("ip_bindings", _binding),
         sni_bindings=h.list_("sni_bindings", _binding),
         url_reservations=h.list_("url_reservations", _reservation),
+        registered_urls=h.list_("registered_urls", _text, required=False),
     )
+
+
+def _text(data: Any, path: str) -> str:
+    if not isinstance(data, str):
+        raise SnapshotError(path, f"expected a string, got {_kind(data)}")
+    return data.strip()
 
 
 def _iis_binding(data: Any, path: str) -> IisBinding:
@@ -517,21 +594,14 @@ def _certificate(data: Any, path: str) -> StoredCertificate:
     reported = r.hex_("thumbprint")
     has_key = r.bool_("has_private_key")
     friendly = r.str_("friendly_name", required=False)
-    der_text = r.str_("der")
-    der: bytes | None = None
-    if der_text:
-        # Tolerate PEM armour around the base64 (a hand-made snapshot may paste a .cer file).
-        body = re.sub(r"-----(BEGIN|END) [A-Z0-9 ]+-----", "", der_text)
-        try:
-            der = base64.b64decode("".join(body.split()), validate=True)
-        except (binascii.Error, ValueError):
-            raise SnapshotError(r.at("der"), "is not valid base64") from None
-        if not der:
-            der = None
+    key_usable = r.bool_("private_key_usable", required=False)
+    der = _der(r, "der")
     if der is None:
         if reported is None:
             raise SnapshotError(path, "a certificate needs its DER or at least its thumbprint")
-        return StoredCertificate(reported, None, bool(has_key), friendly, None, None, "the probe sent no DER")
+        return StoredCertificate(
+            reported, None, bool(has_key), friendly, None, None, "the probe sent no DER", private_key_usable=key_usable
+        )
     thumbprint = hashlib.sha1(der).hexdigest().upper()
     sha256 = hashlib.sha256(der).hexdigest().upper()
     try:
@@ -539,7 +609,80 @@ def _certificate(data: Any, path: str) -> StoredCertificate:
         error = None
     except ValueError as exc:
         info, error = None, f"cannot be parsed as X.509: {exc}"
-    return StoredCertificate(thumbprint, sha256, bool(has_key), friendly, der, info, error)
+    return StoredCertificate(thumbprint, sha256, bool(has_key), friendly, der, info, error, private_key_usable=key_usable)
+
+
+def _der(r: _Reader, key: str) -> bytes | None:
+    """Base64 DER (PEM armour tolerated: a hand-made snapshot may paste a .cer file); None when empty."""
+    text = r.str_(key, required=key == "der")
+    if not text:
+        return None
+    body = re.sub(r"-----(BEGIN|END) [A-Z0-9 ]+-----", "", text)
+    try:
+        der = base64.b64decode("".join(body.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise SnapshotError(r.at(key), "is not valid base64") from None
+    return der or None
+
+
+def _endpoint_info(r: _Reader) -> EndpointInfo | None:
+    e = r.obj("endpoint", required=False)
+    if e is None:
+        return None
+    return EndpointInfo(
+        configuration_name=e.str_("configuration_name", required=False),
+        module_version=_scalar_text(e, "module_version"),
+        language_mode=e.str_("language_mode", required=False),
+    )
+
+
+def _client_error(r: _Reader) -> ClientError | None:
+    e = r.obj("error", required=False)
+    if e is None:
+        return None
+    return ClientError(kind=str(e.str_("kind", required=False) or "unknown"), message=str(e.str_("message", required=False) or ""))
+
+
+def _handshake(data: Any, path: str) -> Handshake:
+    r = _Reader(data, path)
+    return Handshake(
+        sni=r.str_("sni", required=False),
+        ok=bool(r.bool_("ok")),
+        error=_client_error(r),
+        tls_version=r.str_("tls_version", required=False),
+        cert_sha256=r.hex_("cert_sha256", required=False),
+        cert_sha1=r.hex_("cert_sha1", required=False),
+        der=_der_optional(r),
+    )
+
+
+def _der_optional(r: _Reader) -> bytes | None:
+    return None if r.get("der", required=False) is None else _der(r, "der")
+
+
+def _sstp_request(r: _Reader) -> SstpRequest | None:
+    s = r.obj("sstp", required=False)
+    if s is None:
+        return None
+    return SstpRequest(
+        sni=s.str_("sni", required=False),
+        ok=bool(s.bool_("ok")),
+        http_status=s.int_("http_status", required=False, minimum=0, maximum=999),
+        error=_client_error(s),
+    )
+
+
+def _client_view(r: _Reader) -> ClientView | None:
+    c = r.obj("client_view", required=False)
+    if c is None:
+        return None
+    collected = c.get("collected_at", required=False)
+    return ClientView(
+        endpoint=c.str_("endpoint", required=False),
+        collected_at=None if collected is None else _time(collected, c.at("collected_at")),
+        handshakes=c.list_("handshakes", _handshake, required=False) or (),
+        sstp=_sstp_request(c),
+    )
 
 
 def _event(data: Any, path: str) -> Event:
@@ -626,4 +769,7 @@ def _parse(data: Mapping[str, Any]) -> Snapshot:
         events=r.list_("events", _event),
         probe_errors=probe_errors or (),
         raw=data,
+        events_omitted=r.int_("events_omitted", required=False, minimum=0),
+        endpoint=_endpoint_info(r),
+        client_view=_client_view(r),
     )

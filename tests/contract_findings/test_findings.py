@@ -388,9 +388,7 @@ def test_sni_binding_on_other_port_ignored():
 # ------------------------------------------------------------------ URLACL_CONFLICT
 
 
-@pytest.mark.parametrize(
-    "url", ["https://+:443/", "https://*:443/", "http://+:443/foo/", "https://vpn.example.com:443/owa/"]
-)
+@pytest.mark.parametrize("url", ["https://+:443/", "https://*:443/", "https://vpn.example.com:443/", "HTTPS://+:443"])
 def test_urlacl_conflict(url):
     snap = healthy()
     snap["http_sys"]["url_reservations"].append({"url": url, "sddl": "D:(A;;GX;;;WD)"})
@@ -423,11 +421,29 @@ def test_reservation_on_other_port_is_no_conflict(url):
     assert "URLACL_CONFLICT" not in diagnose(snap).ids()
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://+:443/C574AC30-5794-4AEE-B1BB-6651C5315029/",  # DirectAccess IP-HTTPS
+        "http://+:443/foo/",
+        "https://vpn.example.com:443/owa/",
+        "https://+:443/wsman/",
+    ],
+)
+def test_reservation_of_another_path_is_no_conflict(url):
+    """DESIGN 4 [2]: only the port's root reservations cover SSTP's URL; other paths are never deleted."""
+    snap = healthy()
+    snap["http_sys"]["url_reservations"].append({"url": url, "sddl": "D:(A;;GX;;;WD)"})
+    r = diagnose(snap)
+    assert "URLACL_CONFLICT" not in r.ids()
+    assert_healthy(r)
+
+
 def test_urlacl_conflict_on_custom_port_only():
     snap = healthy(port=8443)
     snap["http_sys"]["url_reservations"].append({"url": "https://+:443/", "sddl": "D:(A;;GX;;;WD)"})
     assert "URLACL_CONFLICT" not in diagnose(snap).ids()
-    snap["http_sys"]["url_reservations"].append({"url": "https://+:8443/app/", "sddl": "D:(A;;GX;;;WD)"})
+    snap["http_sys"]["url_reservations"].append({"url": "https://+:8443/", "sddl": "D:(A;;GX;;;WD)"})
     assert_finding(diagnose(snap), "URLACL_CONFLICT", "critical")
 
 
@@ -609,10 +625,10 @@ def test_name_matches_cn_when_no_san():
     assert_healthy(diagnose(healthy(cert), "vpn.example.com"))
 
 
-def test_name_matches_cn_not_in_san():
-    """DESIGN 4: mismatch only when the name matches neither CN nor any SAN."""
+def test_name_in_cn_but_not_in_dns_sans_is_a_mismatch():
+    """DESIGN 4 [2]: with any DNS SAN the CN is ignored, as TLS clients do (RFC 6125)."""
     cert = make_cert("vpn.example.com", ("other.example.com",), tag="cn-not-san")
-    assert "SSTP_CERT_NAME_MISMATCH" not in diagnose(healthy(cert), "vpn.example.com").ids()
+    assert_finding(diagnose(healthy(cert), "vpn.example.com"), "SSTP_CERT_NAME_MISMATCH", "critical")
 
 
 def test_wildcard_san_matches_one_label():
@@ -637,9 +653,15 @@ def test_weak_rsa_1024():
     assert_finding(diagnose(healthy(make_cert(bits=1024, tag="1024"))), "SSTP_CERT_WEAK", "warning")
 
 
-@pytest.mark.parametrize("sig", ["sha1", "md5"])
-def test_weak_signature(sig):
-    assert_finding(diagnose(healthy(make_cert(sig=sig, tag=sig))), "SSTP_CERT_WEAK", "warning")
+def test_weak_signature():
+    assert_finding(diagnose(healthy(make_cert(sig="sha1", tag="sha1"))), "SSTP_CERT_WEAK", "warning")
+
+
+def test_md5_signature_is_unusable():
+    """DESIGN 4 [2]: MD2/MD4/MD5 signatures are SSTP_CERT_UNUSABLE (critical), not weak."""
+    r = diagnose(healthy(make_cert(sig="md5", tag="md5")))
+    assert_finding(r, "SSTP_CERT_UNUSABLE", "critical")
+    assert "SSTP_CERT_WEAK" not in r.ids()
 
 
 def test_ecdsa_p256_is_not_weak():

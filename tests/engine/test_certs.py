@@ -15,10 +15,12 @@ from commands.lab.pki import DEFAULT_CRL_URL, DEFAULT_OCSP_URL, issue_certificat
     [
         ("vpn.example.com", "vpn.example.com", True),
         ("VPN.Example.COM", "vpn.example.com", True),
-        ("vpn.example.com.", "vpn.example.com", True),
-        ("vpn.example.com", "vpn.example.com.", True),
+        # DESIGN 4 [2]: a trailing dot matches nothing (every reference refuses it; the config refuses one).
+        ("vpn.example.com.", "vpn.example.com", False),
+        ("vpn.example.com", "vpn.example.com.", False),
         ("*.example.com", "vpn.example.com", True),
-        ("*.Example.com", "VPN.example.com.", True),
+        ("*.Example.com", "VPN.example.com", True),
+        ("*.Example.com", "VPN.example.com.", False),
         ("*.example.com", "a.b.example.com", False),
         ("*.example.com", "example.com", False),
         ("*.com", "example.com", False),
@@ -60,10 +62,12 @@ def test_ec_key_and_weak_variants() -> None:
     ec = analyse_certificate(issue_certificate(common_name="a", key="ec", key_size=384).der)
     assert (ec.key_type, ec.key_size) == ("EC", 384)
     small = analyse_certificate(issue_certificate(common_name="a", key_size=1024).der)
-    assert small.weak_reasons == ("RSA key of 1024 bits (under 2048)",)
-    for algorithm in ("sha1", "md5"):
-        weak = analyse_certificate(issue_certificate(common_name="a", signature_hash=algorithm).der)
-        assert weak.signature_hash == algorithm and weak.weak_reasons
+    assert small.weak_reasons == ("RSA key of 1024 bits (under 2048)",) and small.unusable_reasons == ()
+    sha1 = analyse_certificate(issue_certificate(common_name="a", signature_hash="sha1").der)
+    assert sha1.signature_hash == "sha1" and sha1.weak_reasons and not sha1.unusable_reasons
+    # DESIGN 4 [2]: MD5 is no longer "weak" but unusable.
+    md5 = analyse_certificate(issue_certificate(common_name="a", signature_hash="md5").der)
+    assert md5.signature_hash == "md5" and not md5.weak_reasons and md5.unusable_reasons == ("MD5 signature",)
 
 
 def test_eku_variants() -> None:

@@ -175,8 +175,11 @@ CASES = [
     Case("HTTPSYS_BINDING_MISSING", "critical", _drop_ipv6_binding, _offload(OFFLOAD_SHA256),
          server_near_miss={"offload_sha256": OFFLOAD_SHA256}),
     Case("HTTPSYS_SNI_BINDING", "warning", _sni("vpn.example.com:443"), _sni("vpn.example.com:8443")),
-    Case("URLACL_CONFLICT", "critical", _url("https://+:443/adfs/"),
+    # DESIGN 4 [2]: only the port's root reservations conflict; IP-HTTPS and other paths never do.
+    Case("URLACL_CONFLICT", "critical", _url("https://+:443/"),
          _chain(_url("https://+:443/SRA_{BA195980-CD49-458B-9E23-C84EE0ADCD75}/"),
+                _url("https://+:443/C574AC30-5794-4AEE-B1BB-6651C5315029/"),
+                _url("https://+:443/adfs/"),
                 _url("http://+:80/Temporary_Listen_Addresses/"))),
     Case("SSTP_CERT_NOT_FOUND", "critical", _remove_sstp_cert_from_store, _sha256_null),
     Case("SSTP_CERT_EXPIRED", "critical", _sstp_cert(not_after=NOW - timedelta(days=1)),
@@ -191,6 +194,7 @@ CASES = [
          _sstp_cert(common_name="*.example.com", dns_names=("*.example.com",)),
          server_positive={"public_name": "vpn.example.org"}),
     Case("SSTP_CERT_WEAK", "warning", _sstp_cert(key_size=1024), _sstp_cert(key="ec", key_size=256)),
+    Case("SSTP_CERT_UNUSABLE", "critical", _sstp_cert(key="ec", key_size=521), _sstp_cert(key="ec", key_size=384)),
     Case("SSTP_CERT_NO_REVOCATION_URL", "warning", _sstp_cert(crl_url=None, ocsp_url=None),
          _sstp_cert(crl_url=None)),
     Case("SSTP_OFFLOAD_HASH", "critical", _offload("CD" * 32), _offload(OFFLOAD_SHA256),
@@ -209,8 +213,10 @@ CASES = [
 
 
 def test_every_design_finding_has_a_case() -> None:
+    from tests.engine.test_rules_release2 import CASES_RELEASE2
+
     design_ids = set(ALL_FINDING_IDS) - {"CERTIFICATE_UNREADABLE"}  # our addition, tested in test_snapshot
-    assert {case.finding_id for case in CASES} == design_ids
+    assert {case.finding_id for case in CASES} | {case.finding_id for case in CASES_RELEASE2} == design_ids
 
 
 def _run(mutate: Callable[[Snap], Any], **server_kwargs: Any) -> list[Any]:
@@ -276,9 +282,11 @@ def test_weak_sha1_signature() -> None:
     assert "SHA1" in only(findings, "SSTP_CERT_WEAK").title
 
 
-def test_weak_md5_signature() -> None:
+def test_md5_signature_is_unusable() -> None:
+    """DESIGN 4 [2]: an MD5 signature is SSTP_CERT_UNUSABLE, no longer SSTP_CERT_WEAK."""
     findings = _run(_sstp_cert(signature_hash="md5"))
-    assert only(findings, "SSTP_CERT_WEAK").evidence["signature_hash"] == "md5"
+    assert only(findings, "SSTP_CERT_UNUSABLE").evidence["signature_hash"] == "md5"
+    assert "SSTP_CERT_WEAK" not in {f.id for f in findings}
 
 
 def test_missing_remote_access_service() -> None:
