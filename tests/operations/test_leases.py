@@ -1,0 +1,104 @@
+"""With several bot processes on one database, exactly one runs each scheduled sweep (DESIGN 13).
+
+Two sweep runners, each with its own engine, service and identity (as two `serve` processes have),
+race for the same slots on one SQLite file and, when SSTP_BOT_TEST_POSTGRES_URL is set (always in
+CI: `.ci/run` starts a PostgreSQL server), on one PostgreSQL database.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from bot.config import ScheduleConfig, load_config
+from bot.operations import PeriodicJobs, SweepReport
+from bot.service import build_service
+from commands.lab import Lab
+from storage import Repository
+from storage.operations import LeaseStore
+
+PG_URL = os.environ.get("SSTP_BOT_TEST_POSTGRES_URL", "")
+T0 = datetime(2026, 12, 8, 9, 0, tzinfo=UTC)
+
+
+def _wipe_postgres(url: str) -> None:
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+        conn.execute(text("DROP FUNCTION IF EXISTS sstp_bot_audit_append_only() CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'shared.db'}"
+        return
+    if not PG_URL:
+        pytest.skip("SSTP_BOT_TEST_POSTGRES_URL is not set")
+    _wipe_postgres(PG_URL)
+    yield PG_URL
+
+
+def test_a_slot_is_claimed_once(db_url: str) -> None:
+    with Repository(db_url) as repo:
+        store = LeaseStore.for_repository(repo)
+        ttl = timedelta(minutes=5)
+        assert store.claim("sweep", 10, "a", T0, ttl)
+        assert not store.claim("sweep", 10, "b", T0, ttl)  # taken
+        assert not store.claim("sweep", 11, "b", T0, ttl)  # a's lease is live: no overlap
+        store.release("sweep", "a")
+        assert store.claim("sweep", 11, "b", T0, ttl)
+        assert not store.claim("sweep", 9, "a", T0 + ttl * 2, ttl)  # never back in time
+        # A holder that died keeps its lease only until it runs out.
+        assert not store.claim("sweep", 12, "a", T0 + timedelta(minutes=4), ttl)
+        assert store.claim("sweep", 12, "a", T0 + timedelta(minutes=6), ttl)
+        assert store.last_slot("sweep") == 12
+
+
+@pytest.mark.slow
+def test_two_bot_processes_run_each_sweep_once(db_url: str, tmp_path: Path) -> None:
+    with Lab(["healthy"]) as lab:
+        config = load_config(lab.write_config(tmp_path / "lab.toml", database_url=db_url), {})
+        config = replace(config, schedule=ScheduleConfig(sweep_every_minutes=5))
+        ran: list[tuple[str, int]] = []
+        lock = threading.Lock()
+        runners = []
+        for name in ("bot-a", "bot-b"):
+            service = build_service(config, {}, lambda: datetime.now(UTC))
+
+            def record(report: SweepReport, name: str = name) -> None:
+                with lock:
+                    ran.append((name, len(report.outcomes)))
+
+            runners.append((service, PeriodicJobs(service, on_sweep=record, holder=f"host=test pid={name}")))
+        try:
+            slots = 4
+            for n in range(slots):
+                now = T0 + timedelta(minutes=5 * n)
+                barrier = threading.Barrier(2)
+
+                def race(jobs: PeriodicJobs, now: datetime = now, barrier: threading.Barrier = barrier) -> None:
+                    barrier.wait()
+                    jobs.run_due(now)
+
+                threads = [threading.Thread(target=race, args=(jobs,)) for _, jobs in runners]
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join(60)
+            assert len(ran) == slots, ran
+            assert all(count == 1 for _, count in ran)
+            history = runners[0][0].history("vpn-healthy", limit=50)
+            assert sum(1 for entry in history if entry.kind == "check") == slots
+        finally:
+            for service, _ in runners:
+                service.close()
