@@ -13,16 +13,19 @@ import logging
 import threading
 from collections.abc import Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackRequestError
 
 from bot.operations import CertificateForecast, Change, Forecast, PeriodicJobs, SweepReport
-from bot.service import CheckOutcome, Service
 from bot.slack import blocks, messages
 from bot.slack.blocks import SlackMessage
 from commands.errors import ConfigError, SstpBotError
 from commands.model import as_utc
+
+if TYPE_CHECKING:  # `serve`'s tests replace bot.service with a stand-in
+    from bot.service import CheckOutcome, Service
 
 logger = logging.getLogger(__name__)
 
