@@ -1,6 +1,6 @@
 """Prometheus metrics (`/metrics`, DESIGN 13), in prometheus_client's text format.
 
-The fleet series are read from the database when scraped (cached for a few seconds), so every bot
+The fleet series are read from the database when scraped (certificates parsed once per check), so every bot
 process sharing a database reports the same fleet, and a restart loses nothing:
 
 - `sstp_bot_checks_total{status}`: checks recorded, by status (healthy, unhealthy, error);
@@ -41,9 +41,9 @@ ACK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0)
 
 
 class FleetCollector(Collector):
-    """The database-backed series, recomputed at most every `ttl` seconds."""
+    """The database-backed series; with `ttl` > 0 reused for that many seconds (many scrapers)."""
 
-    def __init__(self, service: Any, ttl: float = 10.0, monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, service: Any, ttl: float = 0.0, monotonic: Callable[[], float] = time.monotonic) -> None:
         self.service = service
         self.ttl = ttl
         self._monotonic = monotonic
@@ -94,7 +94,7 @@ class FleetCollector(Collector):
 class BotMetrics:
     """One process's registry: the fleet collector and the Slack acknowledgement histogram."""
 
-    def __init__(self, service: Any, *, ttl: float = 10.0) -> None:
+    def __init__(self, service: Any, *, ttl: float = 0.0) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.ack_seconds = Histogram("sstp_bot_slack_ack_seconds", "Time to acknowledge a Slack request.",
                                      buckets=ACK_BUCKETS, registry=self.registry)
@@ -110,19 +110,24 @@ class BotMetrics:
                                   ("Cache-Control", "no-store")])
         return [data]
 
-    def ack_middleware(self, next: Callable[[], Any]) -> Any:
-        """bolt global middleware: listeners ack inline (`process_before_response`), so the time spent
-        in the rest of the chain is the time to the acknowledgement."""
-        started = time.perf_counter()
-        try:
-            return next()
-        finally:
-            self.ack_seconds.observe(time.perf_counter() - started)
+    def timed_dispatch(self, dispatch: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        """Wrap bolt's `App.dispatch`: listeners ack inline (`process_before_response`) and hand the
+        work to the bot's pools, so dispatch returns when the acknowledgement is ready."""
+
+        def timed(request: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return dispatch(request)
+            finally:
+                self.ack_seconds.observe(time.perf_counter() - started)
+
+        return timed
 
 
 def instrument(app: Any, service: Any) -> BotMetrics:
     """Attach metrics to a bolt app (`app.metrics`, which `/metrics` serves) and time its acks."""
     metrics = BotMetrics(service)
-    app.use(metrics.ack_middleware)
+    # Both adapters (HTTP: bolt's WSGI handler; Socket Mode: bolt's handler) go through app.dispatch.
+    setattr(app, "dispatch", metrics.timed_dispatch(app.dispatch))  # noqa: B010 (mypy: method assignment)
     app.metrics = metrics
     return metrics
