@@ -136,6 +136,13 @@ def _start_operations(
         cleanup.callback(server.stop)
         print(f"sstp-bot: health on {server.url}/healthz, metrics on {server.url}/metrics", file=env.stdout)
     jobs_stop = threading.Event()
+    if any(server.keep_alive_minutes > 0 for server in config.servers.values()):
+        from commands.pools import WarmPools
+
+        pools = WarmPools()
+        service.session_factory = pools  # checks reuse a warm runspace pool per server (DESIGN 13)
+        pools.start_reaper(jobs_stop)  # closes the pools idle for keep_alive_minutes
+        cleanup.callback(pools.close)  # runs after jobs_stop.set (an ExitStack unwinds last-in first)
     if start_schedule(app.client, service, jobs_stop) is not None:
         every = config.schedule.sweep_every_minutes
         print(f"sstp-bot: scheduled sweeps every {every} minute(s)" if every else "sstp-bot: weekly digest scheduled",
