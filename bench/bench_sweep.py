@@ -5,20 +5,21 @@ a 1,000-server fleet can be projected. One command, prints a table, ratios from 
     PYTHONPATH=. python bench/bench_sweep.py [--servers 100] [--latency 0.05] [--workers 25]
 
 The sweeps run the real use case (`bot.operations.sweep`: probe, diagnose, record in SQLite) against
-an in-process lab. CPU time is measured with the lab in a separate process (`sstp-bot lab`), so it
-counts the bot's side only.
+lab servers in another process, so the benchmark measures the bot's side (the lab must not share its
+interpreter lock); both still share this machine's cores.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,10 +31,45 @@ from commands.engine import evaluate
 from commands.lab.lab import LAB_PASSWORD, Lab
 from commands.pools import WarmPools
 from commands.psrp import RemoteSession
+from commands.server import ServerConfig
 from storage import Repository
 
 ACTOR = Actor(id="bench", source="cli")
-PW_VAR = "SSTP_BOT_BENCH_PW"
+
+_LAB_PROCESS = """
+import sys
+from commands.lab.lab import Lab
+servers, latency, path = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+extra = [(f"srv{i:03d}", "healthy" if i % 3 else "iis-binding") for i in range(servers)]
+with Lab(["healthy"], latency=latency, extra_servers=extra) as lab:
+    lab.write_config(path)
+    print("ready", flush=True)
+    sys.stdin.read()  # until the benchmark closes our stdin
+"""
+
+
+@contextlib.contextmanager
+def lab_process(servers: int, latency: float) -> Iterator[Config]:
+    """Lab servers in another process (real servers do their work elsewhere, and the lab must not
+    share the benchmark's interpreter lock); yields their inventory."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "lab.toml"
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+        child = subprocess.Popen([sys.executable, "-c", _LAB_PROCESS, str(servers), str(latency), str(path)],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True)
+        try:
+            assert child.stdout is not None and child.stdout.readline().strip() == "ready", "the lab did not start"
+            config = load_config(path, {})
+            # Only the benchmark's servers (the lab adds its default one).
+            yield replace(config, servers={n: c for n, c in config.servers.items() if n.startswith("srv")})
+        finally:
+            assert child.stdin is not None
+            child.stdin.close()
+            try:
+                child.wait(30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
 
 
 def warm_check_requests() -> list[tuple[str, str]]:
@@ -57,20 +93,16 @@ def warm_check_requests() -> list[tuple[str, str]]:
     ]
 
 
-def _service(servers: dict[str, object], db: Path, workers: int, factory: object) -> Service:
-    config = Config(servers=servers)  # type: ignore[arg-type]
-    return Service(config, Repository(f"sqlite:///{db}"), environ={PW_VAR: LAB_PASSWORD},
+def _service(servers: dict[str, ServerConfig], db: Path, workers: int, factory: object) -> Service:
+    config = Config(servers=servers)
+    return Service(config, Repository(f"sqlite:///{db}"), environ={},
                    clock=lambda: datetime.now(UTC), session_factory=factory,  # type: ignore[arg-type]
                    max_workers=workers)
 
 
 def sweeps(servers: int, latency: float, workers: int) -> list[tuple[str, str]]:
-    extra = [(f"vpn{i:03d}", "healthy" if i % 3 else "iis-binding") for i in range(servers)]
-    with Lab(["healthy"], latency=latency, extra_servers=extra) as lab, tempfile.TemporaryDirectory() as tmp:
-        inventory = {
-            n: replace(lab.server_config(n), password_env=PW_VAR, keep_alive_minutes=5)
-            for n in lab.servers if n.startswith("vpn0")
-        }
+    with lab_process(servers, latency) as lab_config, tempfile.TemporaryDirectory() as tmp:
+        inventory = {n: replace(c, keep_alive_minutes=5) for n, c in lab_config.servers.items()}
         cold_service = _service(inventory, Path(tmp) / "cold.db", workers, RemoteSession)
         t = time.perf_counter()
         cold = sweep(cold_service, ACTOR)
@@ -80,62 +112,42 @@ def sweeps(servers: int, latency: float, workers: int) -> list[tuple[str, str]]:
         pools = WarmPools()
         warm_service = _service(inventory, Path(tmp) / "warm.db", workers, pools)
         sweep(warm_service, ACTOR)  # opens the pools
-        lab.clear_logs()
         t = time.perf_counter()
         warm = sweep(warm_service, ACTOR)
         warm_s = time.perf_counter() - t
-        warm_requests = sum(len(s.requests) for s in lab.servers.values())
+        reopened = pools.reopened
         pools.close()
         warm_service.close()
     errors = sum(r.status == "error" for r in cold.results + warm.results)
+    ratio = cold_s / warm_s
     return [
-        (f"cold sweep, {servers} servers, {latency * 1000:.0f} ms/request, {workers} workers", f"{cold_s:.2f} s"
-         + ("  (under 2 s)" if cold_s < 2 else "  (over the 2 s goal)")),
-        ("warm sweep, same fleet", f"{warm_s:.2f} s  ({warm_requests} WS-Man requests)"),
-        ("warm vs cold", f"{cold_s / warm_s:.1f}x faster" + ("  (>= 3x)" if cold_s / warm_s >= 3 else "  (under the 3x goal)")),
+        (f"cold sweep, {servers} servers, {latency * 1000:.0f} ms/request, {workers} workers",
+         f"{cold_s:.2f} s" + ("  (under 2 s)" if cold_s < 2 else "  (over the 2 s goal)")),
+        ("warm sweep, same fleet (pools opened by a first sweep)", f"{warm_s:.2f} s  ({reopened} pool(s) reopened)"),
+        ("warm vs cold", f"{ratio:.1f}x faster" + ("  (>= 3x)" if ratio >= 3 else "  (under the 3x goal)")),
         ("servers that could not be checked", str(errors)),
     ]
 
 
 def cpu_per_check(checks: int) -> list[tuple[str, str]]:
-    """The bot's CPU seconds per check, cold and warm, with the lab in another process."""
-    with tempfile.TemporaryDirectory() as tmp:
-        config_path = Path(tmp) / "lab.toml"
-        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-        lab = subprocess.Popen([sys.executable, "-m", "bot", "lab", "--scenario", "healthy",
-                                "--write-config", str(config_path)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-        try:
-            deadline = time.monotonic() + 60
-            while not config_path.exists() or "[servers." not in config_path.read_text():
-                if time.monotonic() > deadline or lab.poll() is not None:
-                    raise RuntimeError("the lab did not start")
-                time.sleep(0.2)
-            time.sleep(0.3)
-            config = load_config(config_path, {})
-            server = replace(next(iter(config.servers.values())), keep_alive_minutes=5)
-            password = server.password({})
-            t = time.process_time()
-            for _ in range(checks):
-                with RemoteSession(server, password) as session:
-                    evaluate(session.probe(), server, datetime.now(UTC))
-            cold = (time.process_time() - t) / checks
-            pools = WarmPools()
+    """The bot's CPU seconds per check (probe and diagnosis), cold and warm, lab in another process."""
+    with lab_process(1, 0.0) as lab_config:
+        server = replace(next(iter(lab_config.servers.values())), keep_alive_minutes=5)
+        password = server.password({})
+        t = time.process_time()
+        for _ in range(checks):
+            with RemoteSession(server, password) as session:
+                evaluate(session.probe(), server, datetime.now(UTC))
+        cold = (time.process_time() - t) / checks
+        pools = WarmPools()
+        with pools(server, password) as session:
+            session.probe()
+        t = time.process_time()
+        for _ in range(checks):
             with pools(server, password) as session:
-                session.probe()
-            t = time.process_time()
-            for _ in range(checks):
-                with pools(server, password) as session:
-                    evaluate(session.probe(), server, datetime.now(UTC))
-            warm = (time.process_time() - t) / checks
-            pools.close()
-        finally:
-            lab.send_signal(signal.SIGINT)
-            try:
-                lab.wait(10)
-            except subprocess.TimeoutExpired:
-                lab.kill()
-                lab.wait()
+                evaluate(session.probe(), server, datetime.now(UTC))
+        warm = (time.process_time() - t) / checks
+        pools.close()
     return [
         ("client CPU per check, cold (connect, NTLM, Create, probe, Delete, diagnose)", f"{cold * 1000:.1f} ms"),
         ("client CPU per check, warm pool", f"{warm * 1000:.1f} ms"),

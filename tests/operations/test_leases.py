@@ -102,3 +102,59 @@ def test_two_bot_processes_run_each_sweep_once(db_url: str, tmp_path: Path) -> N
         finally:
             for service, _ in runners:
                 service.close()
+
+
+_RUNNER = """
+import json, sys, time
+from datetime import UTC, datetime, timedelta
+from dataclasses import replace
+from bot.config import ScheduleConfig, load_config
+from bot.operations import PeriodicJobs
+from bot.service import build_service
+
+config_path, start, slots = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+config = load_config(config_path, {})
+config = replace(config, schedule=ScheduleConfig(sweep_every_minutes=5))
+service = build_service(config, {}, lambda: datetime.now(UTC))
+jobs = PeriodicJobs(service)  # the holder is this process's identity, as in serve
+t0 = datetime(2026, 12, 8, 9, 0, tzinfo=UTC)
+for n in range(slots):
+    time.sleep(max(0.0, start + 1.5 * n - time.time()))
+    print(json.dumps({"slot": n, "ran": jobs.run_due(t0 + timedelta(minutes=5 * n))}), flush=True)
+service.close()
+"""
+
+
+@pytest.mark.slow
+def test_two_serve_processes_run_each_sweep_once(db_url: str, tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+    import time
+
+    repo_root = Path(__file__).resolve().parents[2]
+    with Lab(["healthy"]) as lab:
+        config_path = lab.write_config(tmp_path / "lab.toml", database_url=db_url)
+        with Repository(db_url):  # migrate once, before the race
+            pass
+        slots = 3
+        start = time.time() + 3.0  # both processes started and connected by then
+        env = {**os.environ, "PYTHONPATH": str(repo_root)}
+        children = [
+            subprocess.Popen([sys.executable, "-c", _RUNNER, str(config_path), str(start), str(slots)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+            for _ in range(2)
+        ]
+        outputs = [child.communicate(timeout=60) for child in children]
+        for child, (_, err) in zip(children, outputs, strict=True):
+            assert child.returncode == 0, err[-2000:]
+        ran: list[int] = []
+        for out, _ in outputs:
+            for line in out.splitlines():
+                entry = json.loads(line)
+                if "sweep" in entry["ran"]:
+                    ran.append(entry["slot"])
+        assert sorted(ran) == list(range(slots))  # each slot swept once, by one of the two
+        with Repository(db_url) as repo:
+            checks = [e for e in repo.history("vpn-healthy", 50) if e.kind == "check"]
+            assert len(checks) == slots
