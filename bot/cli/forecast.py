@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from bot.cli import Environment, ExitStatus
+from bot.cli.sweep import text_width, wrap
 from bot.config import load_config
 from bot.operations import Forecast, forecast
 from bot.service import build_service
@@ -37,21 +38,23 @@ def run(args: argparse.Namespace, env: Environment) -> int:
         if args.json:
             print(json.dumps([c.to_json() for c in result.certificates], indent=2), file=env.stdout)
         else:
-            print(render_text(result, args.days), file=env.stdout)
+            print(render_text(result, args.days, text_width(env)), file=env.stdout)
             if png is not None:
                 print(f"chart written to {png}", file=env.stdout)
     return ExitStatus.OK
 
 
-def render_text(result: Forecast, days: int | None) -> str:
+def render_text(result: Forecast, days: int | None, width: int = 80) -> str:
+    """Per certificate: server, expiry and days left; then its thumbprint (never split) and subject."""
     lines = []
     for cert in result.certificates:
         left = f"expired {-cert.days_left} day(s) ago" if cert.days_left < 0 else f"{cert.days_left} day(s) left"
         renewal = "  renewal in store" if cert.renewal_in_store else ""
         lines.append(f"{cert.server}  {cert.not_after:%Y-%m-%d}  {left}{renewal}")
-        lines.append(f"  {cert.thumbprint}  {cert.subject}")
+        lines.append(f"  {cert.thumbprint}")
+        lines.append(f"  {cert.subject}")
     if not result.certificates:
         lines.append(f"No certificate expires within {days} day(s)." if days is not None else "No certificate known.")
     if result.unknown:
         lines.append("No SSTP certificate known (never checked, or not in the store): " + ", ".join(result.unknown))
-    return "\n".join(lines)
+    return "\n".join(part for line in lines for part in wrap(line, width))

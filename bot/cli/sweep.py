@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import shutil
+import textwrap
 
 from bot.cli import Environment
 from bot.cli.check import cli_actor, exit_status
@@ -25,11 +27,29 @@ def run(args: argparse.Namespace, env: Environment) -> int:
         if args.json:
             print(json.dumps(report.to_json(), indent=2), file=env.stdout)
         else:
-            print(render_text(report), file=env.stdout)
+            print(render_text(report, text_width(env)), file=env.stdout)
         return exit_status(report.results)
 
 
-def render_text(report: SweepReport) -> str:
+def text_width(env: Environment) -> int:
+    """DESIGN 7: `COLUMNS`, else the terminal's width, else 80 when output is not a terminal."""
+    columns = env.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    try:
+        if env.stdout.isatty():
+            return shutil.get_terminal_size().columns
+    except (AttributeError, ValueError, OSError):
+        pass
+    return 80
+
+
+def wrap(line: str, width: int) -> list[str]:
+    """Lines of at most `width` characters; words (IDs, hashes) are never split."""
+    return textwrap.wrap(line, width, subsequent_indent="  ", break_long_words=False, break_on_hyphens=False) or [""]
+
+
+def render_text(report: SweepReport, width: int = 80) -> str:
     """One line per server, then one per change (or that nothing changed)."""
     lines = []
     for result in report.results:
@@ -48,4 +68,4 @@ def render_text(report: SweepReport) -> str:
         if change.resolved:
             parts.append("resolved " + ", ".join(change.resolved))
         lines.append("; ".join(parts))
-    return "\n".join(lines)
+    return "\n".join(part for line in lines for part in wrap(line, width))

@@ -30,6 +30,7 @@ def slack_api() -> Iterator[FakeSlackApi]:
         yield api
 
 
+@pytest.mark.slow
 def test_weekly_digest_uploads_the_chart(tmp_path: Path, slack_api: FakeSlackApi) -> None:
     pytest.importorskip("matplotlib")
     with Lab(["healthy", "expired-with-renewal"]) as lab:

@@ -60,3 +60,21 @@ def test_forecast_config_errors(tmp_path: Path, cli: Callable[..., Run]) -> None
     config.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "c.db"}"\n')
     assert cli(config, "forecast", "--png", str(tmp_path / "no" / "dir" / "x.png")).code == 2
     assert cli(config, "forecast", "--days", "-1").code == 3
+
+
+def test_text_output_fits_columns(lab: Lab, tmp_path: Path, cli: Callable[..., Run]) -> None:
+    config = lab.write_config(tmp_path / "lab.toml")
+    cli(config, "sweep")
+    import io
+
+    from bot.cli import Environment, main  # COLUMNS comes from the environment (DESIGN 7)
+
+    for command in ("forecast", "sweep"):
+        out = io.StringIO()
+        main(["--config", str(config), command], Environment(stdout=out, stderr=io.StringIO(), environ={"COLUMNS": "50"}))
+        lines = out.getvalue().splitlines()
+        assert lines
+        thumbprints = {e.twin.state.sha1_hash for e in lab.servers.values()}
+        for line in lines:
+            assert len(line) <= 50 or line.strip() in thumbprints, line
+
