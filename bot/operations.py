@@ -22,7 +22,7 @@ from commands.errors import SnapshotError
 from commands.model import CheckResult, as_utc, format_time
 from commands.server import ServerConfig
 from commands.snapshot import parse_snapshot
-from storage.operations import LeaseStore, StoredSnapshot
+from storage.operations import LeaseStore, SnapshotRef, StoredSnapshot
 from storage.records import CheckRecord
 from storage.runner import current_runner
 
@@ -159,20 +159,23 @@ class Forecast:
 
 
 class ForecastCache:
-    """Parsing a snapshot's certificates costs milliseconds each: remember the result per check id,
-    so the App Home tab and `/metrics` of a large fleet stay cheap between sweeps."""
+    """Decompressing a snapshot and parsing its certificates costs milliseconds: remember the result
+    per check (and hour, for days_left), so the App Home tab and `/metrics` of a large fleet stay cheap
+    between sweeps."""
 
     def __init__(self, size: int = 4096) -> None:
         self._size = size
         self._entries: dict[tuple[str, int, int], CertificateForecast | None] = {}
         self._lock = threading.Lock()
 
-    def get(self, stored: StoredSnapshot, server: ServerConfig, now: datetime) -> CertificateForecast | None:
-        key = (server.name, stored.check_id, int(as_utc(now).timestamp() // 3600))
+    def get(self, ref: SnapshotRef, server: ServerConfig, now: datetime,
+            load: Callable[[SnapshotRef], StoredSnapshot | None]) -> CertificateForecast | None:
+        key = (server.name, ref.check_id, int(as_utc(now).timestamp() // 3600))
         with self._lock:
             if key in self._entries:
                 return self._entries[key]
-        value = certificate_of(stored, server, now)
+        stored = load(ref)
+        value = certificate_of(stored, server, now) if stored is not None else None
         with self._lock:
             if len(self._entries) >= self._size:
                 self._entries.clear()
@@ -188,14 +191,13 @@ def forecast(service: Service, now: datetime | None = None, days: int | None = N
     now = as_utc(now or service.clock())
     store = LeaseStore.for_repository(service.repo)
     inventory = list(service.config.servers.values())
-    stored = store.latest_snapshots(s.name for s in inventory)
+    refs = store.latest_snapshot_refs(s.name for s in inventory)
+    cache = cache or ForecastCache()
     certificates: list[CertificateForecast] = []
     unknown: list[str] = []
     for server in inventory:
-        snap = stored.get(server.name)
-        entry = None
-        if snap is not None:
-            entry = cache.get(snap, server, now) if cache is not None else certificate_of(snap, server, now)
+        ref = refs.get(server.name)
+        entry = cache.get(ref, server, now, store.snapshot_body) if ref is not None else None
         if entry is None:
             unknown.append(server.name)
         elif days is None or entry.days_left <= days:

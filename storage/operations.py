@@ -24,6 +24,16 @@ from .snapshots import decode_snapshot
 
 
 @dataclass(frozen=True)
+class SnapshotRef:
+    """Which check holds a server's newest stored snapshot."""
+
+    server: str
+    check_id: int
+    finished_at: datetime
+    snapshot_hash: str
+
+
+@dataclass(frozen=True)
 class StoredSnapshot:
     """The newest snapshot of a server a check could read, and when that check finished."""
 
@@ -101,21 +111,40 @@ class LeaseStore:
 
     # -- reads for sweeps, forecasts and metrics -------------------------------------------------
 
-    def latest_snapshots(self, servers: Iterable[str]) -> dict[str, StoredSnapshot]:
-        """For each server, the newest check that read the server (has a snapshot body)."""
-        found: dict[str, StoredSnapshot] = {}
+    def latest_snapshot_refs(self, servers: Iterable[str]) -> dict[str, SnapshotRef]:
+        """For each server, the newest check that read the server and whose snapshot is still stored.
+
+        Only keys: callers that cache by check id (forecast, metrics, App Home) load a body only when
+        they have not seen that check yet (`snapshot_body`)."""
+        found: dict[str, SnapshotRef] = {}
         with self._sessions() as session:
             for server in servers:
                 row = session.execute(
-                    select(CheckRow.id, CheckRow.finished_at, SnapshotRow.body)
+                    select(CheckRow.id, CheckRow.finished_at, CheckRow.snapshot_hash)
                     .join(SnapshotRow, SnapshotRow.hash == CheckRow.snapshot_hash)
                     .where(CheckRow.server == server, SnapshotRow.body.is_not(None))
                     .order_by(CheckRow.finished_at.desc(), CheckRow.id.desc())
                     .limit(1)
                 ).first()
-                if row is None or row.body is None:
-                    continue
-                found[server] = StoredSnapshot(server, row.id, as_utc(row.finished_at), decode_snapshot(row.body))
+                if row is not None and row.snapshot_hash is not None:
+                    found[server] = SnapshotRef(server, row.id, as_utc(row.finished_at), row.snapshot_hash)
+        return found
+
+    def snapshot_body(self, ref: SnapshotRef) -> StoredSnapshot | None:
+        """The stored snapshot a reference names (None if it was pruned meanwhile)."""
+        with self._sessions() as session:
+            row = session.get(SnapshotRow, ref.snapshot_hash)
+            if row is None or row.body is None:
+                return None
+            return StoredSnapshot(ref.server, ref.check_id, ref.finished_at, decode_snapshot(row.body))
+
+    def latest_snapshots(self, servers: Iterable[str]) -> dict[str, StoredSnapshot]:
+        """For each server, the newest snapshot a check could read, with the check's id and end."""
+        found: dict[str, StoredSnapshot] = {}
+        for server, ref in self.latest_snapshot_refs(servers).items():
+            stored = self.snapshot_body(ref)
+            if stored is not None:
+                found[server] = stored
         return found
 
     def checks_by_status(self) -> dict[str, int]:
