@@ -8,9 +8,11 @@ knows about Slack: `bot.slack.alerts` renders and posts what these functions ret
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -33,6 +35,8 @@ SWEEP_ACTOR = Actor(id="system:sweep", source="schedule")
 SWEEP_JOB = "sweep"
 DIGEST_JOB = "digest"
 ALERTING = ("critical", "warning")
+#: How long a periodic job's lease lasts without renewal (renewed every quarter of it while running).
+LEASE_TTL = timedelta(minutes=2)
 STATUS_RANK = {"error": 0, "unhealthy": 1, None: 2, "healthy": 3}
 
 
@@ -284,12 +288,30 @@ class PeriodicJobs:
         self._running = threading.Lock()
         self.cache = ForecastCache()
 
-    def _lease_ttl(self) -> timedelta:
-        # Longer than any sweep: every server's operation timeout, run in batches by the pool.
-        servers = list(self.config.servers.values())
-        longest = max((s.connect_timeout + 2 * s.operation_timeout for s in servers), default=60.0)
-        batches = -(-len(servers) // max(1, self.service.max_workers))
-        return timedelta(seconds=60 + longest * max(1, batches))
+    @contextlib.contextmanager
+    def _holding(self, name: str, now: datetime) -> Iterator[None]:
+        """Renew the job's lease every LEASE_TTL/4 while it runs, release it at the end. A process that
+        dies stops renewing: another one may run the next slot once LEASE_TTL has passed."""
+        started = time.monotonic()
+        done = threading.Event()
+
+        def heartbeat() -> None:
+            while not done.wait(LEASE_TTL.total_seconds() / 4):
+                # The claim's clock, moved on by the time elapsed (tests pass their own `now`).
+                moment = now + timedelta(seconds=time.monotonic() - started)
+                try:
+                    self.store.renew(name, self.holder, moment, LEASE_TTL)
+                except Exception:
+                    log.exception("could not renew the %s lease", name)
+
+        thread = threading.Thread(target=heartbeat, name=f"sstp-lease-{name}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join(timeout=5)
+            self.store.release(name, self.holder)
 
     def run_due(self, now: datetime | None = None) -> list[str]:
         """Run the jobs due at `now` that this process claims; returns their names."""
@@ -301,12 +323,10 @@ class PeriodicJobs:
             schedule = self.config.schedule
             if schedule.sweep_every_minutes > 0 and self.config.servers:
                 slot = sweep_slot(now, schedule.sweep_every_minutes)
-                if self.store.claim(SWEEP_JOB, slot, self.holder, now, self._lease_ttl()):
-                    try:
+                if self.store.claim(SWEEP_JOB, slot, self.holder, now, LEASE_TTL):
+                    with self._holding(SWEEP_JOB, now):
                         report = sweep(self.service)
                         ran.append(SWEEP_JOB)
-                    finally:
-                        self.store.release(SWEEP_JOB, self.holder)
                     if self.on_sweep is not None:
                         self.on_sweep(report)
             day = digest_slot(now, schedule.digest_weekday, schedule.digest_hour_utc)
@@ -314,15 +334,13 @@ class PeriodicJobs:
                 day is not None
                 and schedule.alert_channel
                 and self.config.servers
-                and self.store.claim(DIGEST_JOB, day, self.holder, now, timedelta(minutes=10))
+                and self.store.claim(DIGEST_JOB, day, self.holder, now, LEASE_TTL)
             ):
-                try:
+                with self._holding(DIGEST_JOB, now):
                     result = forecast(self.service, now, cache=self.cache)
                     ran.append(DIGEST_JOB)
                     if self.on_digest is not None:
                         self.on_digest(result)
-                finally:
-                    self.store.release(DIGEST_JOB, self.holder)
             return ran
         finally:
             self._running.release()

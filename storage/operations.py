@@ -93,6 +93,18 @@ class LeaseStore:
             session.commit()
             return claimed
 
+    def renew(self, name: str, holder: str, now: datetime, ttl: timedelta) -> bool:
+        """The holder is still running its slot: extend its lease (False if it lost it)."""
+        with self._write() as session:
+            result = session.execute(
+                update(LeaseRow)
+                .where(LeaseRow.name == name, LeaseRow.holder == holder, LeaseRow.expires_at.is_not(None))
+                .values(expires_at=as_utc(now) + ttl)
+                .execution_options(synchronize_session=False)
+            )
+            session.commit()
+            return cast(CursorResult[Any], result).rowcount == 1
+
     def release(self, name: str, holder: str) -> None:
         """The holder finished its slot: the next slot may start at once."""
         with self._write() as session:

@@ -62,6 +62,11 @@ def test_a_slot_is_claimed_once(db_url: str) -> None:
         assert not store.claim("sweep", 12, "a", T0 + timedelta(minutes=4), ttl)
         assert store.claim("sweep", 12, "a", T0 + timedelta(minutes=6), ttl)
         assert store.last_slot("sweep") == 12
+        # A long sweep renews its lease: nobody starts the next slot meanwhile.
+        assert store.renew("sweep", "a", T0 + timedelta(minutes=10), ttl)
+        assert not store.renew("sweep", "b", T0 + timedelta(minutes=10), ttl)
+        assert not store.claim("sweep", 13, "b", T0 + timedelta(minutes=13), ttl)
+        assert store.claim("sweep", 13, "b", T0 + timedelta(minutes=15), ttl)
 
 
 @pytest.mark.slow
@@ -158,3 +163,21 @@ def test_two_serve_processes_run_each_sweep_once(db_url: str, tmp_path: Path) ->
         with Repository(db_url) as repo:
             checks = [e for e in repo.history("vpn-healthy", 50) if e.kind == "check"]
             assert len(checks) == slots
+
+
+def test_a_running_job_renews_its_lease(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+    from types import SimpleNamespace
+
+    import bot.operations as operations
+    from bot.config import Config
+
+    monkeypatch.setattr(operations, "LEASE_TTL", timedelta(seconds=0.4))
+    with Repository(f"sqlite:///{tmp_path / 'renew.db'}") as repo:
+        jobs = PeriodicJobs(SimpleNamespace(config=Config(), repo=repo), holder="a")  # type: ignore[arg-type]
+        store = jobs.store
+        assert store.claim("sweep", 1, "a", T0, operations.LEASE_TTL)
+        with jobs._holding("sweep", T0):
+            time.sleep(0.6)  # past the first expiry: only a renewal keeps "b" out
+            assert not store.claim("sweep", 2, "b", T0 + timedelta(seconds=0.5), timedelta(minutes=1))
+        assert store.claim("sweep", 2, "b", T0 + timedelta(seconds=0.5), timedelta(minutes=1))  # released
