@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, make_url, text
 
 from bot.config import ScheduleConfig, load_config
 from bot.operations import PeriodicJobs, SweepReport
@@ -26,6 +26,21 @@ from storage.operations import LeaseStore
 
 PG_URL = os.environ.get("SSTP_BOT_TEST_POSTGRES_URL", "")
 T0 = datetime(2026, 12, 8, 9, 0, tzinfo=UTC)
+
+
+def _own_database(url: str) -> str:
+    """A database of our own beside the one the URL names (created once): tests in parallel workers
+    (pytest-xdist) wipe `SSTP_BOT_TEST_POSTGRES_URL`'s database for their own tests."""
+    base = make_url(url)
+    name = f"{base.database}_operations"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            if conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first() is None:
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        admin.dispose()
+    return base.set(database=name).render_as_string(hide_password=False)
 
 
 def _wipe_postgres(url: str) -> None:
@@ -44,8 +59,9 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         return
     if not PG_URL:
         pytest.skip("SSTP_BOT_TEST_POSTGRES_URL is not set")
-    _wipe_postgres(PG_URL)
-    yield PG_URL
+    url = _own_database(PG_URL)
+    _wipe_postgres(url)
+    yield url
 
 
 def test_a_slot_is_claimed_once(db_url: str) -> None:
