@@ -149,13 +149,18 @@ class FleetHome:
             return
         user = str(event.get("user", ""))
         if user:
-            self.bot._submit(self.bot.queries, self.publish, user)
+            self._submit(self.bot.queries, self.publish, user)
 
     def on_check(self, ack: Callable[..., None], body: dict[str, Any]) -> None:
         ack()
         user = str((body.get("user") or {}).get("id", ""))
         actions = body.get("actions") or [{}]
-        self.bot._submit(self.bot.commands, self._check, user, str(actions[0].get("value", "")))
+        self._submit(self.bot.commands, self._check, user, str(actions[0].get("value", "")))
+
+    def _submit(self, pool: Any, fn: Callable[..., None], *args: Any) -> None:
+        """Run on the Slack bot's own pools, so its drain() and shutdown cover the Home tab's work too."""
+        submit = getattr(self.bot, "submit", None) or self.bot._submit  # whichever name the Slack bot has
+        submit(pool, fn, *args)
 
     def _check(self, user: str, name: str) -> None:
         if not self.bot.auth.is_operator(user):
