@@ -88,7 +88,7 @@ def warm_check_requests() -> list[tuple[str, str]]:
         finally:
             pools.close()
     return [
-        ("cold check: requests (auth = NTLM legs)", f"{sum(cold.values())}  {dict(sorted(cold.items()))}"),
+        ("cold check: requests (auth = NTLM legs; Delete comes when the pool closes)", f"{sum(cold.values())}  {dict(sorted(cold.items()))}"),
         ("warm check: requests", f"{sum(warm.values())}  {dict(sorted(warm.items()))}"),
     ]
 
@@ -163,7 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=25, help="sweep concurrency bound")
     parser.add_argument("--cpu-checks", type=int, default=20, help="checks timed for the CPU figures")
     args = parser.parse_args(argv)
-    rows = warm_check_requests() + sweeps(args.servers, args.latency, args.workers) + cpu_per_check(args.cpu_checks)
+    # The sweeps are CPU-bound on a small machine: say what it was doing, so figures can be compared.
+    machine = [("machine", f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start")]
+    rows = machine + warm_check_requests() + sweeps(args.servers, args.latency, args.workers) + cpu_per_check(args.cpu_checks)
     width = max(len(k) for k, _ in rows)
     print(f"{'measure':<{width}}  value")
     print(f"{'-' * width}  {'-' * 40}")
