@@ -73,6 +73,24 @@ class SnapshotRow(Base):
     pruned_at: Mapped[datetime | None]
 
 
+class LeaseRow(Base):
+    """A named periodic job (the scheduled sweep, the weekly digest) and the last slot a process claimed.
+
+    One row per job. A process runs slot N only if its conditional UPDATE moved `slot` below N to N
+    while no other holder's lease was live, so with several bot processes on one database each slot
+    runs once (DESIGN 13). Managed by `storage.operations.LeaseStore`.
+    """
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    slot: Mapped[int] = mapped_column(Integer)
+    holder: Mapped[str | None] = mapped_column(String(255))
+    claimed_at: Mapped[datetime | None]
+    # While the holder runs the slot; NULL once it has finished. A crashed holder's lease runs out.
+    expires_at: Mapped[datetime | None]
+
+
 class CheckRow(Base):
     """One check of one server: its outcome, findings and the snapshot it was made from."""
 
@@ -162,3 +180,4 @@ class AuditRow(Base):
         Index("ix_audit_plan_id", "plan_id", "id"),
         Index("ix_audit_at", "at"),
     )
+

@@ -113,6 +113,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")
 
     sub.add_parser("demo", parents=[common], help="the whole story against the lab, non-interactively")
+
+    p = sub.add_parser("sweep", parents=[common], help="check every server and report what changed")
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("forecast", parents=[common], help="SSTP certificate expiry of every server")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--png", metavar="FILE", help="also draw the expiry timeline as a PNG")
+    p.add_argument("--days", type=int, metavar="N", help="only certificates expiring within N days")
     return parser
 
 
@@ -127,6 +134,8 @@ _HANDLERS = {
     "db": "bot.cli.db",
     "lab": "bot.cli.lab",
     "demo": "bot.cli.demo",
+    "sweep": "bot.cli.sweep",
+    "forecast": "bot.cli.forecast",
 }
 
 

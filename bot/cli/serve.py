@@ -12,6 +12,7 @@ import logging
 import signal
 import threading
 from collections.abc import Iterator, Mapping
+from typing import Any
 
 from slack_bolt.error import BoltError
 from slack_sdk.errors import SlackApiError, SlackRequestError
@@ -85,12 +86,14 @@ def run(args: argparse.Namespace, env: Environment, *, stop: threading.Event | N
             ) from None
         print(f"sstp-bot: HTTP mode, events on {server.url}/slack/events, health on {server.url}/healthz", file=env.stdout)
         server.start()
+        operations = _start_operations(app, service, config, stop, env, health=False)
         try:
             while not stop.wait(1.0):
                 pass
         except KeyboardInterrupt:
             pass
         finally:
+            operations.close()
             server.stop()
             app.sstp.close()
     else:
@@ -98,16 +101,54 @@ def run(args: argparse.Namespace, env: Environment, *, stop: threading.Event | N
             app = create_app(service, config, client=client)
         handler = socket_mode_handler(app, secrets["SLACK_APP_TOKEN"])
         print("sstp-bot: Socket Mode, connecting to Slack", file=env.stdout)
+        operations = _start_operations(app, service, config, stop, env, health=True)
         try:
             with _slack_errors("SLACK_APP_TOKEN"):
                 run_socket_mode(handler, stop)
         except KeyboardInterrupt:
             pass
         finally:
+            operations.close()
             app.sstp.close()
     service.close()
     print("sstp-bot: stopped", file=env.stdout)
     return ExitStatus.OK
+
+
+def _start_operations(
+    app: Any, service: Any, config: Config, stop: threading.Event, env: Environment, *, health: bool
+) -> contextlib.ExitStack:
+    """Scheduled sweeps and the digest (`[schedule]`), and in Socket Mode `/healthz` and `/metrics` on
+    `[service] health_port` (DESIGN 13). Closing the returned stack stops them."""
+    from bot.slack.alerts import start_schedule
+    from bot.slack.server import health_server
+
+    cleanup = contextlib.ExitStack()
+    if health and config.service.health_port:
+        try:
+            server = health_server(app, service, config.service.health_host, config.service.health_port)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot listen on {config.service.health_host}:{config.service.health_port} "
+                f"(service.health_host/health_port): {exc.strerror}"
+            ) from None
+        server.start()
+        cleanup.callback(server.stop)
+        print(f"sstp-bot: health on {server.url}/healthz, metrics on {server.url}/metrics", file=env.stdout)
+    jobs_stop = threading.Event()
+    if any(server.keep_alive_minutes > 0 for server in config.servers.values()):
+        from commands.pools import WarmPools
+
+        pools = WarmPools()
+        service.session_factory = pools  # checks reuse a warm runspace pool per server (DESIGN 13)
+        pools.start_reaper(jobs_stop)  # closes the pools idle for keep_alive_minutes
+        cleanup.callback(pools.close)  # runs after jobs_stop.set (an ExitStack unwinds last-in first)
+    if start_schedule(app.client, service, jobs_stop) is not None:
+        every = config.schedule.sweep_every_minutes
+        print(f"sstp-bot: scheduled sweeps every {every} minute(s)" if every else "sstp-bot: weekly digest scheduled",
+              file=env.stdout)
+    cleanup.callback(jobs_stop.set)
+    return cleanup
 
 
 @contextlib.contextmanager

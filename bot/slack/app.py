@@ -25,10 +25,12 @@ from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
 
 from bot.config import Config
+from bot.metrics import instrument
 from bot.service import CheckOutcome, FixOutcome
 from bot.slack import blocks, grammar, messages
 from bot.slack.auth import Authoriser
 from bot.slack.blocks import APPROVE_ACTION, REJECT_ACTION, FleetLine, SlackMessage
+from bot.slack.home import register_home
 from bot.slack.ports import ServicePort, slack_actor
 from commands.errors import ConfigError, NotAuthorised, PlanStateError, SstpBotError, UsageError
 
@@ -94,6 +96,8 @@ def create_app(
     )
     bot.register(app)
     app.sstp = bot
+    register_home(app, service)  # the App Home tab (DESIGN 8)
+    instrument(app, service)  # app.metrics: /metrics and the Slack acknowledgement latency (DESIGN 13)
     app.verifies_requests = signing_secret is not None and signing_secret != ""
     return app
 

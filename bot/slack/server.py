@@ -23,6 +23,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackRequestError
 from waitress import wasyncore
 
+from bot.metrics import METRICS_PATH, BotMetrics
 from bot.slack.ports import ServicePort
 from commands.errors import ConfigError
 
@@ -141,8 +142,11 @@ class SlackWsgiApp:
         self.bolt = SlackRequestHandler(app, path=EVENTS_PATH)
         self.health = health
         self.replay_guard = replay_guard or ReplayGuard()
+        self.metrics: BotMetrics | None = getattr(app, "metrics", None)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == METRICS_PATH and self.metrics is not None and environ.get("REQUEST_METHOD") == "GET":
+            return self.metrics.wsgi(start_response)
         if environ.get("PATH_INFO") == HEALTH_PATH and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
             ok, body = self.health.report()
             data = json.dumps(body).encode()
@@ -180,7 +184,7 @@ def _plain(start_response: Callable[..., Any], status: str, body: bytes) -> Iter
 class HttpServer:
     """waitress serving a `SlackWsgiApp`, in the foreground (`serve_forever`) or a thread (`start`)."""
 
-    def __init__(self, wsgi_app: SlackWsgiApp, host: str, port: int, *, threads: int = 16) -> None:
+    def __init__(self, wsgi_app: SlackWsgiApp | HealthWsgiApp, host: str, port: int, *, threads: int = 16) -> None:
         self.server: Any = waitress.create_server(
             wsgi_app, host=host, port=port, threads=threads, ident="sstp-bot", max_request_body_size=MAX_BODY_BYTES
         )
@@ -228,6 +232,33 @@ def http_server(app: App, service: ServicePort, host: str, port: int, *, threads
         # Without the signing secret anyone who can reach the port could run commands and click Approve.
         raise ConfigError("HTTP mode needs the signing secret: create the app with signing_secret=...")
     return HttpServer(SlackWsgiApp(app, HealthCheck(app.client, service)), host, port, threads=threads)
+
+
+class HealthWsgiApp:
+    """Socket Mode's `[service] health_port`: `/healthz` and `/metrics` only (no Slack events)."""
+
+    def __init__(self, health: HealthCheck, metrics: BotMetrics | None) -> None:
+        self.health = health
+        self.metrics = metrics
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path, method = environ.get("PATH_INFO"), environ.get("REQUEST_METHOD")
+        if path == METRICS_PATH and self.metrics is not None and method == "GET":
+            return self.metrics.wsgi(start_response)
+        if path == HEALTH_PATH and method in ("GET", "HEAD"):
+            ok, body = self.health.report()
+            data = json.dumps(body).encode()
+            start_response(
+                "200 OK" if ok else "503 Service Unavailable",
+                [("Content-Type", "application/json"), ("Content-Length", str(len(data))), ("Cache-Control", "no-store")],
+            )
+            return [data]
+        return _plain(start_response, "404 Not Found", b"not found")
+
+
+def health_server(app: App, service: ServicePort, host: str, port: int) -> HttpServer:
+    """Build (not start) Socket Mode's health and metrics server on `[service] health_host/port`."""
+    return HttpServer(HealthWsgiApp(HealthCheck(app.client, service), getattr(app, "metrics", None)), host, port, threads=4)
 
 
 def socket_mode_handler(app: App, app_token: str, *, ping_interval: float = 10) -> SocketModeHandler:

@@ -2,7 +2,9 @@
 
 Point a WebClient at `FakeSlackApi.url` (the base URL, ending in `/api/`). It answers the methods
 sstp-bot uses the way Slack does (`auth.test`, `chat.postMessage`, `chat.update`, `chat.postEphemeral`,
-`usergroups.users.list`, `apps.connections.open`) and the `response_url` of slash commands
+`usergroups.users.list`, `apps.connections.open`, `views.publish`, and the files v2 upload:
+`files.getUploadURLExternal`, the upload URL it hands out, `files.completeUploadExternal`; uploaded
+bytes are in `FakeSlackApi.uploads` by file ID) and the `response_url` of slash commands
 (`FakeSlackApi.response_url(...)`). Faults on demand: `rate_limit(method, retry_after, times)` answers
 429 with Retry-After, `fail(method, error, times)` answers `{"ok": false, "error": ...}`.
 """
@@ -58,6 +60,8 @@ class FakeSlackApi:
         self.channels_without_bot: set[str] = set()
         self.socket_mode_url: str | None = None
         self.delays: dict[str, float] = {}
+        self.uploads: dict[str, bytes] = {}  # file ID -> bytes sent to its upload URL
+        self.views: dict[str, dict[str, Any]] = {}  # user ID -> the Home view last published
         self._faults: dict[str, list[_Fault]] = {}
         self._lock = threading.Condition()
         self._ts = itertools.count(1)
@@ -196,6 +200,31 @@ class FakeSlackApi:
             if not body.get("user") or not body.get("channel"):
                 return 200, {"ok": False, "error": "user_not_in_channel"}, {}
             return 200, {"ok": True, "message_ts": self._next_ts()}, {}
+        if method == "views.publish":
+            view = body.get("view")
+            if isinstance(view, str):
+                view = json.loads(view)
+            if not body.get("user_id") or not isinstance(view, dict):
+                return 200, {"ok": False, "error": "invalid_arguments"}, {}
+            with self._lock:
+                self.views[str(body["user_id"])] = view
+            return 200, {"ok": True, "view": {"id": "V0HOME0001", **view}}, {}
+        if method == "files.getUploadURLExternal":
+            if not body.get("filename") or not str(body.get("length", "")).isdigit():
+                return 200, {"ok": False, "error": "invalid_arguments"}, {}
+            file_id = f"F0{next(self._ts):08d}"
+            return 200, {"ok": True, "file_id": file_id, "upload_url": f"http://127.0.0.1:{self.port}/upload/{file_id}"}, {}
+        if method == "files.completeUploadExternal":
+            files = body.get("files")
+            if isinstance(files, str):
+                files = json.loads(files)
+            if not isinstance(files, list) or not files:
+                return 200, {"ok": False, "error": "invalid_arguments"}, {}
+            with self._lock:
+                missing = [f.get("id") for f in files if f.get("id") not in self.uploads]
+            if missing:
+                return 200, {"ok": False, "error": "file_not_found"}, {}
+            return 200, {"ok": True, "files": [{"id": f["id"], "title": f.get("title", "")} for f in files]}, {}
         if method == "usergroups.users.list":
             group = str(body.get("usergroup", ""))
             if group not in self.usergroups:
@@ -217,6 +246,19 @@ class FakeSlackApi:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
                 headers = {k.lower(): v for k, v in self.headers.items()}
+                if path.startswith("/upload/"):
+                    # The files v2 upload URL: raw bytes, no token, answered in plain text like Slack.
+                    file_id = path[len("/upload/") :]
+                    with fake._lock:
+                        fake.uploads[file_id] = raw
+                    fake._record(ApiCall(method="file_upload", body={"file_id": file_id, "size": len(raw)}, headers=headers))
+                    answer_text = f"OK - {len(raw)}".encode()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/plain")
+                    self.send_header("Content-Length", str(len(answer_text)))
+                    self.end_headers()
+                    self.wfile.write(answer_text)
+                    return
                 if path.startswith("/api/"):
                     method = path[len("/api/") :]
                 elif path.startswith("/response/"):

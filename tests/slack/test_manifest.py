@@ -11,7 +11,7 @@ MANIFEST = Path(__file__).resolve().parents[2] / "manifest.yml"
 def test_manifest_scopes_and_settings() -> None:
     text = MANIFEST.read_text(encoding="utf-8")
     scopes = re.findall(r"^\s+- ([a-z:.]+)\s+#", text, flags=re.MULTILINE)
-    assert scopes == ["commands", "chat:write", "usergroups:read"]
+    assert scopes == ["commands", "chat:write", "usergroups:read", "files:write"]
     assert "chat:write.public" not in text.split("oauth_config")[1]
     assert re.search(r"^\s+- command: /sstp$", text, flags=re.MULTILINE)
     assert re.search(r"^\s+usage_hint: ", text, flags=re.MULTILINE)
