@@ -100,7 +100,7 @@ def require_database_folder(url: str) -> None:
     if database in ("", ":memory:") or database.startswith("file:"):
         return
     folder = Path(database).expanduser().parent
-    if not folder.is_dir():
+    if not folder.exists():
         raise ConfigError(
             f"database.url: the folder {folder} of the SQLite database does not exist "
             "(create it, or run `sstp-bot db upgrade` to create the database there)"

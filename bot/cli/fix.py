@@ -128,7 +128,7 @@ class StepReport:
         # The previous step has ended and its result is recorded: show it before the next one starts.
         self.catch_up(None)
         self.current = (index, total, step)
-        say(self.console, f"Step {index}/{total}: {step.get('description') or step.get('action')}", hang=4)
+        say(self.console, f"[{index}/{total}] {step.get('description') or step.get('action')}", hang=4)
 
     def catch_up(self, results: list[StepResult] | None) -> None:
         """Print the results not printed yet: from the plan's record, or the outcome's own list."""
