@@ -50,8 +50,9 @@ def start_lab(args: argparse.Namespace, env: Environment) -> tuple[Lab, Path]:
 def suggested_fix_target(lab: Lab) -> str | None:
     """A server whose scenario the bot can fix, else one that is broken at all; never a healthy one
     (`fix` of a healthy server only says there is nothing to fix). None when every server is healthy."""
-    fixable = [name for name, server in lab.servers.items() if server.spec.fixable]
+    # `fixable` alone is not enough: the healthy scenario is "fixable" too (a fix of it changes nothing).
     broken = [name for name, server in lab.servers.items() if server.spec.expect]
+    fixable = [name for name in broken if lab.servers[name].spec.fixable]
     return next(iter(fixable or broken), None)
 
 
