@@ -70,3 +70,30 @@ def test_config_may_follow_the_subcommand(tmp_path: Path) -> None:
     assert code == ExitStatus.OK and "vpn07" in out
     code, out, _ = run(["--config", str(config), "db", "upgrade", "--config", str(tmp_path / "missing.toml")])
     assert code == ExitStatus.ERROR
+
+
+def test_an_error_about_an_inherited_key_names_defaults(tmp_path: Path) -> None:
+    config = tmp_path / "sstp-bot.toml"
+    config.write_text("[defaults]\nport = 99999\n[servers.vpn01]\nhost = 'vpn01.corp.example.com'\n")
+    code, _, err = run(["--config", str(config), "servers"])
+    assert code == ExitStatus.ERROR and "[defaults] port" in err and "servers.vpn01" in err
+    # set on the server itself, the message names the server's table
+    config.write_text("[servers.vpn01]\nhost = 'vpn01.corp.example.com'\nport = 99999\n")
+    code, _, err = run(["--config", str(config), "servers"])
+    assert code == ExitStatus.ERROR and "servers.vpn01.port" in err and "[defaults]" not in err
+
+
+def test_the_readme_test_command_is_what_ci_runs() -> None:
+    import re
+
+    repo = Path(__file__).resolve().parents[1]
+    readme = (repo / "README.md").read_text()
+    quick = readme.split("## Quick start", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
+    commands = [line.split("#", 1)[0].strip() for line in quick.strip().splitlines()]
+    assert len(commands) == 2 and "bot demo" in commands[0]  # the two set-up commands
+    readme_pytest = commands[1].split("&&", 1)[1].strip().removeprefix("python3 ")
+    ci = (repo / ".ci" / "run").read_text()
+    ci_pytest = [line.strip().removeprefix("python3 ") for line in ci.splitlines() if "-m pytest" in line]
+    assert ci_pytest == [readme_pytest]
+    assert "-n " in readme_pytest  # in parallel (pytest-xdist)
+    assert re.search(r'if \[ "\$status" -eq 5 \]; then', ci) and "exit 1" in ci  # no test collected fails
