@@ -8,7 +8,6 @@ on a line of its own, the only line that may exceed the width.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -47,9 +46,18 @@ def terminal_width(environ: Mapping[str, str], stream: IO[str] | None = None) ->
     return DEFAULT_WIDTH
 
 
+class _Console(Console):
+    """rich exits with status 1 when the reader of its output leaves; 1 means "findings" here. The
+    CLI's edge turns the BrokenPipeError into 141, as a shell reports SIGPIPE."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError
+
+
 def make_console(file: IO[str], width: int) -> Console:
     """A console of the given width; colours only when `file` is a terminal (rich decides)."""
-    return Console(file=file, width=width, highlight=False, soft_wrap=False)
+    return _Console(file=file, width=width, highlight=False, soft_wrap=False)
 
 
 def _line_spans(text: str, first: int, rest: int) -> list[tuple[int, int]]:
@@ -113,8 +121,12 @@ def say(console: Console, text: Text | str, *, indent: int = 0, hang: int | None
 
 def flush(console: Console) -> None:
     """Push what was printed to the file now: a step's result must survive a killed process."""
-    with contextlib.suppress(OSError, ValueError):
+    try:
         console.file.flush()
+    except BrokenPipeError:
+        raise  # the reader left: the CLI's edge ends the command with 141
+    except (OSError, ValueError):
+        pass  # a closed or unflushable stream must not fail the command
 
 
 def status_line(result: CheckResult) -> Text:

@@ -97,3 +97,19 @@ def test_the_readme_test_command_is_what_ci_runs() -> None:
     assert ci_pytest == [readme_pytest]
     assert "-n " in readme_pytest  # in parallel (pytest-xdist)
     assert re.search(r'if \[ "\$status" -eq 5 \]; then', ci) and "exit 1" in ci  # no test collected fails
+
+
+class _LeavingReader(io.StringIO):
+    """stdout whose reader leaves after the first line (`sstp-bot lab --list | head -1`)."""
+
+    def write(self, text: str) -> int:
+        if self.getvalue().count("\n") >= 1:
+            raise BrokenPipeError(32, "Broken pipe")
+        return super().write(text)
+
+
+def test_a_reader_that_leaves_ends_the_command_with_141_not_1() -> None:
+    out = _LeavingReader()
+    code = main(["lab", "--list"], env=Environment(stdout=out, stderr=io.StringIO(), stdin=io.StringIO(), environ={}))
+    assert code == ExitStatus.BROKEN_PIPE == 141
+    assert out.getvalue().count("\n") == 1

@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -254,9 +255,16 @@ def test_save_snapshot_is_what_diagnose_reads(fleet: Fleet, tmp_path: Path) -> N
                         "--server-name", doc["server"], "--json")
         diagnosed = run.json()
         assert {f["id"] for f in diagnosed["findings"]} == {f["id"] for f in doc["findings"]}
-        # the report is dated when the snapshot was taken
-        assert diagnosed["checked_at"] == snapshot["collected_at"].replace("+00:00", "Z") or \
-            diagnosed["checked_at"][:19] == snapshot["collected_at"][:19]
+        # the report is dated when the snapshot was taken, not when it was read
+        collected = datetime.fromisoformat(snapshot["collected_at"].replace("Z", "+00:00"))
+        reported = datetime.fromisoformat(diagnosed["checked_at"].replace("Z", "+00:00"))
+        assert abs((reported - collected).total_seconds()) < 1
+    # an older snapshot is reported with its own date
+    old = json.loads((folder / "vpn04.json").read_text())
+    old["collected_at"] = "2026-01-02T03:04:05Z"
+    (folder / "old.json").write_text(json.dumps(old))
+    assert fleet.cli("diagnose", "--snapshot", str(folder / "old.json"), "--json").json()["checked_at"] == \
+        "2026-01-02T03:04:05Z"
 
 
 def test_status_is_the_latest_result_of_every_server(fleet: Fleet) -> None:
