@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import getpass
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -73,8 +74,14 @@ def _run(args: argparse.Namespace, env: Environment, cleanup: contextlib.ExitSta
     cleanup.callback(service.close)
     console = make_console(env.stdout, env.width)
     progress = Progress(env, len(targets)) if fleet else None
+    # Results arrive from the fleet's worker threads: one report at a time, never interleaved.
+    printing = threading.Lock()
 
     def show(outcome: CheckOutcome) -> None:
+        with printing:
+            _show(outcome)
+
+    def _show(outcome: CheckOutcome) -> None:
         if progress is not None:
             progress.done(outcome.result)
         if snapshot_dir is not None:
