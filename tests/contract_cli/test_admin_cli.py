@@ -105,6 +105,7 @@ def assert_fits(text: str, width: int) -> None:
 # -- 1. output sized to the terminal --------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("width", "target"), [(80, "vpn02"), (60, "vpn-iis")])
 def test_output_fits_the_terminal_and_hashes_stay_whole(fleet: Fleet, width: int, target: str) -> None:
     check = fleet.cli("check", "--all", columns=width)
@@ -129,6 +130,7 @@ def test_output_fits_the_terminal_and_hashes_stay_whole(fleet: Fleet, width: int
         assert_fits(run.out, width)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("width", [80, 60])
 def test_lab_and_demo_fit_the_terminal(tmp_path: Path, width: int) -> None:
     out = io.StringIO()

@@ -65,6 +65,7 @@ def command_body(slack_api: FakeSlackApi, text: str, user: str = OPERATOR) -> st
     return payloads.form_body(payloads.slash_command(text, user=user, response_url=slack_api.response_url()))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("http", [0.45], indirect=True)
 def test_ack_does_not_wait_for_a_check_slower_than_slacks_limit(http: Http, slack_api: FakeSlackApi) -> None:
     # 8 WinRM requests (3 authentication legs, Create, Receive, Command, Receive, Delete) x 0.45 s:
