@@ -153,6 +153,18 @@ _EXAMPLES = {
     "servers": """examples:
   sstp-bot servers
   sstp-bot servers --json""",
+    "serve": """examples:
+  SLACK_BOT_TOKEN=xoxb-... SLACK_APP_TOKEN=xapp-... sstp-bot serve""",
+    "db": """examples:
+  sstp-bot db upgrade
+  sstp-bot db prune --older-than 90
+  sstp-bot db interrupt --plan 12""",
+    "lab": """examples:
+  sstp-bot lab
+  sstp-bot lab --scenario iis-binding remoteaccess-stopped --write-config lab.toml
+  sstp-bot lab --list""",
+    "demo": """examples:
+  sstp-bot demo""",
 }
 
 

@@ -303,7 +303,8 @@ def test_a_sqlite_database_in_a_missing_folder_is_a_config_error(fleet: Fleet, t
 
 
 def test_help_shows_examples_and_exit_codes() -> None:
-    for argv in (["--help"], ["check", "--help"], ["fix", "--help"], ["status", "--help"]):
+    for argv in (["--help"], *([name, "--help"] for name in ("check", "diagnose", "fix", "status", "history", "servers",
+                                                          "serve", "db", "lab", "demo"))):
         out = io.StringIO()
         assert main(argv, Environment(stdout=out, stderr=io.StringIO(), environ={})) == 0
         assert "examples:" in out.getvalue() and "130" in out.getvalue() and "exit status" in out.getvalue()
