@@ -83,22 +83,6 @@ def test_an_error_about_an_inherited_key_names_defaults(tmp_path: Path) -> None:
     assert code == ExitStatus.ERROR and "servers.vpn01.port" in err and "[defaults]" not in err
 
 
-def test_the_readme_test_command_is_what_ci_runs() -> None:
-    import re
-
-    repo = Path(__file__).resolve().parents[1]
-    readme = (repo / "README.md").read_text()
-    quick = readme.split("## Quick start", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
-    commands = [line.split("#", 1)[0].strip() for line in quick.strip().splitlines()]
-    assert len(commands) == 2 and "bot demo" in commands[0]  # the two set-up commands
-    readme_pytest = commands[1].split("&&", 1)[1].strip().removeprefix("python3 ")
-    ci = (repo / ".ci" / "run").read_text()
-    ci_pytest = [line.strip().removeprefix("python3 ") for line in ci.splitlines() if "-m pytest" in line]
-    assert ci_pytest == [readme_pytest]
-    assert "-n " in readme_pytest  # in parallel (pytest-xdist)
-    assert re.search(r'if \[ "\$status" -eq 5 \]; then', ci) and "exit 1" in ci  # no test collected fails
-
-
 class _LeavingReader(io.StringIO):
     """stdout whose reader leaves after the first line (`sstp-bot lab --list | head -1`)."""
 
