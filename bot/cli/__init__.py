@@ -174,6 +174,17 @@ def _help(name: str) -> dict[str, Any]:
     return {"epilog": epilog, "formatter_class": argparse.RawDescriptionHelpFormatter}
 
 
+def with_help_texts(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Every command's `--help` ends with its examples (`_EXAMPLES`) and the exit codes; a command
+    added to `build_parser` gets the exit codes without further ado."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, command in action.choices.items():
+                for key, value in _help(name).items():
+                    setattr(command, key, value)
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="sstp-bot",
@@ -187,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    p = sub.add_parser("check", parents=[common], help="probe servers and report findings", **_help("check"))
+    p = sub.add_parser("check", parents=[common], help="probe servers and report findings")
     p.add_argument("servers", nargs="*", metavar="SERVER")
     p.add_argument("--all", action="store_true", help="every server of the inventory")
     p.add_argument("--group", metavar="G", help="every server of group G")
@@ -195,33 +206,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-snapshot", metavar="DIR",
                    help="also write each server's snapshot to DIR/NAME.json (for `diagnose --snapshot`)")
 
-    p = sub.add_parser("diagnose", parents=[common], help="analyse a snapshot file offline", **_help("diagnose"))
+    p = sub.add_parser("diagnose", parents=[common], help="analyse a snapshot file offline")
     p.add_argument("--snapshot", required=True, metavar="FILE", help="snapshot v1 JSON ('-' for stdin)")
     p.add_argument("--server-name", metavar="N", help="server name to report (default: the snapshot's computer name)")
     p.add_argument("--public-name", metavar="NAME", help="public VPN name clients dial (checks the certificate names)")
     p.add_argument("--json", action="store_true")
 
-    p = sub.add_parser("fix", parents=[common], help="check a server, show the plan, run it after confirmation, re-check",
-                       **_help("fix"))
+    p = sub.add_parser("fix", parents=[common], help="check a server, show the plan, run it after confirmation, re-check")
     p.add_argument("server", metavar="SERVER")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     p.add_argument("--json", action="store_true")
 
-    p = sub.add_parser("history", parents=[common], help="past checks, plans and their outcomes", **_help("history"))
+    p = sub.add_parser("history", parents=[common], help="past checks, plans and their outcomes")
     p.add_argument("server", nargs="?", metavar="SERVER")
     p.add_argument("--limit", type=int, default=20, metavar="N")
     p.add_argument("--plan", type=int, metavar="ID", help="the full audit trail of one plan")
     p.add_argument("--json", action="store_true")
 
-    p = sub.add_parser("status", parents=[common], help="the latest result of every server (like /sstp status)",
-                       **_help("status"))
+    p = sub.add_parser("status", parents=[common], help="the latest result of every server (like /sstp status)")
     p.add_argument("--json", action="store_true")
 
-    p = sub.add_parser("servers", parents=[common], help="list the inventory", **_help("servers"))
+    p = sub.add_parser("servers", parents=[common], help="list the inventory")
     p.add_argument("--json", action="store_true", help="with each server's last status")
-    sub.add_parser("serve", parents=[common], help="run the Slack bot", **_help("serve"))
+    sub.add_parser("serve", parents=[common], help="run the Slack bot")
 
-    p = sub.add_parser("db", parents=[common], help="database maintenance", **_help("db"))
+    p = sub.add_parser("db", parents=[common], help="database maintenance")
     db_sub = p.add_subparsers(dest="db_command", metavar="ACTION", parser_class=_Parser)
     db_sub.add_parser("upgrade", parents=[common], help="apply database migrations")
     prune = db_sub.add_parser("prune", parents=[common], help="drop old snapshot bodies (findings and audit are kept)")
@@ -232,14 +241,13 @@ def build_parser() -> argparse.ArgumentParser:
     stuck.add_argument("--plan", type=int, required=True, metavar="ID")
     stuck.add_argument("--yes", action="store_true", help="its runner is on another host: confirm that it is gone")
 
-    p = sub.add_parser("lab", parents=[common], help="run emulated RRAS servers on 127.0.0.1 until interrupted",
-                       **_help("lab"))
+    p = sub.add_parser("lab", parents=[common], help="run emulated RRAS servers on 127.0.0.1 until interrupted")
     p.add_argument("--scenario", action="extend", nargs="+", metavar="NAME",
                    help="scenarios to run (`--scenario a b` or repeated; default: a small fleet)")
     p.add_argument("--write-config", metavar="PATH", help="write an inventory pointing at the lab servers")
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")
 
-    sub.add_parser("demo", parents=[common], help="the whole story against the lab, non-interactively", **_help("demo"))
+    sub.add_parser("demo", parents=[common], help="the whole story against the lab, non-interactively")
     return parser
 
 
@@ -263,7 +271,7 @@ _HANDLERS = {
 def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> int:
     """Run one command; every failure goes through `fail`, the one edge."""
     env = env or Environment()
-    parser = build_parser()
+    parser = with_help_texts(build_parser())
     args: argparse.Namespace | None = None
     module: Any = None
     try:
