@@ -111,11 +111,15 @@ def wrap(text: Text | str, width: int, *, indent: int = 0, hang: int | None = No
     return lines
 
 
-def say(console: Console, text: Text | str, *, indent: int = 0, hang: int | None = None, style: str = "") -> None:
-    """Print `text` wrapped to the console's width (rich must not re-wrap or crop a long hash line)."""
+def say(
+    console: Console, text: Text | str, *, indent: int = 0, hang: int | None = None, style: str = "", end: str = "\n"
+) -> None:
+    """Print `text` wrapped to the console's width (rich must not re-wrap or crop a long hash line);
+    `end=""` leaves the cursor after the last line (a prompt)."""
     body = Text(text, style=style) if isinstance(text, str) else text
-    for line in wrap(body, console.width, indent=indent, hang=hang):
-        console.print(line, soft_wrap=True)
+    lines = wrap(body, console.width, indent=indent, hang=hang)
+    for number, line in enumerate(lines, 1):
+        console.print(line, soft_wrap=True, end=end if number == len(lines) else "\n")
     flush(console)
 
 

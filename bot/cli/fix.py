@@ -68,7 +68,7 @@ def _run(args: argparse.Namespace, env: Environment, cleanup: contextlib.ExitSta
     plan_id = outcome.plan_id
     total = len(before.plan.steps) if before.plan else 0
     if not args.yes:
-        say(console, f"Run these {total} steps on {server.name}? [y/N] ")
+        say(console, f"Run these {total} steps on {server.name}? [y/N]", end=" ")
         try:
             answer = env.stdin.readline().strip().lower()
         except KeyboardInterrupt:
