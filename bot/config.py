@@ -210,7 +210,10 @@ def parse_config(data: Mapping[str, Any], path: Path | None = None) -> Config:
             merged["password_env"] = ""
         if "password_env" in table and "password_file" not in table:
             merged.pop("password_file", None)
-        servers[name] = _parse_server(name, merged)
+        try:
+            servers[name] = _parse_server(name, merged)
+        except ConfigError as exc:
+            raise _blame_defaults(exc, name, table, defaults) from None
     return Config(
         slack=slack,
         database=database,
@@ -220,6 +223,17 @@ def parse_config(data: Mapping[str, Any], path: Path | None = None) -> Config:
         path=path,
         defaults=dict(defaults),
     )
+
+
+def _blame_defaults(exc: ConfigError, name: str, table: Mapping[str, Any], defaults: Mapping[str, Any]) -> ConfigError:
+    """An error about a value the server inherited from `[defaults]` names `[defaults]`, where the
+    admin must edit it, not `servers.NAME`, which does not contain the key."""
+    message = str(exc)
+    for key in defaults:
+        prefix = f"servers.{name}.{key}"
+        if key not in table and message.startswith(prefix) and message[len(prefix):][:1] in (":", " ", ""):
+            return ConfigError(f"[defaults] {key} (inherited by servers.{name}){message[len(prefix):]}")
+    return exc
 
 
 def _table(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:

@@ -70,3 +70,30 @@ def test_config_may_follow_the_subcommand(tmp_path: Path) -> None:
     assert code == ExitStatus.OK and "vpn07" in out
     code, out, _ = run(["--config", str(config), "db", "upgrade", "--config", str(tmp_path / "missing.toml")])
     assert code == ExitStatus.ERROR
+
+
+def test_an_error_about_an_inherited_key_names_defaults(tmp_path: Path) -> None:
+    config = tmp_path / "sstp-bot.toml"
+    config.write_text("[defaults]\nport = 99999\n[servers.vpn01]\nhost = 'vpn01.corp.example.com'\n")
+    code, _, err = run(["--config", str(config), "servers"])
+    assert code == ExitStatus.ERROR and "[defaults] port" in err and "servers.vpn01" in err
+    # set on the server itself, the message names the server's table
+    config.write_text("[servers.vpn01]\nhost = 'vpn01.corp.example.com'\nport = 99999\n")
+    code, _, err = run(["--config", str(config), "servers"])
+    assert code == ExitStatus.ERROR and "servers.vpn01.port" in err and "[defaults]" not in err
+
+
+class _LeavingReader(io.StringIO):
+    """stdout whose reader leaves after the first line (`sstp-bot lab --list | head -1`)."""
+
+    def write(self, text: str) -> int:
+        if self.getvalue().count("\n") >= 1:
+            raise BrokenPipeError(32, "Broken pipe")
+        return super().write(text)
+
+
+def test_a_reader_that_leaves_ends_the_command_with_141_not_1() -> None:
+    out = _LeavingReader()
+    code = main(["lab", "--list"], env=Environment(stdout=out, stderr=io.StringIO(), stdin=io.StringIO(), environ={}))
+    assert code == ExitStatus.BROKEN_PIPE == 141
+    assert out.getvalue().count("\n") == 1

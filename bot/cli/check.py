@@ -6,13 +6,14 @@ import argparse
 import contextlib
 import getpass
 import json
+import threading
+from pathlib import Path
+from typing import Any
 
-from rich.console import Console
-
-from bot.cli import Environment, ExitStatus
+from bot.cli import Environment, ExitStatus, error_kind, require_database_folder
 from bot.config import load_config
 from bot.service import Actor, CheckOutcome, build_service, resolve_targets
-from bot.terminal import render_check
+from bot.terminal import make_console, render_check, render_summary, terminal_width
 from commands.errors import ConfigError, UnknownServer, UsageError
 from commands.model import CheckResult
 
@@ -34,6 +35,25 @@ def exit_status(results: list[CheckResult]) -> ExitStatus:
     return ExitStatus.OK
 
 
+def json_error(args: argparse.Namespace, exc: BaseException, message: str, env: Environment) -> Any:
+    """The check JSON of a check that could not start (a configuration error): one document per name."""
+    fleet = bool(args.all or args.group or len(args.servers) > 1)
+    names = args.servers or [args.group or "all"]
+    unknown = exc.name if isinstance(exc, UnknownServer) else None
+
+    def reason(name: str) -> str:
+        if unknown is None or name == unknown:
+            return message
+        return f"not checked: the request also names {unknown!r}, which is not in the inventory"
+
+    kind = error_kind(exc) or "config"
+    docs = [
+        CheckResult(server=name, checked_at=env.clock(), error_kind=kind, error_message=reason(name)).to_json()
+        for name in names
+    ]
+    return docs if fleet else docs[0]
+
+
 def run(args: argparse.Namespace, env: Environment) -> int:
     with contextlib.ExitStack() as cleanup:
         return _run(args, env, cleanup)
@@ -45,41 +65,101 @@ def _run(args: argparse.Namespace, env: Environment, cleanup: contextlib.ExitSta
     if args.all and (args.servers or args.group):
         raise UsageError("check: --all cannot be combined with server names or --group")
     fleet = bool(args.all or args.group or len(args.servers) > 1)
-    try:
-        config = load_config(args.config, env.environ)
-        # Resolve every name before anything connects: one unknown name refuses the whole command.
-        targets = resolve_targets(config, args.servers, all_servers=args.all, group=args.group)
-        service = build_service(config, env.environ, env.clock)  # a bad database.url is a config error too
-        cleanup.callback(service.close)
-    except ConfigError as exc:
-        if args.json:
-            names = args.servers or [args.group or "all"]
-            unknown = exc.name if isinstance(exc, UnknownServer) else None
-            reason = str(exc)
-
-            def message(name: str) -> str:
-                if unknown is None or name == unknown:
-                    return reason
-                return f"not checked: the request also names {unknown!r}, which is not in the inventory"
-
-            docs = [
-                CheckResult(server=name, checked_at=env.clock(), error_kind="config", error_message=message(name)).to_json()
-                for name in names
-            ]
-            print(json.dumps(docs if fleet else docs[0], indent=2), file=env.stdout)
-        raise
-    console = Console(file=env.stdout, width=120, soft_wrap=True)
+    config = load_config(args.config, env.environ)
+    # Resolve every name before anything connects: one unknown name refuses the whole command.
+    targets = resolve_targets(config, args.servers, all_servers=args.all, group=args.group)
+    snapshot_dir = _snapshot_dir(args.save_snapshot)
+    require_database_folder(config.database.url)
+    service = build_service(config, env.environ, env.clock)  # a bad database.url is a config error too
+    cleanup.callback(service.close)
+    console = make_console(env.stdout, env.width)
+    progress = Progress(env, len(targets)) if fleet else None
+    # Results arrive from the fleet's worker threads: one report at a time, never interleaved.
+    printing = threading.Lock()
 
     def show(outcome: CheckOutcome) -> None:
-        if not args.json:
-            render_check(outcome.result, console)
+        with printing:
+            _show(outcome)
 
-    outcomes = service.check(targets, cli_actor(), on_result=show)
+    def _show(outcome: CheckOutcome) -> None:
+        if progress is not None:
+            progress.done(outcome.result)
+        if snapshot_dir is not None:
+            save_snapshot(outcome.result, snapshot_dir)
+        if not args.json:
+            if progress is not None:
+                progress.clear()
+            render_check(outcome.result, console)
+            if fleet:
+                console.print()
+        if progress is not None:
+            progress.show()
+
+    if progress is not None:
+        progress.show()
+    try:
+        outcomes = service.check(targets, cli_actor(), on_result=show)
+    finally:
+        if progress is not None:
+            progress.clear()
     results = [o.result for o in outcomes]
     if args.json:
         payload = [r.to_json() for r in results] if fleet else results[0].to_json()
         print(json.dumps(payload, indent=2), file=env.stdout)
-    elif len(results) > 1:
-        healthy = sum(r.status == "healthy" for r in results)
-        console.print(f"\n{healthy} of {len(results)} servers healthy.")
+    elif fleet:
+        render_summary(results, console)
     return exit_status(results)
+
+
+def _snapshot_dir(value: str | None) -> Path | None:
+    """`--save-snapshot DIR`, created if missing, before anything connects."""
+    if not value:
+        return None
+    folder = Path(value)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--save-snapshot: cannot create {folder}: {exc.strerror or exc}") from None
+    return folder
+
+
+def save_snapshot(result: CheckResult, folder: Path) -> Path | None:
+    """Write the server's snapshot to `folder/NAME.json`, exactly what `diagnose --snapshot` reads; a
+    server that could not be checked has no snapshot (and nothing is written)."""
+    if result.snapshot is None:
+        return None
+    path = folder / f"{result.server}.json"
+    path.write_text(json.dumps(result.snapshot, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
+
+
+class Progress:
+    """`checked 3 of 12: vpn03 ...` on stderr while servers are outstanding: on a terminal only, and
+    rewritten in place (a carriage return), so a log or a pipe gets none of it."""
+
+    def __init__(self, env: Environment, total: int) -> None:
+        self.enabled = env.stderr_is_terminal and total > 1
+        self.stream = env.stderr
+        self.width = terminal_width(env.environ, env.stderr)
+        self.total = total
+        self.finished = 0
+        self.last = ""
+        self.shown = False
+
+    def done(self, result: CheckResult) -> None:
+        self.finished += 1
+        self.last = result.server
+
+    def show(self) -> None:
+        if not self.enabled or self.finished >= self.total:
+            return
+        text = f"checked {self.finished} of {self.total} servers" + (f" (last: {self.last})" if self.last else "")
+        self.stream.write("\r" + text[: self.width - 1] + "\x1b[K")
+        self.stream.flush()
+        self.shown = True
+
+    def clear(self) -> None:
+        if self.enabled and self.shown:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+            self.shown = False

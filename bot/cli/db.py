@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bot.cli import Environment, ExitStatus
+from bot.cli import Environment, ExitStatus, require_database_folder
 from bot.cli.check import cli_actor
 from bot.config import load_config
 from commands.errors import PlanStateError, UsageError
@@ -33,6 +33,7 @@ def run(args: argparse.Namespace, env: Environment) -> int:
                 file=env.stdout,
             )
         return ExitStatus.OK
+    require_database_folder(url)  # only `db upgrade` creates the database (and its folder)
     with Repository(url, clock=env.clock, auto_upgrade=config.database.auto_upgrade) as repo:
         if args.db_command == "interrupt":
             return _interrupt(repo, args.plan, confirmed=args.yes, env=env)

@@ -13,14 +13,12 @@ import contextlib
 import tempfile
 from pathlib import Path
 
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
+from rich.text import Text
 
 from bot.cli import Environment, ExitStatus
 from bot.config import load_config
 from bot.service import Actor, build_service
-from bot.terminal import render_check
+from bot.terminal import STATUS_STYLES, make_console, render_check, say
 from commands.lab.lab import Lab
 
 DEMO_SCENARIO = "fleet"
@@ -33,7 +31,7 @@ def run(args: argparse.Namespace, env: Environment) -> int:
 
 
 def _run(args: argparse.Namespace, env: Environment, cleanup: contextlib.ExitStack) -> int:
-    console = Console(file=env.stdout, width=110, soft_wrap=True)
+    console = make_console(env.stdout, env.width)
     actor = Actor(id="cli:demo", source="cli")
     # Closed last in, first out: the database, then the lab, then the folder that holds the database.
     tmp = cleanup.enter_context(tempfile.TemporaryDirectory(prefix="sstp-bot-demo-"))
@@ -43,29 +41,30 @@ def _run(args: argparse.Namespace, env: Environment, cleanup: contextlib.ExitSta
     service = build_service(config, env.environ, env.clock)
     cleanup.callback(service.close)
     console.rule("1. The lab")
-    console.print(
+    say(
+        console,
         f"{len(lab.servers)} emulated RRAS servers on 127.0.0.1, reached over WinRM "
-        "(HTTP with NTLM and message encryption) by the real pypsrp client."
+        "(HTTP with NTLM and message encryption) by the real pypsrp client.",
     )
 
     console.rule("2. Fleet check")
     outcomes = service.check(list(config.servers.values()), actor)
-    table = Table("server", "status", "findings", box=None)
     for outcome in outcomes:
         result = outcome.result
         ids = ", ".join(dict.fromkeys(f.id for f in result.findings if f.severity != "info")) or "-"
         if result.error_kind:
             ids = f"{result.error_kind}: {result.error_message}"
-        colour = {"healthy": "green", "unhealthy": "red", "error": "yellow"}[result.status]
-        table.add_row(result.server, f"[{colour}]{result.status}[/]", ids)
-    console.print(table)
+        line = Text(f"{result.server}  ")
+        line.append(result.status, style=STATUS_STYLES[result.status])
+        line.append(f"  {ids}")
+        say(console, line, hang=4)
 
     broken = next(name for name, server in lab.servers.items() if server.spec.scenario == BROKEN_SCENARIO)
     target = next(o for o in outcomes if o.result.server == broken)
     console.rule(f"3. {broken}: the report and the plan")
     render_check(target.result, console)
     if target.plan_id is None:
-        console.print(f"[red]No plan was proposed for {broken}.[/]")
+        say(console, Text(f"No plan was proposed for {broken}.", style="red"))
         return ExitStatus.ERROR
 
     console.rule(f"4. Approve and run plan {target.plan_id}")
@@ -73,15 +72,17 @@ def _run(args: argparse.Namespace, env: Environment, cleanup: contextlib.ExitSta
     fix = service.execute(
         target.plan_id,
         actor,
-        progress=lambda i, k, step: console.print(f"  [{i}/{k}] {step.get('description')}", markup=False),
+        progress=lambda i, k, step: say(console, f"  [{i}/{k}] {step.get('description')}", hang=8),
     )
     for step in fix.steps:
-        console.print(f"  {'ok' if step.ok else 'FAILED'} {step.action}: {step.detail}", markup=False)
-    console.print(f"Plan {fix.plan.id}: {fix.state}" + (f" ({fix.error})" if fix.error else ""), markup=False)
+        say(console, f"  {'ok' if step.ok else 'FAILED'} {step.action}: {step.detail}", hang=6)
+    ok = sum(1 for step in fix.steps if step.ok)
+    say(console, f"Plan {fix.plan.id}: {fix.state}, {ok} of {len(fix.plan.steps)} steps ok"
+        + (f" ({fix.error})" if fix.error else ""), hang=2)
 
     console.rule(f"5. Re-check of {broken} (in the same session, after the last step)")
     if fix.after is None:
-        console.print(f"[red]The fix could not run: {escape(str(fix.error))}[/]")
+        say(console, Text(f"The fix could not run: {fix.error}", style="red"))
         return ExitStatus.ERROR
     render_check(fix.after, console)
 
@@ -93,11 +94,10 @@ def _run(args: argparse.Namespace, env: Environment, cleanup: contextlib.ExitSta
             what = f"plan {entry.plan.id} {entry.plan.state:<10} requested by {entry.plan.requester}"
         else:
             continue
-        console.print(f"  {entry.at:%Y-%m-%d %H:%M:%S}  {what}")
+        say(console, f"  {entry.at:%Y-%m-%d %H:%M:%S}  {what}", hang=4)
 
     healthy = fix.after.status == "healthy"
     console.rule("Result")
-    console.print(
-        f"[green]{broken} is healthy again.[/]" if healthy else f"[red]{broken} is still not healthy.[/]"
-    )
+    say(console, Text(f"{broken} is healthy again." if healthy else f"{broken} is still not healthy.",
+                      style="green" if healthy else "red"))
     return ExitStatus.OK if healthy else ExitStatus.FINDINGS

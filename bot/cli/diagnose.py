@@ -6,14 +6,13 @@ import argparse
 import json
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
-from rich.console import Console
-
-from bot.cli import Environment, ExitStatus
+from bot.cli import Environment, ExitStatus, error_kind
 from bot.config import Config, load_config, resolve_config_path
-from bot.terminal import render_check
+from bot.terminal import make_console, render_check
 from commands.engine import evaluate_snapshot
-from commands.errors import ConfigError, SnapshotError
+from commands.errors import SnapshotError
 from commands.model import CheckResult
 from commands.server import SERVER_NAME_RE, ServerConfig
 from commands.snapshot import MAX_SNAPSHOT_BYTES, Snapshot, parse_snapshot
@@ -59,7 +58,7 @@ def _emit(result: CheckResult, args: argparse.Namespace, env: Environment) -> No
     if args.json:
         print(json.dumps(result.to_json(), indent=2), file=env.stdout)
     else:
-        render_check(result, Console(file=env.stdout, width=120, highlight=False))
+        render_check(result, make_console(env.stdout, env.width))
 
 
 def run(args: argparse.Namespace, env: Environment) -> int:
@@ -82,21 +81,24 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     except SnapshotError as exc:
         error = str(exc)
     name = args.server_name or _default_name(snapshot, args.snapshot)
-    try:
-        server = _server_settings(name, args, env)
-    except ConfigError as exc:
-        result = CheckResult(server=name, checked_at=now, error_kind="config", error_message=str(exc))
-        _emit(result, args, env)
-        if not args.json:
-            print(f"error: {exc}", file=env.stderr)
-        return ExitStatus.ERROR
+    args.reported_name = name  # for json_error: a configuration error is reported under this name
+    server = _server_settings(name, args, env)
     if snapshot is None:
         result = CheckResult(server=name, checked_at=now, error_kind="bad_output", error_message=error)
     else:
         result = evaluate_snapshot(snapshot, server, now)
+        # The report is about the moment the snapshot was taken, not the moment it was read (DESIGN 7 [2]).
+        result.checked_at = snapshot.collected_at
     _emit(result, args, env)
     if result.status == "error":
         if not args.json:
             print(f"error: {result.error_message}", file=env.stderr)
         return ExitStatus.ERROR
     return ExitStatus.OK if result.status == "healthy" else ExitStatus.FINDINGS
+
+
+def json_error(args: argparse.Namespace, exc: BaseException, message: str, env: Environment) -> Any:
+    """The check JSON of an analysis that could not start (a configuration error)."""
+    name = getattr(args, "reported_name", None) or args.server_name or _default_name(None, args.snapshot)
+    return CheckResult(server=name, checked_at=env.clock(), error_kind=error_kind(exc) or "config",
+                       error_message=message).to_json()

@@ -13,12 +13,12 @@ from datetime import datetime
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
-from bot.cli import Environment, ExitStatus
+from bot.cli import Environment, ExitStatus, require_database_folder
 from bot.config import Config, load_config
-from commands.errors import UsageError
+from bot.terminal import make_console, say
+from commands.errors import UnknownServer, UsageError
 from commands.model import SEVERITY_ORDER, format_time
 from storage import AuditRecord, CheckRecord, HistoryEntry, PlanRecord, Repository
 
@@ -31,21 +31,26 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     if args.plan is not None and args.server:
         raise UsageError("sstp-bot history: give either SERVER or --plan ID, not both")
     config = load_config(args.config, env.environ)
+    require_database_folder(config.database.url)
     with Repository(config.database.url, clock=env.clock, auto_upgrade=config.database.auto_upgrade) as repo:
         if args.plan is not None:
             return _plan_trail(repo, args.plan, as_json=args.json, env=env)
         server = _stored_name(config, args.server)
         entries = repo.history(server, limit=args.limit)
+    if server is not None and not entries and server not in config.servers:
+        # Neither in the inventory nor in the history: a typo, like `check NAME` (DESIGN 7 [2]).
+        raise UnknownServer(server, list(config.servers))
     if args.json:
         _print_json([entry_to_json(e) for e in entries], env)
         return ExitStatus.OK
     if not entries:
         print(f"No history for {args.server}." if args.server else "No history yet.", file=env.stdout)
         return ExitStatus.OK
-    table = Table("time (UTC)", "server", "what", "who", "status", "summary", box=None)
+    console = _console(env)
     for entry in entries:
-        table.add_row(*(Text(cell) for cell in _row(entry)))
-    _console(env).print(table)
+        when, name, what, who, status, summary = _row(entry)
+        say(console, Text(f"{when}  {name}  {what}  {status}  by {who}"), hang=4)
+        say(console, Text(summary, style="dim"), indent=4)
     return ExitStatus.OK
 
 
@@ -67,24 +72,24 @@ def _plan_trail(repo: Repository, plan_id: int, *, as_json: bool, env: Environme
         _print_json([audit_to_json(e) for e in events], env)
         return ExitStatus.OK
     console = _console(env)
-    console.print(
+    say(
+        console,
         Text(
             f"Plan {plan.id} for {plan.server}: {plan.state}, requested by {plan.requester} "
             f"at {_time(plan.created_at)} from check {plan.check_id}; {_plan_summary(plan)}"
-        )
+        ),
+        hang=2,
     )
-    table = Table("time (UTC)", "who", "action", "outcome", "details", box=None)
     for event in events:
-        table.add_row(
-            *(Text(cell) for cell in (_time(event.at), event.actor, event.action, event.outcome,
-                                      _details_text(event.details)))
-        )
-    console.print(table)
+        say(console, Text(f"{_time(event.at)}  {event.action}  {event.outcome}  by {event.actor}"), indent=2, hang=6)
+        details = _details_text(event.details)
+        if details:
+            say(console, Text(details, style="dim"), indent=6)
     return ExitStatus.OK
 
 
 def _console(env: Environment) -> Console:
-    return Console(file=env.stdout, width=140, highlight=False, soft_wrap=False)
+    return make_console(env.stdout, env.width)
 
 
 def _print_json(value: Any, env: Environment) -> None:
@@ -128,14 +133,17 @@ def _plan_summary(plan: PlanRecord) -> str:
         verb = "rejected" if plan.state == "REJECTED" else "approved"
         parts.append(f"{verb} by {plan.approver}")
     if plan.step_results:
+        # Out of the plan's steps, not out of the steps that ran: a fix that stopped after step 1 of 5
+        # is "1/5 steps ok", never "1/1".
         ok = sum(1 for r in plan.step_results if r.get("ok"))
-        parts.append(f"{ok}/{len(plan.step_results)} steps ok")
+        parts.append(f"{ok}/{steps} steps ok")
     return "; ".join(parts)
 
 
 def _details_text(details: dict[str, Any]) -> str:
     reason = details.get("reason")
-    rest = {k: v for k, v in details.items() if k != "reason"}
+    # A missing value (`exit_code=None` of a step that reported none) says nothing: leave it out.
+    rest = {k: v for k, v in details.items() if k != "reason" and v is not None}
     if isinstance(rest.get("fingerprint"), str) and len(rest["fingerprint"]) > 16:
         rest["fingerprint"] = rest["fingerprint"][:12] + "…"
     text = ", ".join(f"{k}={v}" for k, v in rest.items())

@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 from bot.cli import Environment, ExitStatus
+from bot.terminal import make_console, say
 from commands.lab.lab import DEFAULT_SCENARIOS, Lab
 from commands.lab.scenarios import load_scenario, scenario_names
 
@@ -15,10 +16,12 @@ DEFAULT_CONFIG = "sstp-bot-lab.toml"
 
 
 def list_scenarios(env: Environment) -> int:
+    console = make_console(env.stdout, env.width)
     for name in scenario_names():
         scenario = load_scenario(name)
         kind = f"fleet of {len(scenario.servers)}" if scenario.is_fleet else scenario.servers[0].name
-        print(f"{name:24} {kind:18} {scenario.description}", file=env.stdout)
+        say(console, f"{name}  ({kind})", hang=4)
+        say(console, scenario.description, indent=4)
     return ExitStatus.OK
 
 
@@ -30,22 +33,27 @@ def start_lab(args: argparse.Namespace, env: Environment) -> tuple[Lab, Path]:
     except BaseException:
         lab.stop()
         raise
-    print(f"Lab running: {len(lab.servers)} emulated RRAS server(s) on 127.0.0.1", file=env.stdout)
+    console = make_console(env.stdout, env.width)
+    say(console, f"Lab running: {len(lab.servers)} emulated RRAS server(s) on 127.0.0.1")
     for name, server in lab.servers.items():
-        print(
-            f"  {name:18} {server.transport}://{server.host}:{server.port:<6} {server.spec.scenario:22} "
-            f"{server.spec.description}",
-            file=env.stdout,
-        )
-    print(f"Inventory written to {config_path}", file=env.stdout)
-    print(f"Try:  sstp-bot --config {config_path} check --all", file=env.stdout)
-    # Suggest a server the bot can fix, not merely the first one (which may be healthy).
-    fixable = [name for name, server in lab.servers.items() if server.spec.fixable]
-    broken = [name for name, server in lab.servers.items() if server.spec.expect]
-    target = next(iter(fixable or broken or list(lab.servers)))
-    print(f"      sstp-bot --config {config_path} fix {target}", file=env.stdout)
-    print("Press Ctrl-C to stop.", file=env.stdout)
+        say(console, f"  {name}  {server.transport}://{server.host}:{server.port}  {server.spec.scenario}", hang=6)
+        say(console, server.spec.description, indent=6)
+    say(console, f"Inventory written to {config_path}", hang=2)
+    say(console, f"Try:  sstp-bot --config {config_path} check --all", hang=6)
+    target = suggested_fix_target(lab)
+    if target is not None:
+        say(console, f"      sstp-bot --config {config_path} fix {target}", hang=6)
+    say(console, "Press Ctrl-C to stop.")
     return lab, config_path
+
+
+def suggested_fix_target(lab: Lab) -> str | None:
+    """A server whose scenario the bot can fix, else one that is broken at all; never a healthy one
+    (`fix` of a healthy server only says there is nothing to fix). None when every server is healthy."""
+    # `fixable` alone is not enough: the healthy scenario is "fixable" too (a fix of it changes nothing).
+    broken = [name for name, server in lab.servers.items() if server.spec.expect]
+    fixable = [name for name in broken if lab.servers[name].spec.fixable]
+    return next(iter(fixable or broken), None)
 
 
 def run(args: argparse.Namespace, env: Environment, stop: threading.Event | None = None) -> int:
@@ -65,5 +73,5 @@ def run(args: argparse.Namespace, env: Environment, stop: threading.Event | None
         lab.stop()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-        print("Lab stopped.", file=env.stdout)
+        print("Lab stopped.", file=env.stdout, flush=True)
     return ExitStatus.OK

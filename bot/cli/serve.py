@@ -15,9 +15,10 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from slack_bolt.error import BoltError
+from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_sdk.errors import SlackApiError, SlackRequestError
 
-from bot.cli import Environment, ExitStatus
+from bot.cli import Environment, ExitStatus, require_database_folder
 from bot.config import Config, load_config
 from bot.slack.redact import RedactSecrets, redact
 from commands.errors import ConfigError
@@ -46,10 +47,24 @@ def read_secrets(config: Config, environ: Mapping[str, str]) -> dict[str, str]:
     return secrets
 
 
+class QuietStart(logging.Filter):
+    """Drops start-up noise an admin cannot act on: bolt's notice that the token of SLACK_BOT_TOKEN is
+    unused because the app was given its client (it is the same token)."""
+
+    NOTICES = frozenset({warning_client_prioritized_and_token_skipped()})
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() not in self.NOTICES
+
+
 def configure_logging(env: Environment) -> None:
     handler = logging.StreamHandler(env.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(RedactSecrets())
+    handler.addFilter(QuietStart())
+    # Alembic reports each migration step at INFO ("Context impl SQLiteImpl", "Will assume
+    # transactional DDL"): only its warnings matter at start.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     handler.set_name("sstp-bot-serve")
     root = logging.getLogger()
     for existing in list(root.handlers):
@@ -63,6 +78,7 @@ def configure_logging(env: Environment) -> None:
 
 def run(args: argparse.Namespace, env: Environment, *, stop: threading.Event | None = None) -> int:
     config = load_config(args.config, env.environ)
+    require_database_folder(config.database.url)
     secrets = read_secrets(config, env.environ)
     configure_logging(env)
 

@@ -6,6 +6,7 @@ import pytest
 from .conftest import LAB_SERVERS, assert_check_shape, ids, parse_json
 
 
+@pytest.mark.slow
 def test_healthy_server_json_shape_and_exit_0(cli):
     p = cli.run("check", "ok1", "--json")
     assert p.returncode == 0, p.stderr
@@ -18,6 +19,7 @@ def test_healthy_server_json_shape_and_exit_0(cli):
     assert [f for f in obj["findings"] if f["severity"] != "info"] == []
 
 
+@pytest.mark.slow
 def test_healthy_server_text_exit_0(cli):
     p = cli.run("check", "ok1")
     assert p.returncode == 0, p.stderr
@@ -128,6 +130,7 @@ def test_group_with_findings(cli):
     assert all(o["status"] == "unhealthy" for o in out)
 
 
+@pytest.mark.slow
 def test_all_lists_every_server(cli):
     p = cli.run("check", "--all", "--json", timeout=120)
     assert p.returncode == 2  # fault servers could not be checked
@@ -154,12 +157,14 @@ def test_unknown_server_is_config_error_and_never_connects(cli):
     assert cli.requests_total() == before
 
 
+@pytest.mark.slow
 def test_unknown_server_text_mode_exit_2(cli):
     p = cli.run("check", "nosuch")
     assert p.returncode == 2
     assert "nosuch" in (p.stdout + p.stderr)
 
 
+@pytest.mark.slow
 def test_unknown_server_among_known_ones(cli):
     p = cli.run("check", "ok1", "nosuch", "--json")
     assert p.returncode == 2
@@ -212,6 +217,7 @@ def test_error_kinds(cli, server, kind):
     assert obj["plan"] is None
 
 
+@pytest.mark.slow
 def test_auth_message_does_not_leak_password(cli):
     p = cli.run("check", "f-auth", "--json")
     assert "definitely-not-it" not in p.stdout + p.stderr
@@ -248,6 +254,7 @@ def _with_server_lines(cli, tmp_path, server, extra_lines):
     return cfg
 
 
+@pytest.mark.slow
 def test_offload_hash(cli, tmp_path):
     """SSTP_OFFLOAD_HASH: use_https false and sha256_hash missing or != the server's offload_sha256."""
     twin = cli.lab.servers["offload"].twin

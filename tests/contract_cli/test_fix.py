@@ -6,6 +6,7 @@ import pytest
 from .conftest import assert_fix_shape, ids, parse_json
 
 
+@pytest.mark.slow
 def test_fix_classic_iis_binding(cli):
     p = cli.run("fix", "fix-iis", "--yes", "--json")
     assert p.returncode == 0, p.stdout + p.stderr
@@ -46,6 +47,7 @@ def test_fix_urlacl_conflict(cli):
     assert obj["after"]["status"] == "healthy"
 
 
+@pytest.mark.slow
 def test_fix_of_healthy_server(cli):
     p = cli.run("fix", "fix-healthy", "--yes", "--json")
     assert p.returncode == 0, p.stdout + p.stderr
@@ -110,6 +112,7 @@ def test_fix_text_mode_yes(cli):
     assert "fix-healthy" in p.stdout + p.stderr
 
 
+@pytest.mark.slow
 def test_fix_without_yes_on_a_pipe_is_refused_and_changes_nothing(cli):
     before = cli.run("check", "iis", "--json")
     p = cli.run("fix", "iis", stdin="n\n")  # not a terminal: no answer can be read, so usage error
@@ -120,6 +123,7 @@ def test_fix_without_yes_on_a_pipe_is_refused_and_changes_nothing(cli):
     assert cli.lab.servers["iis"].twin.actions == []
 
 
+@pytest.mark.slow
 def test_fix_still_unhealthy_after_exit_1(cli):
     p = cli.run("fix", "fix-warn", "--yes", "--json")
     assert p.returncode == 1, p.stdout + p.stderr
@@ -132,6 +136,7 @@ def test_fix_still_unhealthy_after_exit_1(cli):
     assert "SSTP_CERT_EXPIRING" in ids(obj["after"])
 
 
+@pytest.mark.slow
 def test_fix_renewal_binds_newer_certificate(cli):
     p = cli.run("fix", "fix-expiry", "--yes", "--json")
     assert p.returncode == 0, p.stdout + p.stderr
@@ -142,6 +147,7 @@ def test_fix_renewal_binds_newer_certificate(cli):
     assert obj["after"]["status"] == "healthy"
 
 
+@pytest.mark.slow
 def test_fix_history_records_plan(cli):
     p = cli.run("fix", "fix-stopped", "--yes", "--json")  # healthy by now (or fixed here)
     assert p.returncode == 0

@@ -162,6 +162,7 @@ def test_db_upgrade_fresh_and_idempotent(cli, tmp_path):
     assert _entries(parse_json(p)) == []
 
 
+@pytest.mark.slow
 def test_db_prune_keeps_history(cli, hist):
     cfg, plan_id = hist
     before = _entries(parse_json(cli.run("history", "--json", "--limit", "100", config=cfg)))

@@ -333,6 +333,7 @@ def test_approve_of_a_plan_that_does_not_exist_is_audited(stack: LabStack) -> No
     assert refusals_of(stack, None, APPROVER), audit_rows(stack)
 
 
+@pytest.mark.slow
 def test_every_refusal_is_in_the_plan_audit_trail_read_with_the_cli(stack: LabStack, clock: FakeClock) -> None:
     plan_id, ts = check(stack, user=APPROVER)
     stack.harness.click(plan_id, user=OUTSIDER, message_ts=ts)                 # not an approver

@@ -158,6 +158,7 @@ def test_http_mode_refuses_to_start_without_a_signing_secret(tmp_path: Path, sla
             stack.close()
 
 
+@pytest.mark.slow
 def test_socket_mode_command_is_acked_and_answered(tmp_path: Path, slack_api: FakeSlackApi) -> None:
     with Lab(["iis-binding"]) as lab, FakeSocketModeServer() as socket_server:
         stack = build_stack(lab, tmp_path, slack_api)

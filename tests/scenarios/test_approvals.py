@@ -1,4 +1,6 @@
-"""Approvals through `bot.service` against the lab (DESIGN 6): who may approve, when, and exactly once."""
+"""Approvals through `bot.service` against the lab (DESIGN 6): exactly once, and never re-run after a
+crash. Who may approve and when (two-person rule, approvers, expiry, superseded plans) is the approval
+contract, tested outside-in through Slack: tests/contract_slack/test_approvals.py."""
 
 from __future__ import annotations
 
@@ -9,17 +11,14 @@ from typing import Any
 import pytest
 
 from bot.service import Actor, Service
-from commands.errors import NotAuthorised, PlanStateError
+from commands.errors import PlanStateError
 from storage.states import PlanState
 
 from .conftest import (
     APPROVERS,
     SLACK_APPROVER,
-    SLACK_OUTSIDER,
     SLACK_REQUESTER,
-    FakeClock,
     LabSetup,
-    is_approver,
 )
 
 THIRD_APPROVER = Actor(id="UAPPROVE4", source="slack")
@@ -47,93 +46,6 @@ def audit_outcomes(service: Service, plan_id: int) -> list[tuple[str, str, str]]
 @pytest.fixture
 def setup(lab_factory) -> LabSetup:
     return lab_factory(["iis-binding"])
-
-
-def test_two_person_rule(setup: LabSetup):
-    service = slack_service(setup)
-    plan_id = propose(service)
-    twin = setup.server("vpn-iis").twin
-
-    assert is_approver(service, SLACK_REQUESTER)  # an approver, but the one who asked
-    with pytest.raises(NotAuthorised, match="Two-person rule"):
-        service.approve(plan_id, SLACK_REQUESTER, authorised=is_approver(service, SLACK_REQUESTER))
-    assert service.get_plan(plan_id).state == "PROPOSED"
-    assert (SLACK_REQUESTER.id, "approve", "refused: two-person rule") in audit_outcomes(service, plan_id)
-
-    plan = service.approve(plan_id, SLACK_APPROVER, authorised=is_approver(service, SLACK_APPROVER))
-    assert plan.state == "APPROVED" and plan.approver == SLACK_APPROVER.id and plan.requester == SLACK_REQUESTER.id
-    fix = service.execute(plan_id, SLACK_APPROVER)
-    assert fix.state == "SUCCEEDED" and fix.after is not None and fix.after.status == "healthy"
-    assert len(twin.actions) == len(plan.steps)
-    assert [a for _, a, o in audit_outcomes(service, plan_id) if o == "ok"] == [
-        "propose", "approve", "start", *["step"] * len(plan.steps), "succeed"]
-
-
-def test_two_person_rule_does_not_stop_the_requester_from_rejecting(setup: LabSetup):
-    service = slack_service(setup)
-    plan_id = propose(service)
-    assert service.reject(plan_id, SLACK_REQUESTER, authorised=True).state == "REJECTED"
-    with pytest.raises(PlanStateError, match="rejected"):
-        service.approve(plan_id, SLACK_APPROVER, authorised=True)
-    with pytest.raises(PlanStateError):
-        service.execute(plan_id, SLACK_APPROVER)
-    assert setup.server("vpn-iis").twin.actions == []
-
-
-def test_a_non_approver_is_refused_and_audited(setup: LabSetup):
-    service = slack_service(setup)
-    plan_id = propose(service)
-    assert not is_approver(service, SLACK_OUTSIDER)
-    for decide in (service.approve, service.reject):
-        with pytest.raises(NotAuthorised, match="approvers"):
-            decide(plan_id, SLACK_OUTSIDER, authorised=is_approver(service, SLACK_OUTSIDER))
-    assert service.get_plan(plan_id).state == "PROPOSED"
-    refusals = [(a, o) for actor, a, o in audit_outcomes(service, plan_id) if actor == SLACK_OUTSIDER.id]
-    assert refusals == [("approve", "refused: not an approver"), ("reject", "refused: not an approver")]
-    # A plan that was never approved cannot be executed, by anyone.
-    with pytest.raises(PlanStateError, match="not been approved"):
-        service.execute(plan_id, SLACK_OUTSIDER)
-    assert setup.server("vpn-iis").twin.actions == []
-    # The refusals show in the CLI's audit trail too.
-    trail = setup.cli("history", "--plan", str(plan_id), "--json").json()
-    assert [e["outcome"] for e in trail if e["actor"] == SLACK_OUTSIDER.id][:2] == ["refused: not an approver"] * 2
-
-
-def test_an_expired_plan_is_refused(setup: LabSetup):
-    clock = FakeClock()
-    service = slack_service(setup, clock)
-    plan_id = propose(service)
-    expires = service.get_plan(plan_id).expires_at
-    clock.advance(minutes=14, seconds=59)
-    assert service.get_plan(plan_id).state == "PROPOSED"
-    clock.advance(seconds=2)
-    assert clock.now > expires
-    with pytest.raises(PlanStateError, match="expired") as err:
-        service.approve(plan_id, SLACK_APPROVER, authorised=True)
-    assert err.value.state == "EXPIRED"
-    assert service.get_plan(plan_id).state == "EXPIRED"
-    trail = audit_outcomes(service, plan_id)
-    assert ("system", "expire", "ok") in trail and (SLACK_APPROVER.id, "approve", "refused") in trail
-    with pytest.raises(PlanStateError):
-        service.execute(plan_id, SLACK_APPROVER)
-    assert setup.server("vpn-iis").twin.actions == []
-
-
-def test_a_superseded_plan_is_refused(setup: LabSetup):
-    service = slack_service(setup)
-    old = propose(service)
-    [outcome] = service.check([service.config.server("vpn-iis")], SLACK_OUTSIDER)  # anyone may run a check
-    new = outcome.plan_id
-    assert new is not None and new != old
-    assert [(p.id, p.state) for p in outcome.superseded] == [(old, "SUPERSEDED")]  # so Slack can retire its card
-    with pytest.raises(PlanStateError, match="superseded") as err:
-        service.approve(old, SLACK_APPROVER, authorised=True)
-    assert err.value.state == "SUPERSEDED"
-    assert service.get_plan(old).state == "SUPERSEDED"
-    assert setup.server("vpn-iis").twin.actions == []
-    # The newest proposal is the one that can run (and its requester is the outsider, not the approver).
-    assert service.approve(new, SLACK_REQUESTER, authorised=True).state == "APPROVED"
-    assert service.execute(new, SLACK_REQUESTER).state == "SUCCEEDED"
 
 
 def test_twenty_concurrent_approve_and_execute_run_the_plan_once(setup: LabSetup):

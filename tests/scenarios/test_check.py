@@ -189,7 +189,10 @@ def test_readable_report(fleet: LabSetup):
     assert "vpn02" in out and "UNHEALTHY" in out
     for finding in ("SSTP_HASH_MISMATCH", "IIS_HTTPS_BINDING", "HTTPSYS_FOREIGN_BINDING"):
         assert finding in out
-    assert "Plan (drops connected VPN users)" in out  # the plan panel, its disruptive step flagged
+    users = fleet.server("vpn02").twin.copy_state().vpn_connections
+    assert users > 0
+    # the plan, its disruptive step flagged, and how many users it drops
+    assert f"Plan (drops the {users} connected VPN users)" in out
     assert "[disruptive]" in out
     assert "remove_iis_binding(Site=Default Web Site" in out and "bind_sstp_certificate(Thumbprint=" in out
     assert not out.lstrip().startswith(("{", "["))

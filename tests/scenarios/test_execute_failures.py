@@ -53,6 +53,7 @@ def _wait_for(condition: Any, timeout: float = 30.0) -> None:
         time.sleep(0.02)
 
 
+@pytest.mark.slow
 def test_a_plan_approved_while_another_fix_of_the_server_runs_queues_and_never_sticks(lab_factory: Any) -> None:
     """Check 2 is running when plan 1 is approved; it proposes plan 2, approved while plan 1 runs.
     Plan 2 waits for the server, then finds it changed: FAILED, never stuck in APPROVED."""

@@ -62,6 +62,7 @@ def story(setup: LabSetup) -> list[str]:
     return outputs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("source", ["password_file", "password_env"])
 def test_password_never_in_output_logs_or_database(lab_factory, caplog, source: str):
     caplog.set_level(logging.DEBUG)

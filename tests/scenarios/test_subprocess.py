@@ -70,6 +70,7 @@ def wait_for_lab(path: Path, lab: subprocess.Popen[str], out: Reader, err: Reade
     pytest.fail(f"the lab did not write {path} within {STARTUP_TIMEOUT} s: {out.text}\n{err.text}")
 
 
+@pytest.mark.slow
 def test_lab_in_one_process_cli_in_another(tmp_path: Path):
     config_path = tmp_path / "lab.toml"
     lab = subprocess.Popen(
@@ -125,6 +126,7 @@ def test_lab_in_one_process_cli_in_another(tmp_path: Path):
     assert json.loads(after.stdout)["error"]["kind"] == "unreachable"
 
 
+@pytest.mark.slow
 def test_demo(tmp_path: Path):
     run = bot("demo", cwd=tmp_path)
     assert run.returncode == 0, (run.stdout[-3000:], run.stderr[-3000:])

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from bot.slack.app import create_app, make_web_client
 from bot.slack.blocks import APPROVE_ACTION
 from bot.slack.server import socket_mode_handler
@@ -19,6 +21,7 @@ from tests.fakes.slack_api import FakeSlackApi
 from tests.fakes.socket_mode import FakeSocketModeServer
 
 
+@pytest.mark.slow
 def test_check_and_approve_over_socket_mode_fix_the_lab_server(tmp_path: Path, slack_api: FakeSlackApi) -> None:
     with Lab(["iis-binding"]) as lab, FakeSocketModeServer() as socket_server:
         stack = LabStack.build(lab, tmp_path, slack_api, approvers=(APPROVER,), two_person_rule=True)

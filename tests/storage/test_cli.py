@@ -32,6 +32,7 @@ def setup(tmp_path: Path) -> tuple[Path, str, FakeClock]:
     config.write_text(
         f'[database]\nurl = "sqlite:///{db}"\n\n[servers.vpn01]\nhost = "vpn01.corp.example.com"\n'
         '\n[servers.vpn02]\nhost = "vpn02.corp.example.com"\n'
+        '\n[servers.vpn03]\nhost = "vpn03.corp.example.com"\n'
     )
     return config, f"sqlite:///{db}", FakeClock()
 
@@ -67,8 +68,7 @@ def test_history_table(setup: tuple[Path, str, FakeClock]) -> None:
     run = cli(config, "history")
     assert run.code == 0, run.err
     lines = run.out.splitlines()
-    assert "time (UTC)" in lines[0] and "summary" in lines[0]
-    assert "oldvpn" in lines[1]
+    assert "oldvpn" in lines[0]  # newest first, one entry and its summary below it
     assert f"plan #{plan_id}" in run.out and "SUCCEEDED" in run.out and "approved by U0BBBB2" in run.out
     assert "2 critical: IIS_HTTPS_BINDING, SSTP_HASH_MISMATCH" in run.out
     assert "no findings" in run.out
@@ -94,9 +94,16 @@ def test_history_json(setup: tuple[Path, str, FakeClock]) -> None:
 def test_history_of_a_server_without_any(setup: tuple[Path, str, FakeClock]) -> None:
     config, url, clock = setup
     _seed(url, clock)
+    run = cli(config, "history", "vpn03")  # in the inventory, never checked
+    assert (run.code, run.out.strip()) == (0, "No history for vpn03.")
+    assert json.loads(cli(config, "history", "vpn03", "--json").out) == []
+    # Neither in the inventory nor in the history: a typo, a configuration error like `check ghost`
     run = cli(config, "history", "ghost")
-    assert (run.code, run.out.strip()) == (0, "No history for ghost.")
-    assert json.loads(cli(config, "history", "ghost", "--json").out) == []
+    assert run.code == 2 and "Unknown server 'ghost'" in run.err and run.out == ""
+    run = cli(config, "history", "vpn011", "--json")
+    assert run.code == 2 and "Did you mean 'vpn01'?" in run.err
+    doc = json.loads(run.out)
+    assert set(doc) == {"error"} and doc["error"]["kind"] == "config" and "vpn011" in doc["error"]["message"]
     run = cli(config, "history", "oldvpn")  # not in the inventory any more, still has history
     assert run.code == 0 and "oldvpn" in run.out and "check #" in run.out
 

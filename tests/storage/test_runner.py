@@ -106,8 +106,12 @@ def test_another_pid_namespace_cannot_be_told() -> None:
     assert runner_is_dead(_with(current_runner(), pidns="1", pid=str(_exited_pid()))) is None
 
 
+# The last value holds this host's name and this process's PID: its test id must not (pytest-xdist
+# workers collect the same ids, and a PID differs per worker).
 @pytest.mark.parametrize("runner", ["", "garbage", "host=x", "host=x pid=0", "host=x pid=-3", "pid=12",
-                                    "host= pid=1", f"{socket.gethostname()} {os.getpid()}"])
+                                    "host= pid=1", f"{socket.gethostname()} {os.getpid()}"],
+                         ids=["empty", "garbage", "host-only", "pid-zero", "pid-negative", "pid-only",
+                              "empty-host", "bare-host-and-pid"])
 def test_a_value_that_is_not_an_identity_cannot_be_told(runner: str) -> None:
     assert parse_runner(runner) is None
     assert runner_is_dead(runner) is None
