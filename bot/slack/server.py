@@ -17,7 +17,11 @@ from typing import Any
 
 import waitress
 from slack_bolt import App
-from slack_bolt.adapter.socket_mode import SocketModeHandler
+# The websocket-client adapter, not the built-in one: on Slack's routine `disconnect`
+# (refresh_requested) the built-in client cannot close the old connection until its pending 3-second
+# read times out, and reads nothing meanwhile, so a command arriving then missed Slack's 3 s limit.
+# websocket-client opens the new connection, reads it at once and closes the old one (issue 14).
+from slack_bolt.adapter.socket_mode.websocket_client import SocketModeHandler
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackRequestError
