@@ -58,6 +58,7 @@ class SstpApp(App):
 
     sstp: SstpSlackBot
     verifies_requests: bool = False
+    signing_secret: str = ""
 
 
 def create_app(
@@ -95,6 +96,7 @@ def create_app(
     bot.register(app)
     app.sstp = bot
     app.verifies_requests = signing_secret is not None and signing_secret != ""
+    app.signing_secret = signing_secret or ""
     return app
 
 
