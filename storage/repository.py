@@ -8,24 +8,26 @@ single conditional UPDATE: whatever the number of clicks, threads or processes, 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, select, text, update
+from sqlalchemy import CursorResult, delete, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from commands.errors import ConfigError, PlanStateError, SstpBotError
 from commands.model import as_utc, format_time
 
 from . import migrate
-from .engine import IMMEDIATE, build_engine, display_url
-from .models import AuditRow, CheckRow, PlanRow, SnapshotRow
+from .engine import BUSY_TIMEOUT_MS, IMMEDIATE, build_engine, display_url
+from .models import AuditRow, CheckRow, PlanRow, SlackRequestRow, SnapshotRow
 from .records import AuditRecord, CheckRecord, HistoryEntry, PlanRecord
 from .redaction import redact, redact_optional
+from .resilience import RUNNING_HERE, reason, retried
 from .runner import current_runner, describe_runner, runner_is_dead
 from .snapshots import decode_snapshot, encode_snapshot
 from .states import DECISION_STATES, LEGAL_TRANSITIONS, TERMINAL_STATES, TRANSITION_ACTIONS, PlanState
@@ -74,11 +76,25 @@ class Repository:
     """
 
     def __init__(
-        self, url: str, *, clock: Callable[[], datetime] = utc_now, auto_upgrade: bool = True
+        self,
+        url: str,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        auto_upgrade: bool = True,
+        write_retry_seconds: float = 60.0,
+        busy_timeout_ms: int = BUSY_TIMEOUT_MS,
     ) -> None:
         self._clock = clock
+        #: How long a write the record depends on is retried (with backoff) on a locked or full database.
+        self.write_retry_seconds = write_retry_seconds
+        self._busy_timeout_ms = busy_timeout_ms
+        # Plans whose end could not be written (reason), and step results waiting to be written: both
+        # are written, and the plan ends INTERRUPTED, as soon as the database takes writes again.
+        self._abandoned: dict[int, str] = {}
+        self._unrecorded: dict[int, list[dict[str, Any]]] = {}
+        self._pending_lock = threading.Lock()
         try:
-            self._engine = build_engine(url)
+            self._engine = build_engine(url, busy_timeout_ms=busy_timeout_ms)
         except (SQLAlchemyError, OSError, ValueError) as exc:
             raise ConfigError(f"cannot open the database {url!r}: {exc}") from None
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
@@ -141,6 +157,7 @@ class Repository:
         """
         return self.record_check_superseding(**check)[0]
 
+    @retried
     def record_check_superseding(
         self,
         *,
@@ -277,6 +294,7 @@ class Repository:
 
     # -- plans -----------------------------------------------------------------------------------
 
+    @retried
     def create_plan(
         self,
         *,
@@ -366,13 +384,26 @@ class Repository:
             return self._plan_record(row)
 
     def running_plan(self, server: str) -> PlanRecord | None:
-        """The plan RUNNING on `server`, in whichever process runs it (there is at most one)."""
+        """The plan RUNNING on `server`, in whichever process runs it (there is at most one).
+
+        A plan this process abandoned (its end could not be written) is released first, and so is one
+        whose runner is this very process but which nothing here runs: neither is "another process"
+        to wait for (issue 14, item 1)."""
+        self.release_abandoned()
+        with self._read() as session:
+            row = session.scalars(
+                select(PlanRow).where(PlanRow.server == server, PlanRow.state == PlanState.RUNNING.value)
+            ).first()
+            mine = row is not None and self._abandoned_here(row)
+        if mine:
+            self.recover_interrupted()
         with self._read() as session:
             row = session.scalars(
                 select(PlanRow).where(PlanRow.server == server, PlanRow.state == PlanState.RUNNING.value)
             ).first()
             return None if row is None else self._plan_record(row)
 
+    @retried
     def set_plan_message(self, plan_id: int, channel: str, ts: str) -> None:
         """Remember the Slack message that shows the plan (so it can be updated later)."""
         with self._write() as session:
@@ -390,6 +421,89 @@ class Repository:
         actor: str,
         details: dict[str, Any] | None = None,
     ) -> PlanRecord:
+        """Move a plan from `expected` to `new` (see `_transition`), retried while the database is
+        locked or full. The end of a run is the record's truth (issue 14, item 1):
+
+        - a run whose step results could not all be written ends INTERRUPTED (not FAILED/SUCCEEDED),
+          with the reason, once the results held back are written;
+        - a run whose end cannot be written at all is *abandoned*: this process no longer runs it, and
+          releases it (INTERRUPTED, with the reason) as soon as the database takes writes again
+          (`release_abandoned`, also done by `running_plan` and `recover_interrupted`).
+        """
+        expected, new = PlanState(expected), PlanState(new)
+        ending_a_run = expected is PlanState.RUNNING and new in TERMINAL_STATES
+        if ending_a_run:
+            self.release_abandoned()
+            with self._pending_lock:
+                held = list(self._unrecorded.get(plan_id, ()))
+            if held:
+                why = self._abandoned_reason(plan_id, held)
+                new, details = PlanState.INTERRUPTED, {**(details or {}), "intended": new.value, "reason": why}
+        try:
+            record = self._transition(plan_id, expected, new, actor=actor, details=details, held=held if ending_a_run else [])
+        except OperationalError as exc:
+            if ending_a_run:
+                with self._pending_lock:
+                    self._abandoned[plan_id] = f"the database could not record the end of the plan ({reason(exc)})"
+                RUNNING_HERE.discard(self._database_key, plan_id)
+            raise
+        if new is PlanState.RUNNING:
+            RUNNING_HERE.add(self._database_key, plan_id)
+        elif ending_a_run:
+            RUNNING_HERE.discard(self._database_key, plan_id)
+            with self._pending_lock:
+                self._unrecorded.pop(plan_id, None)
+                self._abandoned.pop(plan_id, None)
+        return record
+
+    def _abandoned_reason(self, plan_id: int, held: list[dict[str, Any]]) -> str:
+        indexes = ", ".join(str(r.get("index", "?")) for r in held)
+        return (
+            f"the database could not record the result of step {indexes} in time; the fix was stopped "
+            "there. The server may be half-fixed: run the check again"
+        )
+
+    @property
+    def _database_key(self) -> str:
+        return str(self._engine.url)
+
+    def release_abandoned(self) -> list[int]:
+        """Write what a database outage held back: step results, then INTERRUPTED for every plan this
+        process abandoned (its end could not be written). One attempt each; False-safe to call often.
+        Returns the ids of the plans released now."""
+        with self._pending_lock:
+            abandoned = dict(self._abandoned)
+        released: list[int] = []
+        for plan_id, why in abandoned.items():
+            with self._pending_lock:
+                held = list(self._unrecorded.get(plan_id, ()))
+            try:
+                self._transition(
+                    plan_id, PlanState.RUNNING, PlanState.INTERRUPTED, actor=SYSTEM_ACTOR,
+                    details={"reason": why, "runner": current_runner()}, held=held,
+                )
+            except OperationalError:
+                continue  # still down: next time
+            except SstpBotError:
+                pass  # no longer RUNNING (someone ran `db interrupt`): nothing left to release
+            else:
+                released.append(plan_id)
+            with self._pending_lock:
+                self._abandoned.pop(plan_id, None)
+                self._unrecorded.pop(plan_id, None)
+        return released
+
+    @retried
+    def _transition(
+        self,
+        plan_id: int,
+        expected: PlanState,
+        new: PlanState,
+        *,
+        actor: str,
+        details: dict[str, Any] | None = None,
+        held: list[dict[str, Any]] | None = None,
+    ) -> PlanRecord:
         """Move a plan from `expected` to `new`, exactly once, and audit the attempt either way.
 
         One conditional UPDATE (`WHERE id = :id AND state = :expected`, plus `expires_at > now` for
@@ -399,7 +513,6 @@ class Repository:
         the same server runs is refused by the database's partial unique index; a started plan
         records this process as its runner (`storage.runner.current_runner()`), in the same UPDATE.
         """
-        expected, new = PlanState(expected), PlanState(new)
         if new not in LEGAL_TRANSITIONS[expected]:
             raise PlanStateError(
                 plan_id, expected.value, f"plan {plan_id}: {expected} -> {new} is not a legal transition"
@@ -422,6 +535,8 @@ class Repository:
                 ):
                     row = session.get(PlanRow, plan_id)
                     assert row is not None
+                    for result in held or ():
+                        self._append_step(session, row, redact(dict(result)), now)
                     self._add_audit(
                         session,
                         at=now,
@@ -484,6 +599,7 @@ class Repository:
                 error = PlanStateError(plan_id, state.value, reason)
         raise error
 
+    @retried
     def expire_due(self) -> list[int]:
         """PROPOSED plans whose time is up become EXPIRED (audited); returns their ids."""
         now = self._now()
@@ -517,6 +633,7 @@ class Repository:
         plans marked INTERRUPTED.
         """
         check = runner_is_dead if is_dead is None else is_dead
+        released = self.release_abandoned()
         now = self._now()
         with self._write() as session:
             running = session.scalars(
@@ -526,6 +643,10 @@ class Repository:
             for row in running:
                 if row.runner is None:
                     why = "no runner recorded (started by a version before 0003_plan_runner)"
+                elif self._abandoned_here(row):
+                    if row.id in self._abandoned:
+                        continue  # its held-back results must go first: `release_abandoned`, next time
+                    why = f"this process ({describe_runner(row.runner)}) no longer runs it"
                 else:
                     verdict = check(row.runner)
                     if verdict is not True:
@@ -549,25 +670,110 @@ class Repository:
                                            "automatically",
                                  "steps_recorded": len(row.step_results)},
                     )
-            return interrupted
+            return [*released, *interrupted]
+
+    def _abandoned_here(self, row: PlanRow) -> bool:
+        """RUNNING with this process as its runner, yet run by nothing in this process."""
+        return row.runner == current_runner() and (self._database_key, row.id) not in RUNNING_HERE
 
     def record_step_result(self, plan_id: int, result: dict[str, Any]) -> None:
-        """Append one step's result (`{"action", "ok", "changed", "detail", ...}`) to the plan; audited."""
+        """Append one step's result (`{"action", "ok", "changed", "detail", ...}`) to the plan; audited.
+
+        Retried while the database is locked or full; if it still cannot be written the result is held
+        back (written with the plan's end, which is then INTERRUPTED with the reason) and the error
+        raised, so the fix stops: no step runs that the record could not show.
+        """
+        try:
+            self._record_step_result(plan_id, result)
+        except OperationalError:
+            with self._pending_lock:
+                self._unrecorded.setdefault(plan_id, []).append(dict(result))
+            raise
+
+    @retried
+    def _record_step_result(self, plan_id: int, result: dict[str, Any]) -> None:
         now = self._now()
         clean = redact(dict(result))
         with self._write() as session:
             row = session.get(PlanRow, plan_id)
             if row is None:
                 raise NotFound(f"plan {plan_id} not found")
-            row.step_results = [*row.step_results, clean]
-            self._add_audit(
-                session, at=now, actor=SYSTEM_ACTOR, action="step",
-                outcome="ok" if clean.get("ok", True) else "failed", server=row.server, plan_id=plan_id,
-                details={"index": len(row.step_results) - 1, **clean},
-            )
+            self._append_step(session, row, clean, now)
+
+    def _append_step(self, session: Session, row: PlanRow, clean: dict[str, Any], now: datetime) -> None:
+        row.step_results = [*row.step_results, clean]
+        self._add_audit(
+            session, at=now, actor=SYSTEM_ACTOR, action="step",
+            outcome="ok" if clean.get("ok", True) else "failed", server=row.server, plan_id=row.id,
+            details={"index": len(row.step_results) - 1, **clean},
+        )
+
+    # -- Slack cards and requests ------------------------------------------------------------------
+
+    def interrupted_cards(self, limit: int = 50) -> list[PlanRecord]:
+        """INTERRUPTED plans whose Slack card does not say so yet (a crash, an outage at the end of a fix)."""
+        with self._read() as session:
+            rows = session.scalars(
+                select(PlanRow)
+                .where(
+                    PlanRow.state == PlanState.INTERRUPTED.value,
+                    PlanRow.message_ts.is_not(None),
+                    (PlanRow.card_state.is_(None)) | (PlanRow.card_state != PlanState.INTERRUPTED.value),
+                )
+                .order_by(PlanRow.id)
+                .limit(limit)
+            ).all()
+            return [self._plan_record(r) for r in rows]
+
+    @retried
+    def mark_card(self, plan_id: int, state: str) -> None:
+        """Remember that the plan's card now shows `state`."""
+        with self._write() as session:
+            session.execute(update(PlanRow).where(PlanRow.id == plan_id).values(card_state=str(state)))
+
+    def claim_request(self, key: str, expires_at: float) -> bool:
+        """Claim a signed request's key until `expires_at` (epoch seconds); False if already claimed.
+
+        Expired claims are deleted in the same transaction. Not retried: the caller (the HTTP handler)
+        must answer Slack within 3 seconds, and falls back to its in-process memory on an error."""
+        now = self._now()
+        until = datetime.fromtimestamp(expires_at, UTC)
+        try:
+            with self._write() as session:
+                session.execute(delete(SlackRequestRow).where(SlackRequestRow.expires_at <= now))
+                if session.get(SlackRequestRow, key) is not None:
+                    return False
+                session.add(SlackRequestRow(key=key, expires_at=until))
+        except IntegrityError:
+            return False
+        return True
+
+    def release_request(self, key: str) -> None:
+        """Forget a claim (the request was refused after all)."""
+        with self._write() as session:
+            session.execute(delete(SlackRequestRow).where(SlackRequestRow.key == key))
+
+    def writable(self, timeout_ms: int = 500) -> None:
+        """Raise unless the database takes a write lock within `timeout_ms` (a health probe: a database
+        that can be read but not written, a `VACUUM` or a full disk, is not healthy)."""
+        with self._engine.connect() as conn:
+            if conn.dialect.name != "sqlite":
+                conn.execute(text("SELECT 1"))
+                return
+            raw = conn.connection.dbapi_connection
+            assert raw is not None
+            cursor = raw.cursor()
+            try:
+                cursor.execute(f"PRAGMA busy_timeout={int(timeout_ms)}")
+                cursor.execute("BEGIN IMMEDIATE")
+                cursor.execute("ROLLBACK")
+            finally:
+                cursor.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
+                cursor.close()
 
     # -- audit -----------------------------------------------------------------------------------
 
+    @retried
     def audit(
         self,
         *,

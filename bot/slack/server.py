@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 import waitress
 from slack_bolt import App
+
 # The websocket-client adapter, not the built-in one: on Slack's routine `disconnect`
 # (refresh_requested) the built-in client cannot close the old connection until its pending 3-second
 # read times out, and reads nothing meanwhile, so a command arriving then missed Slack's 3 s limit.
@@ -107,12 +108,12 @@ class HealthCheck:
         ttl_seconds: float = 30.0,
         database_ttl_seconds: float = 5.0,
         wait_seconds: float = 1.0,
-        database_probe: Callable[[], None] | None = None,
+        database_probe: Callable[[], object] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.client = client
         self.service = service
-        self._database_probe = database_probe or (lambda: None if service.status() is None else None)
+        self._database_probe = database_probe or service.status
         self._slack = _SharedProbe("slack", self._slack_state, ttl_seconds, wait_seconds, monotonic)
         self._database = _SharedProbe("database", self._database_state, database_ttl_seconds, wait_seconds, monotonic)
 
@@ -194,7 +195,8 @@ class ReplayGuard:
     """
 
     def __init__(self, store: ReplayStore | None = None, window: float = REPLAY_WINDOW_SECONDS) -> None:
-        self.store: ReplayStore = store or MemoryReplayStore()
+        self.memory = MemoryReplayStore()
+        self.store: ReplayStore = store or self.memory
         self.window = window
 
     @staticmethod
@@ -203,10 +205,23 @@ class ReplayGuard:
 
     def claim(self, signature: str, timestamp: int) -> bool:
         """Take `signature` (stamped `timestamp`); False when another request has it already."""
-        return self.store.claim_request(self.key(signature), float(timestamp) + self.window)
+        key, until = self.key(signature), float(timestamp) + self.window
+        if self.store is not self.memory:
+            try:
+                # Both: the database survives restarts, the memory survives a database outage.
+                return self.store.claim_request(key, until) and self.memory.claim_request(key, until)
+            except Exception as exc:  # a locked database must not stop Slack's requests (3 s limit)
+                logger.warning("replay memory: database unavailable (%s); using this process's memory", type(exc).__name__)
+        return self.memory.claim_request(key, until)
 
     def release(self, signature: str) -> None:
-        self.store.release_request(self.key(signature))
+        key = self.key(signature)
+        self.memory.release_request(key)
+        if self.store is not self.memory:
+            try:
+                self.store.release_request(key)
+            except Exception as exc:
+                logger.warning("replay memory: could not release a claim: %s", type(exc).__name__)
 
 
 class SlackWsgiApp:
