@@ -311,13 +311,16 @@ class SlackWsgiApp:
         if length > MAX_BODY_BYTES:
             return "413 Payload Too Large", "body too large"
         body = environ["wsgi.input"].read(length) if length else b""
-        if not self._verifier.is_valid(body, timestamp, signature):
+        try:
+            text = body.decode("utf-8")  # Slack sends UTF-8; the verifier needs text
+        except UnicodeDecodeError:
+            return "400 Bad Request", "the body is not UTF-8"
+        if not self._verifier.is_valid(text, timestamp, signature):
             return "401 Unauthorized", "invalid or stale signature"
         try:
-            text = body.decode("utf-8")
             content_type = str(environ.get("CONTENT_TYPE", "")).split(";")[0].strip().lower() or None
             parsed = parse_body(text, content_type)
-        except (UnicodeDecodeError, ValueError):
+        except ValueError:  # json.JSONDecodeError included
             return "400 Bad Request", "the body is not a Slack payload"
         if not isinstance(parsed, dict):
             return "400 Bad Request", "the body is not a Slack payload"
