@@ -21,6 +21,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from slack_bolt import App, BoltContext
+from slack_bolt.request import BoltRequest
 from slack_bolt.response import BoltResponse
 from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
@@ -63,6 +64,14 @@ class SstpApp(App):
     sstp: SstpSlackBot
     verifies_requests: bool = False
     signing_secret: str = ""
+
+    def dispatch(self, req: BoltRequest) -> BoltResponse:
+        """Screen clicks before bolt reads them: bolt's own middleware indexes `actions[0]` and raises
+        on a click whose `actions` is null (a 500 before anything is audited). A legacy
+        `interactive_message` or a click without a readable action is answered 200 (nothing for Slack
+        to retry), audited, and goes no further. Both HTTP and Socket Mode requests come through here."""
+        refused = self.sstp.screen(req.body) if hasattr(self, "sstp") else None
+        return refused if refused is not None else super().dispatch(req)
 
 
 def create_app(
@@ -144,7 +153,6 @@ class SstpSlackBot:
 
     # --- wiring ------------------------------------------------------------------------------
     def register(self, app: App) -> None:
-        app.use(self._refuse_legacy_and_malformed_clicks)
         app.command(SLASH_COMMAND, middleware=[self._channel_gate_command])(self.slash.on_command)
         # block_actions only: a bare action ID would also match a legacy `interactive_message` whose
         # callback_id is the same string (bolt's attachment actions), which must never approve.
@@ -201,10 +209,10 @@ class SstpSlackBot:
         self.submit(self.decisions, refuse)
         return BoltResponse(status=200, body="")
 
-    def _refuse_legacy_and_malformed_clicks(self, body: dict[str, Any], context: BoltContext, next: Callable[[], BoltResponse]) -> BoltResponse:
-        """Global middleware: only `block_actions` clicks may decide a plan. A legacy
-        `interactive_message` (message attachments) or a click with no readable action is answered
-        200 (nothing to retry), audited, and goes no further."""
+    def screen(self, body: Any) -> BoltResponse | None:
+        """Only `block_actions` clicks with a readable action may reach a listener (see `SstpApp.dispatch`)."""
+        if not isinstance(body, dict):
+            return None
         kind = body.get("type")
         if kind == "interactive_message" or (kind == "block_actions" and not _has_action(body)):
             user_obj = body.get("user")
@@ -212,7 +220,7 @@ class SstpSlackBot:
             why = "refused: legacy interactive_message" if kind == "interactive_message" else "refused: malformed click (no action)"
             self.submit(self.decisions, self._audit_refused_click, user, why)
             return BoltResponse(status=200, body="")
-        return next()
+        return None
 
     def _audit_refused_click(self, user: str, why: str) -> None:
         self.service.audit(actor=user or "unknown", action="click", outcome=why, details={"source": "slack"})

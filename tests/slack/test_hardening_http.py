@@ -12,7 +12,6 @@ import json
 import logging
 import socket
 import sqlite3
-import threading
 import time
 import urllib.error
 import urllib.request
