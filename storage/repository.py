@@ -8,6 +8,7 @@ single conditional UPDATE: whatever the number of clicks, threads or processes, 
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -443,8 +444,13 @@ class Repository:
             record = self._transition(plan_id, expected, new, actor=actor, details=details, held=held if ending_a_run else [])
         except OperationalError as exc:
             if ending_a_run:
+                why = (
+                    self._abandoned_reason(plan_id, held)
+                    if held
+                    else f"the database could not record the end of the plan ({reason(exc)})"
+                )
                 with self._pending_lock:
-                    self._abandoned[plan_id] = f"the database could not record the end of the plan ({reason(exc)})"
+                    self._abandoned[plan_id] = why
                 RUNNING_HERE.discard(self._database_key, plan_id)
             raise
         if new is PlanState.RUNNING:
@@ -767,6 +773,8 @@ class Repository:
                 cursor.execute(f"PRAGMA busy_timeout={int(timeout_ms)}")
                 cursor.execute("BEGIN IMMEDIATE")
                 cursor.execute("ROLLBACK")
+            except sqlite3.OperationalError as exc:  # the driver's own error, as SQLAlchemy would wrap it
+                raise OperationalError("BEGIN IMMEDIATE", None, exc) from None
             finally:
                 cursor.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
                 cursor.close()
