@@ -95,3 +95,18 @@ def test_the_write_probe_tells_a_locked_database(db: Path) -> None:
         repo.writable(timeout_ms=200)
     assert time.monotonic() - started < 1.0
     repo.close()
+
+
+def test_a_replay_claim_does_not_wait_out_a_locked_database(db: Path) -> None:
+    from bot.slack.server import ReplayGuard
+
+    repo = Repository(f"sqlite:///{db}")
+    guard = ReplayGuard(repo)
+    lock_for(db, 2.0)
+    started = time.monotonic()
+    with pytest.raises(OperationalError):
+        repo.claim_request("k", time.time() + 300)
+    assert guard.claim("v0=abc", int(time.time()))  # the guard falls back to its memory
+    assert not guard.claim("v0=abc", int(time.time()))
+    assert time.monotonic() - started < 1.5  # Slack's 3 s are not spent waiting for the lock
+    repo.close()
