@@ -155,6 +155,7 @@ def main() -> None:
         approved: set[int] = set()
         texts = itertools.cycle([f"check {HANGING}", f"check {FIXABLE}", "status", f"history {FIXABLE}", "help"])
         rounds = 0
+        rss_rounds: list[float] = []
         end = time.monotonic() + args.seconds
         with ThreadPoolExecutor(60) as pool:
             while time.monotonic() < end:
@@ -174,6 +175,7 @@ def main() -> None:
                     codes[code] = codes.get(code, 0) + 1
                 rounds += 1
                 slack_api.reset()  # the fake Slack API keeps every call it saw: not the bot's memory
+                rss_rounds.append(rss_mib())
                 time.sleep(1.0)
         # Let the work finish (the hanging server's checks time out), bounded.
         drained = app.sstp.drain(timeout=max(5.0, deadline_total - time.monotonic() - 10))
@@ -196,6 +198,8 @@ def main() -> None:
     print(f"plans approved: {len(approved)}, by final state: {states}; left RUNNING: {len(running)}; work drained: {drained}")
     print(f"memory (RSS): {rss_start:.0f} MiB at start, {rss_loaded:.0f} MiB with the bot up, {rss_end:.0f} MiB after the load "
           f"(the lab, the fake Slack API and the load generator share this process)")
+    quarter = max(1, len(rss_rounds) // 4)
+    print("memory over the rounds (RSS, MiB, every quarter): " + ", ".join(f"{v:.0f}" for v in rss_rounds[quarter - 1 :: quarter]))
     ok = max(latencies) < 3.0 and max(health) < 3.0 and not running
     print("PASS" if ok else "FAIL")
     raise SystemExit(0 if ok else 1)
