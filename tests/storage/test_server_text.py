@@ -65,4 +65,4 @@ def test_server_text_is_printed_and_stored_without_control_characters(hostile: i
     with Repository(f"sqlite:///{tmp_path}/bot.db") as repo:
         (latest,) = repo.latest_checks()
         assert latest.error_message and "forged line" in latest.error_message
-        assert not any(ord(c) < 32 and c not in "\t\n" or 0x7F <= ord(c) <= 0x9F for c in latest.error_message)
+        assert not any((ord(c) < 32 and c not in "\t\n") or 0x7F <= ord(c) <= 0x9F for c in latest.error_message)
