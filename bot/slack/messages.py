@@ -247,6 +247,7 @@ def too_many_checks(limit: int) -> str:
     )
 
 
+BUSY = ":hourglass: The bot has as many checks waiting as it takes; try again in a minute."
 REFUSED_MALFORMED_CLICK = ":no_entry: That click could not be read; nothing was done."
 REFUSED_NOT_THE_CARD = (
     ":no_entry: That button is not on this plan's card; nothing was done. Use the plan's own card."

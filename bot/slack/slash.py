@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MAX_CHECKS_PER_USER = 5
+MAX_CHECKS_QUEUED = 64  # all users together: the check queue is bounded, beyond it the answer is "busy"
 
 
 @dataclass
@@ -43,18 +44,22 @@ class _InFlight:
 class CheckQueue:
     """In-process bookkeeping of checks: per-server de-duplication and a per-user limit."""
 
-    def __init__(self, per_user: int = MAX_CHECKS_PER_USER) -> None:
+    def __init__(self, per_user: int = MAX_CHECKS_PER_USER, total: int = MAX_CHECKS_QUEUED) -> None:
         self.per_user = per_user
+        self.total = total
         self._servers: dict[str, _InFlight] = {}
         self._users: Counter[str] = Counter()
         self._lock = threading.Lock()
 
-    def take_user_slot(self, user: str) -> bool:
+    def take_user_slot(self, user: str) -> str | None:
+        """Take a place for one check of `user`; the refusal text when there is none."""
         with self._lock:
             if self._users[user] >= self.per_user:
-                return False
+                return messages.too_many_checks(self.per_user)
+            if sum(self._users.values()) >= self.total:
+                return messages.BUSY
             self._users[user] += 1
-            return True
+            return None
 
     def release_user_slot(self, user: str) -> None:
         with self._lock:
@@ -98,8 +103,9 @@ class SlashCommands:
         channel = str(context.channel_id or "")
         replier = Replier(self.bot, respond, channel, user)
         if isinstance(command, grammar.Check):
-            if not self.queue.take_user_slot(user):
-                ack(text=messages.too_many_checks(self.queue.per_user))
+            refused = self.queue.take_user_slot(user)
+            if refused is not None:
+                ack(text=refused)
                 return
             ack()
             self.bot.submit(self.bot.commands, self._run_check, command, user, channel, replier)

@@ -175,6 +175,18 @@ def test_a_per_user_limit_with_a_clear_answer(service: FakeService, config: Conf
         harness.close()
 
 
+def test_the_check_queue_is_bounded_for_everyone(service: FakeService, config: Config, slack_api: FakeSlackApi) -> None:
+    harness = build_harness(service, config, slack_api)
+    harness.app.sstp.slash.queue.total = 3
+    try:
+        service.check_delay = 1.0
+        answers = [harness.command(f"check vpn01 vpn0{2 + n % 2}", user=f"U0OPER{n:03d}", wait=False) for n in range(4)]
+        assert [messages.BUSY in str(a.body) for a in answers] == [False, False, False, True]
+        harness.drain()
+    finally:
+        harness.close()
+
+
 # --- payload text ----------------------------------------------------------------------------------
 
 def test_a_typed_fqdn_that_slack_linked_is_unwrapped() -> None:
