@@ -108,7 +108,13 @@ def main() -> None:
             for round_ in range(args.rounds):
                 barrier = threading.Barrier(args.concurrency)
                 bodies = [
-                    payloads.form_body(payloads.slash_command(f"check vpn0{1 + (round_ + i) % 3}", response_url=response_url))
+                    # two servers per command, one person per request: each starts its own check (one
+                    # check per server at a time and the per-user limit apply to single-server checks
+                    # and to each person), so the checks keep running in the background as before
+                    payloads.form_body(payloads.slash_command(
+                        f"check vpn0{1 + (round_ + i) % 3} vpn0{1 + (round_ + i + 1) % 3}",
+                        user=f"U0BENCH{i:03d}", response_url=response_url,
+                    ))
                     for i in range(args.concurrency)
                 ]
                 for status, elapsed in pool.map(functools.partial(one_request, url, barrier=barrier), bodies):

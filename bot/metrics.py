@@ -110,6 +110,14 @@ class BotMetrics:
                                   ("Cache-Control", "no-store")])
         return [data]
 
+    def wsgi_app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        """`/metrics` as a WSGI route: GET (and HEAD) only."""
+        if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+            start_response("405 Method Not Allowed", [("Content-Type", "text/plain"), ("Allow", "GET"),
+                                                     ("Content-Length", "0")])
+            return [b""]
+        return self.wsgi(start_response)
+
     def timed_dispatch(self, dispatch: Callable[[Any], Any]) -> Callable[[Any], Any]:
         """Wrap bolt's `App.dispatch`: listeners ack inline (`process_before_response`) and hand the
         work to the bot's pools, so dispatch returns when the acknowledgement is ready."""

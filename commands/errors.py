@@ -6,6 +6,7 @@ one place. Messages are written for a Windows/VPN admin and never contain a secr
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 RemoteErrorKind = Literal[
@@ -35,10 +36,21 @@ class UsageError(SstpBotError):
     """A malformed command (CLI exit 3, ephemeral usage text in Slack)."""
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def strip_control(text: str) -> str:
+    """Text from a server without control characters (tabs and newlines kept): an HTTP 500 body with
+    escape sequences must not drive the operator's terminal, now or when `history` replays it."""
+    return _CONTROL.sub("", text)
+
+
 class RemoteError(SstpBotError):
-    """A check or fix could not be carried out on the server."""
+    """A check or fix could not be carried out on the server. The message may quote the server, so
+    its control characters are stripped here, once, for the terminal, Slack, logs and the database."""
 
     def __init__(self, kind: RemoteErrorKind, server: str, message: str) -> None:
+        message = strip_control(message)
         self.kind: RemoteErrorKind = kind
         self.server = server
         self.message = message

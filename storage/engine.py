@@ -53,7 +53,7 @@ def display_url(url: str | URL) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def build_engine(url: str) -> Engine:
+def build_engine(url: str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> Engine:
     """An engine for `url`. SQLite: parent directories created, WAL, foreign keys, busy timeout."""
     try:
         parsed = make_url(url)
@@ -79,7 +79,7 @@ def build_engine(url: str) -> Engine:
     else:
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
-            parsed, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000}, json_serializer=_json_dumps
+            parsed, connect_args={"timeout": busy_timeout_ms / 1000}, json_serializer=_json_dumps
         )
 
     @event.listens_for(engine, "connect")
@@ -92,7 +92,7 @@ def build_engine(url: str) -> Engine:
                 cursor.execute("PRAGMA journal_mode=WAL")
                 cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
         finally:
             cursor.close()
 

@@ -141,6 +141,9 @@ class PlanRow(Base):
     # Who moved it to RUNNING (`storage.runner.current_runner()`); NULL before then, and on rows
     # started before revision 0003.
     runner: Mapped[str | None] = mapped_column(Text)
+    # The state the plan's Slack card last showed (revision 0005): a terminal plan whose card shows
+    # another state (a crash, a database outage at the end of a fix) gets its card updated on recovery.
+    card_state: Mapped[str | None] = mapped_column(String(16))
 
     __table_args__ = (
         Index("ix_plans_server_created", "server", "created_at", "id"),
@@ -181,3 +184,14 @@ class AuditRow(Base):
         Index("ix_audit_at", "at"),
     )
 
+
+class SlackRequestRow(Base):
+    """A signed Slack request already accepted (revision 0005): its signature's SHA-256, kept until
+    the request's own timestamp leaves the five-minute window, so a replay is refused across restarts."""
+
+    __tablename__ = "slack_requests"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime]
+
+    __table_args__ = (Index("ix_slack_requests_expires", "expires_at"),)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from commands.errors import strip_control
+
 REDACTED = "[REDACTED]"
 
 # Slack tokens (bot, user, app-level, legacy, refresh, config) and HTTP credentials in text.
@@ -28,7 +30,9 @@ _HARMLESS_KEYS = frozenset({"message_ts", "token_kind"})
 
 
 def redact_text(text: str) -> str:
-    """Replace anything shaped like a token or `password=...` in a string."""
+    """Replace anything shaped like a token or `password=...` in a string; control characters (escape
+    sequences from a server's text) are stripped, so nothing stored can drive a terminal later."""
+    text = strip_control(text)
     for pattern in _SECRET_PATTERNS:
         if pattern.groups:
             text = pattern.sub(lambda m: m.group(1) + REDACTED, text)

@@ -7,6 +7,7 @@ cached for `ttl_seconds`. A failed look-up counts as "not a member" (fail closed
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -17,6 +18,8 @@ from slack_sdk.errors import SlackApiError, SlackRequestError
 from bot.config import SlackConfig
 
 logger = logging.getLogger(__name__)
+
+USER_ID = re.compile(r"^[UW][A-Z0-9]{2,30}$")
 
 
 class Authoriser:
@@ -52,7 +55,9 @@ class Authoriser:
         return self._matches(user_id, self.config.approvers)
 
     def _matches(self, user_id: str, entries: Sequence[str]) -> bool:
-        if not user_id:
+        # Only people (U…, W… on Enterprise Grid) are operators or approvers: a user-group ID in a
+        # payload's `user.id` must not match the group's own entry in the list (issue 14, item 11).
+        if not USER_ID.match(user_id or ""):
             return False
         if user_id in entries:
             return True

@@ -8,6 +8,7 @@ characters per section text, 150 per header, 300 for a confirm dialog's text. Wh
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -56,16 +57,34 @@ class SlackMessage:
 
 
 def validate(message: SlackMessage) -> None:
-    """Raise ValueError if the message breaks a Block Kit limit (the SDK validates each block)."""
+    """Raise ValueError if the message breaks a Block Kit limit (the SDK validates each block).
+
+    Beyond the SDK: a section with neither text nor fields, or an empty text, is refused by Slack
+    (`invalid_blocks`), and so is a message with no fallback text and no blocks."""
     if len(message.blocks) > MAX_BLOCKS:
         raise ValueError(f"{len(message.blocks)} blocks; Slack accepts at most {MAX_BLOCKS}")
+    if not message.blocks and not message.text.strip():
+        raise ValueError("an empty message")
     for block in message.blocks:
         block.validate_json()
+        raw = block.to_dict()
+        if raw.get("type") == "section":
+            text = (raw.get("text") or {}).get("text", "")
+            if not str(text).strip() and not raw.get("fields"):
+                raise ValueError("a section with empty text")
 
 
 # --- helpers ---------------------------------------------------------------------------------
+_ENTITY_TAIL = re.compile(r"&[a-z]{0,3}$")
+
+
 def _truncate(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + messages.TRUNCATED
+    """At most `limit` characters; never ends inside an escape (`&amp;` cut to `&am` shows as such)."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - len(messages.TRUNCATED)]
+    cut = _ENTITY_TAIL.sub("", cut)
+    return cut + messages.TRUNCATED
 
 
 def _section(text: str) -> SectionBlock:
@@ -154,6 +173,7 @@ def checking_fleet(count: int, what: str) -> SlackMessage:
 
 
 def notice(text: str) -> SlackMessage:
+    text = text if text.strip() else messages.INTERNAL_ERROR  # Slack refuses an empty section
     return SlackMessage(text=text, blocks=[_section(text)])
 
 

@@ -60,11 +60,22 @@ class Help:
 Command = Check | History | Servers | Status | Help
 
 
+# A typed host name that Slack turned into a link: `<http://vpn01.example.com|vpn01.example.com>`.
+# Only the exact shape Slack produces (the label is the link's host, nothing else) is unwrapped.
+_AUTOLINKED_NAME = re.compile(r"<https?://([A-Za-z0-9.-]{1,253})/?\|([A-Za-z0-9.-]{1,253})>")
+
+
+def _unwrap_name(match: re.Match[str]) -> str:
+    host, label = match.group(1), match.group(2)
+    return label if host.lower() == label.lower() else match.group(0)
+
+
 def parse(text: str | None) -> Command:
     """Parse the text after `/sstp`. Raises UsageError with a short, safe message."""
     raw = text or ""
     if len(raw) > MAX_TEXT_LENGTH:
         raise UsageError(messages.USAGE_TOO_LONG)
+    raw = _AUTOLINKED_NAME.sub(_unwrap_name, raw)
     if "<" in raw or ">" in raw:
         # Slack sends mentions and links as <@U123>, <#C1|name>, <https://...|label>.
         raise UsageError(messages.USAGE_MARKUP)

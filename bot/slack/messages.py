@@ -228,8 +228,30 @@ def rejected_by(user: str) -> str:
 PLAN_STATE_LINES = {
     "EXPIRED": ":hourglass: This plan expired. Run the check again for a fresh plan.",
     "SUPERSEDED": ":arrows_counterclockwise: A newer check replaced this plan; it can no longer be approved. Use the newest report.",
-    "INTERRUPTED": ":octagonal_sign: The bot stopped while this plan was running; it will not be re-run.",
+    "INTERRUPTED": ":octagonal_sign: The bot stopped (or could not record the fix) while this plan was running; it will not be re-run.",
 }
+
+
+def interrupted_hint(server: str) -> str:
+    """Under an INTERRUPTED card: what the operator should do now."""
+    return f"The server may be half-fixed: run `/sstp check {escape(server)}` before anything else."
+
+
+CHECK_JOINED = "A check of this server is already under way; this card shows its result."
+
+
+def too_many_checks(limit: int) -> str:
+    return (
+        f":hourglass: You already have {limit} checks waiting or running. "
+        "Wait for one of them to finish, then try again."
+    )
+
+
+BUSY = ":hourglass: The bot has as many checks waiting as it takes; try again in a minute."
+REFUSED_MALFORMED_CLICK = ":no_entry: That click could not be read; nothing was done."
+REFUSED_NOT_THE_CARD = (
+    ":no_entry: That button is not on this plan's card; nothing was done. Use the plan's own card."
+)
 
 
 def fix_result(state: str, error: str | None, *, drifted: bool = False, remaining: int = 0) -> str:
@@ -244,6 +266,8 @@ def fix_result(state: str, error: str | None, *, drifted: bool = False, remainin
         return ":white_check_mark: *Fix applied.*"
     if drifted:
         return f":x: *Nothing done.* {STATE_CHANGED}"
+    if state == "INTERRUPTED":
+        return PLAN_STATE_LINES["INTERRUPTED"] + (f" {escape(error)}" if error else "")
     return ":x: *Fix failed.*" + (f" {escape(error)}" if error else "")
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
+import shutil
 import ssl
 import tempfile
 import threading
@@ -58,10 +61,16 @@ def ensure_ntlm_user_file() -> str:
         if current and Path(current).is_file() and line in Path(current).read_text(encoding="utf-8").splitlines():
             return current
         fd, path = tempfile.mkstemp(prefix="sstp-bot-lab-users-", suffix=".txt")
+        atexit.register(_remove_quietly, path)  # the lab's password file goes with the process
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(line + "\n")
         os.environ["NTLM_USER_FILE"] = path
         return path
+
+
+def _remove_quietly(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.remove(path)
 
 
 @cache
@@ -81,6 +90,7 @@ def _tls_files(untrusted: bool) -> tuple[str, str, str]:
         key_slot=2,
     )
     folder = Path(tempfile.mkdtemp(prefix="sstp-bot-lab-tls-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)  # it holds a private key
     cert_path = folder / "winrm.pem"
     key_path = folder / "winrm.key"
     ca_path = folder / "ca.pem"

@@ -264,7 +264,7 @@ def test_concurrent_clicks_run_the_plan_exactly_once(stack: LabStack) -> None:
 def test_the_card_is_updated_as_the_fix_progresses_and_shows_the_final_result(stack: LabStack) -> None:
     plan_id, ts = check(stack)
     n_before = len(stack.updates_of(ts))
-    stack.harness.click(plan_id, user=APPROVER, message_ts="1699999999.000001")  # stored card wins
+    stack.harness.click(plan_id, user=APPROVER, message_ts=ts)  # the plan's own card
     steps = stack.service.get_plan(plan_id).steps
     updates = stack.updates_of(ts)[n_before:]
     texts = [all_text(u) for u in updates]

@@ -16,7 +16,11 @@ def assert_slack_limits(payload: dict[str, Any]) -> None:
         block = Block.parse(raw)
         assert block is not None, raw
         block.validate_json()  # the SDK's own limits, per block type
+        if raw["type"] == "section":
+            # Slack refuses a section without text or fields, and one whose text is empty (invalid_blocks)
+            assert raw.get("text") or raw.get("fields"), raw
         if raw["type"] == "section" and "text" in raw:
+            assert raw["text"]["text"].strip(), "a section with empty text"
             assert len(raw["text"]["text"]) <= 3000
         if raw["type"] == "header":
             assert len(raw["text"]["text"]) <= 150

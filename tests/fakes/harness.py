@@ -62,12 +62,22 @@ class Harness:
         return response
 
     def click(self, plan_id: int | str, *, approve: bool = True, user: str = APPROVER, channel: str = CHANNEL,
-              message_ts: str = "1700000000.000100", wait: bool = True) -> BoltResponse:
+              message_ts: str | None = None, wait: bool = True) -> BoltResponse:
+        """Click a button of plan `plan_id`'s card (`message_ts` defaults to the card the plan records,
+        as Slack sends the message the button is on)."""
+        if message_ts is None:
+            message_ts = self._card_ts(plan_id)
         payload = payloads.block_actions(APPROVE_ACTION if approve else REJECT_ACTION, str(plan_id), user=user, channel=channel, message_ts=message_ts)
         response = self.app.dispatch(BoltRequest(body=payloads.actions_body(payload), headers={"content-type": ["application/x-www-form-urlencoded"]}))
         if wait:
             self.drain()
         return response
+
+    def _card_ts(self, plan_id: int | str) -> str:
+        try:
+            return str(self.service.get_plan(int(plan_id)).message_ts or "1700000000.000100")
+        except Exception:  # no such plan, or not a number: any message
+            return "1700000000.000100"
 
     def drain(self, timeout: float = 20.0) -> None:
         time.sleep(0.02)  # a click dispatched from another thread may still be handing its work over

@@ -23,8 +23,9 @@ def _trigger_id() -> str:
     return f"13345224609.{next(_TRIGGERS)}.{uuid.uuid4().hex}"
 
 
-def slash_command(text: str, *, user: str = "U0OPER001", channel: str = CHANNEL, response_url: str = "") -> dict[str, str]:
-    return {
+def slash_command(text: str, *, user: str = "U0OPER001", channel: str = CHANNEL, response_url: str = "",
+                  enterprise: bool = False) -> dict[str, str]:
+    form = {
         "token": "legacy-verification-token",
         "team_id": TEAM_ID,
         "team_domain": "lab",
@@ -38,18 +39,31 @@ def slash_command(text: str, *, user: str = "U0OPER001", channel: str = CHANNEL,
         "response_url": response_url,
         "trigger_id": _trigger_id(),
     }
+    if enterprise:  # Enterprise Grid: the org's ID and name come with every command
+        form.update(enterprise_id=ENTERPRISE["id"], enterprise_name=ENTERPRISE["name"], is_enterprise_install="false")
+    return form
+
+
+ENTERPRISE = {"id": "E0GRID0001", "name": "Grid Corp"}
 
 
 def block_actions(
-    action_id: str, value: str, *, user: str = "U0APPR001", channel: str = CHANNEL, message_ts: str = "1700000000.000100"
+    action_id: str, value: str, *, user: str = "U0APPR001", channel: str = CHANNEL, message_ts: str = "1700000000.000100",
+    user_team: str = TEAM_ID, enterprise: bool = False, team_null: bool = False, ephemeral: bool = False,
 ) -> dict[str, Any]:
-    return {
+    """A `block_actions` click as Slack sends it. The real shapes the review found missing:
+    `enterprise` + `is_enterprise_install` on Enterprise Grid (user IDs start with W there), `team: null`
+    for an org-wide install, a Slack Connect user whose `user.team_id` is another workspace's, and the
+    container of an ephemeral message."""
+    payload: dict[str, Any] = {
         "type": "block_actions",
-        "team": {"id": TEAM_ID, "domain": "lab"},
-        "user": {"id": user, "username": user.lower(), "team_id": TEAM_ID},
+        "team": None if team_null else {"id": TEAM_ID, "domain": "lab"},
+        "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": user_team},
         "api_app_id": APP_ID,
         "token": "legacy-verification-token",
-        "container": {"type": "message", "message_ts": message_ts, "channel_id": channel, "is_ephemeral": False},
+        "enterprise": ENTERPRISE if enterprise else None,
+        "is_enterprise_install": bool(enterprise and team_null),
+        "container": {"type": "message", "message_ts": message_ts, "channel_id": channel, "is_ephemeral": ephemeral},
         "trigger_id": _trigger_id(),
         "channel": {"id": channel, "name": "vpn-ops"},
         "message": {"type": "message", "ts": message_ts, "text": "card", "blocks": []},
@@ -64,6 +78,26 @@ def block_actions(
                 "action_ts": f"{time.time():.6f}",
             }
         ],
+    }
+    return payload
+
+
+def interactive_message(callback_id: str, value: str, *, user: str = "U0APPR001", channel: str = CHANNEL) -> dict[str, Any]:
+    """A legacy message-attachment click (`interactive_message`): never a way to decide a plan."""
+    return {
+        "type": "interactive_message",
+        "actions": [{"name": "approve", "type": "button", "value": value}],
+        "callback_id": callback_id,
+        "team": {"id": TEAM_ID, "domain": "lab"},
+        "channel": {"id": channel, "name": "vpn-ops"},
+        "user": {"id": user, "name": user.lower()},
+        "action_ts": f"{time.time():.6f}",
+        "message_ts": "1700000000.000100",
+        "attachment_id": "1",
+        "token": "legacy-verification-token",
+        "is_app_unfurl": False,
+        "response_url": "",
+        "trigger_id": _trigger_id(),
     }
 
 

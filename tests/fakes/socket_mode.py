@@ -31,6 +31,7 @@ class FakeSocketModeServer:
         self.active = 0
         self.received: list[dict[str, Any]] = []
         self._ids = itertools.count(1)
+        self._generation = 0  # as Slack does, new envelopes go to the newest connection only
 
     @property
     def url(self) -> str:
@@ -96,13 +97,17 @@ class FakeSocketModeServer:
         with self._cond:
             self.connections += 1
             self.active += 1
+            self._generation += 1
+            generation = self._generation
             self._cond.notify_all()
         try:
             while not self._drop.is_set():
-                try:
-                    envelope = self._outbox.get_nowait()
-                except queue.Empty:
-                    envelope = None
+                envelope = None
+                if generation == self._generation:
+                    try:
+                        envelope = self._outbox.get_nowait()
+                    except queue.Empty:
+                        envelope = None
                 if envelope is not None:
                     ws.send(json.dumps(envelope))
                 try:

@@ -41,8 +41,7 @@ def card_updates(slack_api: FakeSlackApi, ts: str) -> list[dict]:
 
 def test_approve_updates_the_card_in_place_then_runs(harness: Harness, service: FakeService, slack_api: FakeSlackApi, card: tuple[int, str]) -> None:
     plan_id, ts = card
-    # the click comes with another message_ts: the stored channel/ts wins
-    response = harness.click(plan_id, user=APPROVER, message_ts="1.1")
+    response = harness.click(plan_id, user=APPROVER, message_ts=ts)  # on the plan's own card
     assert response.status == 200
     updates = card_updates(slack_api, ts)
     texts = [all_text(u) for u in updates]

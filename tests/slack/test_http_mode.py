@@ -77,7 +77,8 @@ def test_signed_button_click(running: Running, slack_api: FakeSlackApi) -> None:
     running.post(body, payloads.sign(SIGNING_SECRET, body))
     slack_api.wait_for("chat.update")
     assert running.app.sstp.drain(10)
-    body = payloads.actions_body(payloads.block_actions(APPROVE_ACTION, "1", user=APPROVER))
+    card = running.service.plans[1]
+    body = payloads.actions_body(payloads.block_actions(APPROVE_ACTION, "1", user=APPROVER, channel=str(card.channel), message_ts=str(card.message_ts)))
     status, _, _ = running.post(body, payloads.sign(SIGNING_SECRET, body))
     assert status == 200
     slack_api.wait_for("chat.update", where=lambda c: "Fix applied" in json.dumps(c.body))

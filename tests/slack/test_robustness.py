@@ -45,8 +45,9 @@ def test_help_is_not_queued_behind_slow_checks(harness: Harness, service: FakeSe
     import time
 
     service.check_delay = 3.0
-    for n in range(10):  # more slow checks than the command pool has workers
-        harness.command(f"check vpn0{1 + n % 3}", wait=False)
+    for n in range(10):  # more slow checks than the command pool has workers (fleet checks of two
+        # servers by ten people: neither joined to one check per server nor held by the per-user limit)
+        harness.command(f"check vpn0{1 + n % 3} vpn0{1 + (n + 1) % 3}", user=f"U0OPER{n:03d}", wait=False)
     deadline = time.monotonic() + 2.5
     while service.count("check") < 8 and time.monotonic() < deadline:
         time.sleep(0.02)

@@ -75,8 +75,8 @@ def test_check_approve_fix_and_recheck_healthy(stack: LabStack, slack_api: FakeS
     assert k >= 2 and steps[-1] == "bind_sstp_certificate"
     before = len(slack_api.calls_to("chat.update"))
 
-    # The click carries another message ts: the card stored with the plan is the one updated.
-    stack.harness.click(plan_id, user=APPROVER, message_ts="1699999999.000001")
+    # The click is on the plan's own card (a click from any other message is refused: issue 14).
+    stack.harness.click(plan_id, user=APPROVER, message_ts=ts)
 
     updates = [c.body for c in slack_api.calls_to("chat.update")[before:]]
     assert all((u["channel"], u["ts"]) == (CHANNEL, ts) for u in updates)

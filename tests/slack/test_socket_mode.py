@@ -37,8 +37,8 @@ def connected(service: FakeService, config: Config, slack_api: FakeSlackApi, soc
 
 
 def test_connects_with_the_app_token_via_apps_connections_open(connected: SstpApp, slack_api: FakeSlackApi) -> None:
-    (call,) = slack_api.calls_to("apps.connections.open")
-    assert call.token == APP_TOKEN
+    calls = slack_api.calls_to("apps.connections.open")
+    assert calls and all(call.token == APP_TOKEN for call in calls)
 
 
 def test_slash_command_envelope_is_acked_and_handled(connected: SstpApp, service: FakeService, slack_api: FakeSlackApi, socket_server: FakeSocketModeServer) -> None:
@@ -64,7 +64,9 @@ def test_block_actions_envelope_is_handled(connected: SstpApp, service: FakeServ
     socket_server.wait_ack(socket_server.send(payloads.envelope_slash_command(payloads.slash_command("check vpn01"))))
     slack_api.wait_for("chat.update")
     assert connected.sstp.drain(10)
-    envelope_id = socket_server.send(payloads.envelope_interactive(payloads.block_actions(APPROVE_ACTION, "1", user=APPROVER)))
+    card = service.plans[1]
+    click = payloads.block_actions(APPROVE_ACTION, "1", user=APPROVER, channel=str(card.channel), message_ts=str(card.message_ts))
+    envelope_id = socket_server.send(payloads.envelope_interactive(click))
     socket_server.wait_ack(envelope_id)
     slack_api.wait_for("chat.update", where=lambda c: "Fix applied" in json.dumps(c.body))
     assert service.plans[1].state == "SUCCEEDED"

@@ -26,7 +26,7 @@ def test_empty_database_is_created_at_head(db_url: str) -> None:
     with Repository(db_url) as repo:
         assert repo.latest_checks() == []
     engine = build_engine(db_url)
-    assert current_revision(engine) == head_revision() == "0004_operations"
+    assert current_revision(engine) == head_revision()
     assert {"checks", "plans", "audit", "snapshots", "alembic_version"} <= set(inspect(engine).get_table_names())
     with engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
@@ -132,7 +132,7 @@ def test_downgrade_to_revision_1_and_back(db_url: str) -> None:
         snapshot = conn.exec_driver_sql("SELECT snapshot FROM checks WHERE id = 3").scalar_one()
         assert json.loads(snapshot)["iis"]["https_bindings"][0]["cert_hash"] == "CD" * 20
     result = upgrade(engine)
-    assert (result.from_revision, result.to_revision) == ("0001_initial", "0004_operations")
+    assert (result.from_revision, result.to_revision) == ("0001_initial", head_revision())
     engine.dispose()
 
 
@@ -212,7 +212,7 @@ def test_upgrade_from_revision_2_with_a_running_plan(db_url: str) -> None:
         assert (last.action, last.actor, last.details["runner"]) == ("interrupt", "system", None)
         assert "0003_plan_runner" in last.details["why"]
     engine = build_engine(db_url)
-    assert current_revision(engine) == "0004_operations"
+    assert current_revision(engine) == head_revision()
     engine.dispose()
 
 
@@ -244,7 +244,7 @@ def test_downgrade_from_3_to_2_keeps_the_plans(
         conn.exec_driver_sql("UPDATE plans SET state = 'RUNNING' WHERE id = 1")
     monkeypatch.undo()
     result = upgrade(engine)
-    assert (result.from_revision, result.to_revision) == ("0002_snapshots", "0004_operations")
+    assert (result.from_revision, result.to_revision) == ("0002_snapshots", head_revision())
     with engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
     engine.dispose()

@@ -1,0 +1,350 @@
+"""`/sstp`: parse and answer in the ack (usage errors), then run on the bot's queues.
+
+Checks go through `CheckQueue` (issue 14, item 5): one check per server at a time (a second request
+for the same server joins the first and gets its result on its own card, without taking a worker),
+and at most `per_user` checks waiting or running per user (a clear answer in the ack beyond that).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from slack_bolt import BoltContext
+from slack_bolt.context.respond import Respond
+from slack_sdk.errors import SlackApiError, SlackRequestError
+
+from bot.service import CheckOutcome
+from bot.slack import blocks, grammar, messages
+from bot.slack.blocks import FleetLine, SlackMessage
+from bot.slack.cards import CANNOT_POST, api_error
+from bot.slack.ports import slack_actor
+from commands.errors import ConfigError, SstpBotError, UsageError
+
+if TYPE_CHECKING:
+    from bot.slack.app import SstpSlackBot
+
+logger = logging.getLogger(__name__)
+
+MAX_CHECKS_PER_USER = 5
+MAX_CHECKS_QUEUED = 64  # all users together: the check queue is bounded, beyond it the answer is "busy"
+
+
+@dataclass
+class _InFlight:
+    """Cards waiting for the result of the check of one server that is under way."""
+
+    joined: list[tuple[str, str]] = field(default_factory=list)  # (channel, ts)
+
+
+class CheckQueue:
+    """In-process bookkeeping of checks: per-server de-duplication and a per-user limit."""
+
+    def __init__(self, per_user: int = MAX_CHECKS_PER_USER, total: int = MAX_CHECKS_QUEUED) -> None:
+        self.per_user = per_user
+        self.total = total
+        self._servers: dict[str, _InFlight] = {}
+        self._users: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def take_user_slot(self, user: str) -> str | None:
+        """Take a place for one check of `user`; the refusal text when there is none."""
+        with self._lock:
+            if self._users[user] >= self.per_user:
+                return messages.too_many_checks(self.per_user)
+            if sum(self._users.values()) >= self.total:
+                return messages.BUSY
+            self._users[user] += 1
+            return None
+
+    def release_user_slot(self, user: str) -> None:
+        with self._lock:
+            self._users[user] -= 1
+            if self._users[user] <= 0:
+                del self._users[user]
+
+    def start_or_join(self, server: str, card: tuple[str, str]) -> bool:
+        """True: nobody checks `server`, the caller does now. False: the card joined the check under way."""
+        key = server.lower()
+        with self._lock:
+            inflight = self._servers.get(key)
+            if inflight is not None:
+                inflight.joined.append(card)
+                return False
+            self._servers[key] = _InFlight()
+            return True
+
+    def finish(self, server: str) -> list[tuple[str, str]]:
+        """The check of `server` is over: the cards that joined it."""
+        with self._lock:
+            inflight = self._servers.pop(server.lower(), None)
+        return inflight.joined if inflight is not None else []
+
+
+class SlashCommands:
+    """The `/sstp` listener and the work behind it."""
+
+    def __init__(self, bot: SstpSlackBot, *, per_user: int = MAX_CHECKS_PER_USER) -> None:
+        self.bot = bot
+        self.queue = CheckQueue(per_user)
+
+    # --- listener (bolt) -----------------------------------------------------------------------
+    def on_command(self, ack: Callable[..., None], body: dict[str, Any], context: BoltContext, respond: Respond | None) -> None:
+        try:
+            command = grammar.parse(body.get("text"))
+        except UsageError as exc:
+            ack(text=str(exc))  # pure parsing: answered in the ack, nothing runs
+            return
+        user = str(context.user_id or "")
+        channel = str(context.channel_id or "")
+        replier = Replier(self.bot, respond, channel, user)
+        if isinstance(command, grammar.Check):
+            refused = self.queue.take_user_slot(user)
+            if refused is not None:
+                ack(text=refused)
+                return
+            ack()
+            self.bot.submit(self.bot.commands, self._run_check, command, user, channel, replier)
+            return
+        ack()
+        self.bot.submit(self.bot.queries, self.run_command, command, user, channel, replier)
+
+    def _run_check(self, command: grammar.Check, user: str, channel: str, respond: Replier) -> None:
+        try:
+            self.run_command(command, user, channel, respond)
+        finally:
+            self.queue.release_user_slot(user)
+
+    # --- the work ------------------------------------------------------------------------------
+    def run_command(self, command: grammar.Command, user: str, channel: str, respond: Replier) -> None:
+        bot = self.bot
+        verb = type(command).__name__.lower()
+        attempted = attempted_target(command)
+        operator = bot.auth.is_operator(user)
+        if isinstance(command, grammar.Help):
+            respond(
+                blocks.help_message(
+                    operator=operator,
+                    approver=bot.auth.is_approver(user),
+                    two_person_rule=bot.config.slack.two_person_rule,
+                    channel_allowed=True,
+                )
+            )
+            return
+        if not operator:
+            bot.service.audit(
+                actor=user, action=verb, outcome="refused: not an operator", server=attempted.get("server"),
+                details={"channel": channel, "source": "slack", **attempted},
+            )
+            respond(blocks.notice(messages.REFUSED_NOT_OPERATOR))
+            return
+        try:
+            if isinstance(command, grammar.Servers):
+                respond(blocks.servers(list(bot.service.config.servers.values())))
+            elif isinstance(command, grammar.Status):
+                latest = bot.service.status()
+                seen = {r.server.lower() for r in latest}
+                never = [name for name in bot.service.config.servers if name.lower() not in seen]
+                respond(blocks.status(latest, never))
+            elif isinstance(command, grammar.History):
+                server = bot.service.resolve_targets([command.server])[0]
+                respond(blocks.history(server.name, bot.service.history(server.name, command.limit)))
+            elif isinstance(command, grammar.Check):
+                self._check(command, user, channel, respond)
+        except ConfigError as exc:  # unknown server or group: nothing was run
+            bot.service.audit(
+                actor=user, action=verb, outcome="refused: not in the inventory",
+                details={"channel": channel, "source": "slack", "reason": str(exc)[:300], **attempted},
+            )
+            respond(blocks.notice(messages.refused_unknown_server(str(exc))))
+        except SstpBotError as exc:
+            respond(blocks.notice(messages.escape(str(exc))))
+        except Exception:  # the database, a bug: the caller is told, the details go to the log
+            logger.exception("/sstp %s failed", verb)
+            respond(blocks.notice(messages.INTERNAL_ERROR))
+
+    def _check(self, command: grammar.Check, user: str, channel: str, respond: Replier) -> None:
+        targets = self.bot.service.resolve_targets(command.servers, all_servers=command.all_servers, group=command.group)
+        actor = slack_actor(user)
+        if not command.fleet and len(targets) == 1:
+            self._check_one(targets[0], actor, channel, respond)
+        else:
+            what = "all" if command.all_servers else f"group:{command.group}" if command.group else ", ".join(t.name for t in targets)
+            self._check_fleet(targets, what, actor, channel, respond)
+
+    def _first_post(self, channel: str, message: SlackMessage, respond: Replier) -> str | None:
+        try:
+            return self.bot.cards.post(channel, message)
+        except SlackApiError as exc:
+            if exc.response.get("error") in CANNOT_POST:
+                respond(blocks.notice(messages.NOT_IN_CHANNEL))
+            else:
+                logger.warning("chat.postMessage failed: %s", api_error(exc))
+                respond(blocks.notice(messages.INTERNAL_ERROR))
+            return None
+        except (SlackRequestError, OSError) as exc:
+            logger.warning("chat.postMessage failed: %s", api_error(exc))
+            respond(blocks.notice(messages.INTERNAL_ERROR))
+            return None
+
+    def _check_one(self, server: Any, actor: Any, channel: str, respond: Replier) -> None:
+        cards = self.bot.cards
+        ts = self._first_post(channel, blocks.checking(server.name), respond)
+        if ts is None:
+            return  # cannot report anywhere, so do not probe
+        if not self.queue.start_or_join(server.name, (channel, ts)):
+            return  # joined: the check under way updates this card too; this worker is free again
+        joined: list[tuple[str, str]] = []
+        final: SlackMessage | None = None
+        try:
+            try:
+                outcomes = self.bot.service.check([server], actor)
+            except SstpBotError as exc:
+                final = blocks.notice(messages.check_failed(server.name, str(exc)))
+                cards.update(channel, ts, final)
+                return
+            except Exception:
+                final = blocks.notice(messages.check_failed(server.name, messages.INTERNAL_ERROR))
+                cards.update(channel, ts, final)
+                raise
+            for outcome in outcomes:
+                report = self._report(outcome)
+                where = cards.final(channel, ts, report)
+                if outcome.plan_id is not None and where is not None:
+                    self.bot.service.attach_message(outcome.plan_id, channel, where)
+                cards.retire(outcome)
+                # Cards that joined show the findings, not the buttons: the plan has one card.
+                final = self._report(outcome, buttons=False)
+        finally:
+            joined = self.queue.finish(server.name)
+            for joined_channel, joined_ts in joined:
+                message = final or blocks.notice(messages.check_failed(server.name, messages.INTERNAL_ERROR))
+                cards.final(joined_channel, joined_ts, message)
+
+    def _report(self, outcome: Any, *, buttons: bool = True) -> SlackMessage:
+        expires_at = None
+        if outcome.plan_id is not None and buttons:
+            try:
+                expires_at = self.bot.service.get_plan(outcome.plan_id).expires_at
+            except SstpBotError:
+                expires_at = None
+        plan_id = outcome.plan_id if outcome.result.plan is not None and buttons else None
+        return blocks.report(outcome.result, plan_id, expires_at)
+
+    def _check_fleet(self, targets: list[Any], what: str, actor: Any, channel: str, respond: Replier) -> None:
+        cards = self.bot.cards
+        lines = [FleetLine(server=t.name) for t in targets]
+        summary_ts = self._first_post(channel, blocks.fleet_summary(what, lines), respond)
+        if summary_ts is None:
+            return
+
+        def send_summary() -> None:
+            cards.update(channel, summary_ts, blocks.fleet_summary(what, lines))
+
+        progress = ThrottledSummary(send_summary, self.bot.fleet_update_interval, self.bot.monotonic)
+        index = {t.name: n for n, t in enumerate(targets)}
+
+        def on_result(outcome: CheckOutcome) -> None:
+            try:
+                result = outcome.result
+                detail_ts = cards.post_quietly(channel, self._report(outcome), summary_ts)
+                if detail_ts is not None and outcome.plan_id is not None:
+                    self.bot.service.attach_message(outcome.plan_id, channel, detail_ts)
+                cards.retire(outcome)
+                with progress.lock:
+                    n = index.get(result.server)
+                    if n is not None:
+                        lines[n] = FleetLine(result.server, result.status, len(result.findings), result.error_kind)
+                progress.changed()
+            except Exception:
+                logger.exception("could not report the result of one server")
+
+        try:
+            self.bot.service.check(targets, actor, on_result=on_result)
+        except SstpBotError as exc:
+            cards.post_quietly(channel, blocks.notice(messages.check_failed(what, str(exc))), summary_ts)
+        except Exception:
+            cards.post_quietly(channel, blocks.notice(messages.check_failed(what, messages.INTERNAL_ERROR)), summary_ts)
+            raise
+        finally:
+            progress.flush()
+
+
+def attempted_target(command: grammar.Command) -> dict[str, Any]:
+    """The target of a command, for audit events: {"servers": [...], "server": the one named}."""
+    if isinstance(command, grammar.Check):
+        target: dict[str, Any] = {"servers": list(command.servers)[:50]}
+        if command.all_servers:
+            target["target"] = "all"
+        elif command.group:
+            target["target"] = f"group:{command.group}"
+        if len(command.servers) == 1:
+            target["server"] = command.servers[0]
+        return target
+    if isinstance(command, grammar.History):
+        return {"servers": [command.server], "server": command.server}
+    return {}
+
+
+class Replier:
+    """Answers the caller only: through the command's response_url, else chat.postEphemeral."""
+
+    def __init__(self, bot: SstpSlackBot, respond: Respond | None, channel: str, user: str) -> None:
+        self._bot, self._respond, self._channel, self._user = bot, respond, channel, user
+
+    def __call__(self, message: SlackMessage) -> None:
+        if self._respond is None or not getattr(self._respond, "response_url", None):
+            self._bot.cards.ephemeral(self._channel, self._user, message.text, message)
+            return
+        try:
+            self._respond(response_type="ephemeral", replace_original=False, **message.payload())
+        except Exception as exc:
+            logger.warning("could not answer through response_url: %s", type(exc).__name__)
+
+
+class ThrottledSummary:
+    """At most one edit per `interval` seconds while results arrive; an edit held back is sent when the
+    interval is over (timer), and `flush` always sends the final state."""
+
+    def __init__(self, send: Callable[[], None], interval: float, monotonic: Callable[[], float]) -> None:
+        self._send = send
+        self._interval = interval
+        self._monotonic = monotonic
+        self._last: float | None = None
+        self._timer: threading.Timer | None = None
+        self._done = False
+        self.lock = threading.RLock()
+
+    def changed(self) -> None:
+        with self.lock:
+            if self._done:
+                return
+            now = self._monotonic()
+            if self._last is None or now - self._last >= self._interval:
+                self._send_now()
+            elif self._timer is None:
+                self._timer = threading.Timer(self._interval - (now - self._last), self._held_back)
+                self._timer.daemon = True
+                self._timer.start()
+
+    def _held_back(self) -> None:
+        with self.lock:
+            self._timer = None
+            if not self._done:
+                self._send_now()
+
+    def _send_now(self) -> None:
+        self._last = self._monotonic()
+        self._send()
+
+    def flush(self) -> None:
+        with self.lock:
+            self._done = True
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self._send_now()

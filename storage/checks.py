@@ -1,0 +1,213 @@
+"""Checks and snapshots: recording a check (superseding older proposals), content-addressed
+snapshots, the latest check per server, a server's history, pruning."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from commands.model import as_utc
+
+from .base import NotFound
+from .models import CheckRow, PlanRow, SnapshotRow
+from .plans import PlanStore
+from .records import CheckRecord, HistoryEntry, PlanRecord
+from .redaction import redact, redact_optional
+from .resilience import retried
+from .snapshots import decode_snapshot, encode_snapshot
+from .states import PlanState
+
+# Latest check per server without scanning the table: walk the distinct server names through the
+# (server, finished_at, id) index (a "skip scan"), then take the newest entry of each. About two index
+# seeks per server, whatever the number of checks. Plain SQL that SQLite and PostgreSQL both run.
+_LATEST_CHECK_IDS = text(
+    """
+    WITH RECURSIVE servers(name) AS (
+        SELECT MIN(server) FROM checks
+        UNION ALL
+        SELECT (SELECT MIN(c.server) FROM checks AS c WHERE c.server > servers.name)
+        FROM servers WHERE servers.name IS NOT NULL
+    )
+    SELECT (SELECT c.id FROM checks AS c WHERE c.server = servers.name
+            ORDER BY c.finished_at DESC, c.id DESC LIMIT 1) AS id
+    FROM servers WHERE servers.name IS NOT NULL
+    """
+)
+
+
+class CheckStore(PlanStore):
+    """Checks, snapshots and history (a check supersedes plans, hence on top of `PlanStore`)."""
+
+    def record_check(self, **check: Any) -> int:
+        """Store one check (and its snapshot, once per distinct content); returns the check id.
+
+        A successful check supersedes the server's older PROPOSED plans (audited). The arguments are
+        those of `record_check_superseding`.
+        """
+        return self.record_check_superseding(**check)[0]
+
+    @retried
+    def record_check_superseding(
+        self,
+        *,
+        server: str,
+        actor: str,
+        source: str,
+        started_at: datetime,
+        finished_at: datetime,
+        status: str,
+        findings: list[dict[str, Any]],
+        snapshot: dict[str, Any] | None = None,
+        error_kind: str | None = None,
+        error_message: str | None = None,
+    ) -> tuple[int, list[PlanRecord]]:
+        """`record_check`, also returning the plans it superseded, as they are now (so Slack can take
+        the buttons off their cards), from the same transaction."""
+        started, finished = as_utc(started_at), as_utc(finished_at)
+        duration_ms = max(0, round((finished - started).total_seconds() * 1000))
+        with self._write() as session:
+            digest = self._store_snapshot(session, snapshot) if snapshot is not None else None
+            row = CheckRow(
+                server=server,
+                actor=actor,
+                source=source,
+                started_at=started,
+                finished_at=finished,
+                duration_ms=duration_ms,
+                status=status,
+                error_kind=error_kind,
+                error_message=redact_optional(error_message),
+                findings=redact(list(findings)),
+                snapshot_hash=digest,
+            )
+            session.add(row)
+            session.flush()
+            if status in ("healthy", "unhealthy"):
+                # DESIGN 6: a newer check of the same server supersedes older proposals. A check that
+                # could not reach the server says nothing new about it, so it supersedes nothing.
+                older = session.scalars(
+                    select(PlanRow.id).where(PlanRow.server == server, PlanRow.state == PlanState.PROPOSED.value)
+                ).all()
+                superseded = self._supersede(session, older, server, self._now(), {"superseded_by_check": row.id})
+                plans = [session.get(PlanRow, plan_id) for plan_id in superseded]
+                return row.id, [self._plan_record(plan) for plan in plans if plan is not None]
+            return row.id, []
+
+    def _store_snapshot(self, session: Session, snapshot: dict[str, Any]) -> str:
+        digest, body, raw_size = encode_snapshot(redact(snapshot))
+        existing = session.get(SnapshotRow, digest)
+        if existing is None:
+            values = {"hash": digest, "body": body, "raw_size": raw_size, "created_at": self._now()}
+            dialect = session.get_bind().dialect.name
+            if dialect == "sqlite":
+                session.execute(sqlite.insert(SnapshotRow).values(values).on_conflict_do_nothing())
+            elif dialect == "postgresql":
+                session.execute(postgresql.insert(SnapshotRow).values(values).on_conflict_do_nothing())
+            else:
+                session.add(SnapshotRow(**values))
+        elif existing.body is None:  # pruned earlier, seen again: keep it again
+            existing.body, existing.pruned_at = body, None
+        return digest
+
+    def get_check(self, check_id: int) -> CheckRecord:
+        with self._read() as session:
+            row = session.get(CheckRow, check_id)
+            if row is None:
+                raise NotFound(f"check {check_id} not found")
+            return self._check_records(session, [row])[0]
+
+    def latest_checks(self) -> list[CheckRecord]:
+        """The newest check of every server that has one (fleet status), by server name."""
+        with self._read() as session:
+            ids = [i for i in session.execute(_LATEST_CHECK_IDS).scalars() if i is not None]
+            if not ids:
+                return []
+            rows = session.scalars(select(CheckRow).where(CheckRow.id.in_(ids)).order_by(CheckRow.server))
+            return self._check_records(session, list(rows))
+
+    def get_snapshot(self, snapshot_hash: str) -> dict[str, Any] | None:
+        """The stored snapshot (without its volatile fields), or None when unknown or pruned."""
+        with self._read() as session:
+            row = session.get(SnapshotRow, snapshot_hash)
+            if row is None or row.body is None:
+                return None
+            return decode_snapshot(row.body)
+
+    def prune_snapshots(self, older_than_days: int) -> int:
+        """Drop the bodies of snapshots no check of the last `older_than_days` days references.
+
+        Findings, checks, plans and the audit log are kept; returns how many bodies were dropped.
+        """
+        if older_than_days < 0:
+            raise ValueError("older_than_days must be 0 or more")
+        now = self._now()
+        cutoff = now - timedelta(days=older_than_days)
+        recent = (
+            select(CheckRow.snapshot_hash)
+            .where(CheckRow.finished_at >= cutoff, CheckRow.snapshot_hash.is_not(None))
+            .scalar_subquery()
+        )
+        with self._write() as session:
+            result = session.execute(
+                update(SnapshotRow)
+                .where(SnapshotRow.body.is_not(None), SnapshotRow.hash.not_in(recent))
+                .values(body=None, pruned_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            return cast(CursorResult[Any], result).rowcount
+
+    def history(self, server: str | None = None, limit: int = 20) -> list[HistoryEntry]:
+        """Checks and plans (of one server, or all), newest first, at most `limit` entries."""
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        checks_q = select(CheckRow)
+        plans_q = select(PlanRow)
+        if server is not None:
+            checks_q = checks_q.where(CheckRow.server == server)
+            plans_q = plans_q.where(PlanRow.server == server)
+        checks_q = checks_q.order_by(CheckRow.finished_at.desc(), CheckRow.id.desc()).limit(limit)
+        plans_q = plans_q.order_by(PlanRow.created_at.desc(), PlanRow.id.desc()).limit(limit)
+        with self._read() as session:
+            checks = self._check_records(session, list(session.scalars(checks_q)))
+            plans = [self._plan_record(row) for row in session.scalars(plans_q)]
+        entries = [HistoryEntry(c.finished_at, "check", c.server, c, None) for c in checks]
+        entries += [HistoryEntry(p.created_at, "plan", p.server, None, p) for p in plans]
+        # Newest first; a plan made at the same instant as its check comes after it in time.
+        entries.sort(
+            key=lambda e: (e.at, e.kind == "plan", e.plan.id if e.plan else e.check.id if e.check else 0),
+            reverse=True,
+        )
+        return entries[:limit]
+
+    @staticmethod
+    def _check_records(session: Session, rows: list[CheckRow]) -> list[CheckRecord]:
+        plan_ids: dict[int, int] = {}
+        if rows:
+            pairs = session.execute(
+                select(PlanRow.check_id, PlanRow.id)
+                .where(PlanRow.check_id.in_([r.id for r in rows]))
+                .order_by(PlanRow.id)
+            )
+            plan_ids = {check_id: plan_id for check_id, plan_id in pairs}  # the newest plan wins
+        return [
+            CheckRecord(
+                id=r.id,
+                server=r.server,
+                actor=r.actor,
+                source=r.source,
+                started_at=as_utc(r.started_at),
+                finished_at=as_utc(r.finished_at),
+                status=r.status,
+                error_kind=r.error_kind,
+                error_message=r.error_message,
+                findings=list(r.findings or []),
+                plan_id=plan_ids.get(r.id),
+                duration_ms=r.duration_ms,
+                snapshot_hash=r.snapshot_hash,
+            )
+            for r in rows
+        ]
