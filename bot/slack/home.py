@@ -159,7 +159,7 @@ class FleetHome:
 
     def _submit(self, pool: Any, fn: Callable[..., None], *args: Any) -> None:
         """Run on the Slack bot's own pools, so its drain() and shutdown cover the Home tab's work too."""
-        submit = getattr(self.bot, "submit", None) or self.bot._submit  # whichever name the Slack bot has
+        submit = self.bot.submit
         submit(pool, fn, *args)
 
     def _check(self, user: str, name: str) -> None:
