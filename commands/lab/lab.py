@@ -19,6 +19,7 @@ from commands.lab import pki
 from commands.lab.endpoint import EndpointFaults, RequestRecord, WinRMEndpoint
 from commands.lab.runtime import ScriptFaults, ScriptRuntime
 from commands.lab.scenarios import ServerSpec, build_state, load_scenario
+from commands.lab.tlsview import TlsView
 from commands.lab.twin import RrasTwin
 from commands.server import ServerConfig
 
@@ -117,6 +118,12 @@ class LabServer:
     auth: str
     running: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
+    #: The server's SSTP port as VPN clients see it (DESIGN 11): a TLS listener on 127.0.0.1.
+    tls_view: TlsView | None = None
+
+    @property
+    def client_endpoint(self) -> str | None:
+        return self.tls_view.endpoint if self.tls_view is not None else None
 
     @property
     def host(self) -> str:
@@ -209,9 +216,18 @@ class Lab:
         )
         untrusted = "untrusted_tls" in faults
         tls = self.tls or untrusted
+        tls_view = TlsView(twin)
+
+        def run_script(text: str, params: dict[str, Any]) -> Any:
+            # After every script, the SSTP port opens or closes at once, as the twin now says.
+            try:
+                return runtime(text, params)
+            finally:
+                tls_view.refresh()
+
         endpoint = WinRMEndpoint(
             name,
-            runtime,
+            run_script,
             username=LAB_USERNAME,
             password=LAB_PASSWORD,
             ssl_context=_server_context(untrusted) if tls else None,
@@ -222,8 +238,10 @@ class Lab:
             ),
             latency=self.latency,
         )
-        server = LabServer(name, spec, twin, endpoint, faults, "https" if tls else "http", self.auth)
+        server = LabServer(name, spec, twin, endpoint, faults, "https" if tls else "http", self.auth,
+                           tls_view=tls_view)
         self.servers[name] = server
+        tls_view.start()
         if "refused" in faults:
             # Keep the port number, close the socket: connection refused.
             endpoint.stop()
@@ -245,6 +263,9 @@ class Lab:
         if running:
             with ThreadPoolExecutor(max_workers=min(32, len(running))) as pool:
                 list(pool.map(lambda s: s.endpoint.stop(), running))
+        for server in self.servers.values():
+            if server.tls_view is not None:
+                server.tls_view.stop()
 
     def clear_logs(self) -> None:
         for server in self.servers.values():
@@ -271,6 +292,7 @@ class Lab:
             ca_bundle=lab_ca_bundle() if server.transport == "https" else None,
             connect_timeout=2.0 if slow else 5.0,
             operation_timeout=SLOW_OPERATION_TIMEOUT if slow else (operation_timeout or 30.0),
+            client_endpoint=server.client_endpoint,
         )
 
     def password_for(self, name: str) -> str:
@@ -322,6 +344,8 @@ class Lab:
                 f"public_name = {_toml_str(cfg.public_name or '')}",
                 'group = "lab"',
             ]
+            if cfg.client_endpoint:
+                lines.append(f"client_endpoint = {_toml_str(cfg.client_endpoint)}")
             if cfg.ca_bundle:
                 lines.append(f"ca_bundle = {_toml_str(cfg.ca_bundle)}")
             if self.password_for(name) != LAB_PASSWORD:
