@@ -11,6 +11,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from commands.clientview import client_view_line
 from commands.model import CheckResult, Finding, Plan, format_time, sort_findings
 
 SEVERITY_STYLES = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
@@ -104,6 +105,8 @@ def render_check(result: CheckResult, console: Console) -> None:
     console.print(status_line(result))
     if result.status == "error":
         return
+    if (seen := client_view_line(result.snapshot)) is not None:
+        console.print(Text(seen), soft_wrap=True)  # DESIGN 11: what clients see, hashes in full
     if result.findings:
         console.print(findings_table(result.findings))
     if result.plan is not None:

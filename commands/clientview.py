@@ -41,6 +41,9 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+
 from commands.model import format_time
 from commands.server import ServerConfig
 
@@ -325,3 +328,114 @@ class PendingClientView:
 def start_client_view(server: ServerConfig, clock: Callable[[], datetime]) -> PendingClientView:
     """Start the client view of `server` in the background (nothing starts with `client_view = false`)."""
     return PendingClientView(server, clock)
+
+
+# --- wording: one line for the reports (Slack card, terminal, fix verdict) -------------------------
+
+def _certificate_label(der_b64: str | None) -> tuple[str, str]:
+    """(`CN=...`, `expires YYYY-MM-DD`) of a presented certificate; placeholders when unreadable."""
+    try:
+        cert = x509.load_der_x509_certificate(base64.b64decode(der_b64 or ""))
+    except (ValueError, TypeError):
+        return "an unreadable certificate", "expiry unknown"
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    subject = f"CN={names[0].value!s}" if names else (cert.subject.rfc4514_string() or "no subject")
+    return subject, f"expires {cert.not_valid_after_utc.strftime('%Y-%m-%d')}"
+
+
+def _expected(snapshot: Mapping[str, Any], offload_sha256: str | None) -> tuple[str | None, str | None, bool]:
+    """(expected SHA-256, expected SHA-1, offloaded): what clients should be served (DESIGN 4)."""
+    sstp = snapshot.get("sstp") if isinstance(snapshot.get("sstp"), Mapping) else {}
+    assert isinstance(sstp, Mapping)
+    if sstp.get("use_https") is False:
+        return (offload_sha256.upper() if offload_sha256 else None), None, True
+    remote = sstp.get("remote_access") if isinstance(sstp.get("remote_access"), Mapping) else {}
+    assert isinstance(remote, Mapping)
+    sha256 = sstp.get("sha256_hash")
+    sha1 = sstp.get("sha1_hash") or remote.get("thumbprint")
+    return (str(sha256).upper() if sha256 else None), (str(sha1).upper() if sha1 else None), False
+
+
+def _matches(handshake: Mapping[str, Any], sha256: str | None, sha1: str | None) -> bool:
+    if sha256:
+        return handshake.get("cert_sha256") == sha256
+    return bool(sha1) and handshake.get("cert_sha1") == sha1
+
+
+def client_view_state(snapshot: Mapping[str, Any] | None, offload_sha256: str | None = None) -> str | None:
+    """"ok" (every handshake got the expected certificate and SSTP answered 200), "bad", or None
+    when the snapshot has no client view."""
+    view = (snapshot or {}).get("client_view")
+    if not isinstance(view, Mapping):
+        return None
+    sha256, sha1, _ = _expected(snapshot or {}, offload_sha256)
+    handshakes = [h for h in view.get("handshakes") or [] if isinstance(h, Mapping)]
+    sstp = view.get("sstp")
+    good = bool(handshakes) and all(h.get("ok") and _matches(h, sha256, sha1) for h in handshakes)
+    return "ok" if good and isinstance(sstp, Mapping) and sstp.get("ok") else "bad"
+
+
+def client_view_line(
+    snapshot: Mapping[str, Any] | None, *, full_hashes: bool = True, offload_sha256: str | None = None
+) -> str | None:
+    """One line saying what VPN clients get, or None when the snapshot has no client view.
+
+    "Clients get CN=vpn.example.com, 5CE8..., expires 2027-10-01: matches SSTP; SSTP answers 200", or
+    the mismatch with both hashes in full. `full_hashes=False` (Slack) shortens a matching hash only;
+    a hash that differs is always shown in full, next to the expected one."""
+    view = (snapshot or {}).get("client_view")
+    if not isinstance(view, Mapping):
+        return None
+    snapshot = snapshot or {}
+    sha256, sha1, offloaded = _expected(snapshot, offload_sha256)
+    handshakes = [h for h in view.get("handshakes") or [] if isinstance(h, Mapping)]
+    endpoint = view.get("endpoint") or "the server"
+    if not handshakes or not any(h.get("ok") for h in handshakes):
+        error = (handshakes[0].get("error") if handshakes else None) or {}
+        return f"Clients cannot get a TLS session from {endpoint}: {error.get('message') or 'no handshake was made'}"
+    parts: list[str] = []
+    failures: list[str] = []
+    seen: dict[str, list[str]] = {}
+    for h in handshakes:
+        where = f"with SNI {h.get('sni')}" if h.get("sni") else "without SNI"
+        if not h.get("ok"):
+            failures.append(f"{where}: {(h.get('error') or {}).get('message', 'the handshake failed')}")
+            continue
+        seen.setdefault(str(h.get("cert_sha256")), []).append(where)
+    for cert_sha256, wheres in seen.items():
+        h = next(x for x in handshakes if x.get("cert_sha256") == cert_sha256)
+        subject, expires = _certificate_label(h.get("der"))
+        ok = _matches(h, sha256, sha1)
+        shown = cert_sha256 if full_hashes or not ok else cert_sha256[:4] + "…"
+        scope = "" if len(seen) == 1 and len(wheres) == len(handshakes) else f" ({' and '.join(wheres)})"
+        if ok:
+            verdict = "matches the offload hash" if offloaded else "matches SSTP"
+        elif offloaded and sha256 is None:
+            verdict = "TLS is offloaded: the load balancer's certificate"
+        elif offloaded:
+            verdict = f"offload_sha256 is {sha256}"
+        elif sha256 or sha1:
+            verdict = f"SSTP expects {sha256 or sha1}"
+        else:
+            verdict = "SSTP has no certificate configured"
+        parts.append(f"{subject}, {shown}, {expires}{scope}: {verdict}")
+    parts += failures
+    sstp = view.get("sstp")
+    if isinstance(sstp, Mapping):
+        if sstp.get("ok"):
+            parts.append("SSTP answers 200")
+        elif sstp.get("http_status") is not None:
+            parts.append(f"SSTP_DUPLEX_POST got HTTP {sstp.get('http_status')}, not 200")
+        else:
+            parts.append(f"SSTP_DUPLEX_POST failed: {(sstp.get('error') or {}).get('message', 'no answer')}")
+    return "Clients get " + "; ".join(parts)
+
+
+def fix_verdict_line(snapshot: Mapping[str, Any] | None, offload_sha256: str | None = None) -> str | None:
+    """The client view's part of a fix's final verdict, or None without a client view."""
+    state = client_view_state(snapshot, offload_sha256)
+    if state is None:
+        return None
+    if state == "ok":
+        return "Clients now receive the SSTP certificate and SSTP answers 200 (checked by a TLS handshake)."
+    return "Clients still do not get a working SSTP endpoint: " + str(client_view_line(snapshot, offload_sha256=offload_sha256))
