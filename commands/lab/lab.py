@@ -263,9 +263,10 @@ class Lab:
         if running:
             with ThreadPoolExecutor(max_workers=min(32, len(running))) as pool:
                 list(pool.map(lambda s: s.endpoint.stop(), running))
-        for server in self.servers.values():
-            if server.tls_view is not None:
-                server.tls_view.stop()
+        views = [s.tls_view for s in self.servers.values() if s.tls_view is not None]
+        if views:
+            with ThreadPoolExecutor(max_workers=min(32, len(views))) as pool:
+                list(pool.map(lambda v: v.stop(), views))
 
     def clear_logs(self) -> None:
         for server in self.servers.values():

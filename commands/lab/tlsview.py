@@ -218,7 +218,7 @@ class TlsView:
             self._thread.join(2.0)
         with self._lock:
             if self._sock is not None:
-                self._sock.close()
+                _close_listener(self._sock)
                 self._sock = None
             for conn in list(self._conns):
                 _close(conn)
@@ -232,7 +232,7 @@ class TlsView:
             if listening and self._sock is None:
                 self._sock = self._bind(self.port)
             elif not listening and self._sock is not None:
-                self._sock.close()
+                _close_listener(self._sock)
                 self._sock = None
 
     def _serve(self) -> None:
@@ -317,6 +317,14 @@ def _read_head(tls: ssl.SSLSocket) -> tuple[str, str] | None:
         data += chunk
     parts = data.split(b"\r\n", 1)[0].decode("latin-1").split(" ")
     return (parts[0], parts[1]) if len(parts) >= 3 else None
+
+
+def _close_listener(sock: socket.socket) -> None:
+    """Stop listening at once. close() alone leaves the socket listening while the serve thread is
+    inside accept(); shutdown() ends the listen state on Linux, so new connections are refused."""
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    _close(sock)
 
 
 def _close(sock: socket.socket) -> None:
