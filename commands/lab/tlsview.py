@@ -193,6 +193,7 @@ class TlsView:
         self.port: int = self._sock.getsockname()[1]
         self._thread: threading.Thread | None = None
         self._conns: set[socket.socket] = set()
+        self._local = threading.local()
 
     @property
     def endpoint(self) -> str:
@@ -259,7 +260,8 @@ class TlsView:
 
     def _choose(self, tls: ssl.SSLObject | ssl.SSLSocket, sni: str | None, _ctx: ssl.SSLContext) -> int | None:
         """HTTP.sys's certificate choice at ClientHello time; an alert when it has nothing to serve."""
-        view = port_view(self.twin)
+        # The view read when the connection was accepted (same thread), else a fresh one.
+        view = getattr(self._local, "view", None) or port_view(self.twin)
         address = str(tls.getsockname()[0]) if isinstance(tls, ssl.SSLSocket) else self.host
         binding = chosen_binding(view, sni, address)
         found = twin_certificate(self.twin, binding[1]) if binding else None
@@ -275,19 +277,21 @@ class TlsView:
         with self._lock:
             self._conns.add(conn)
         try:
-            view = port_view(self.twin)
+            view = port_view(self.twin)  # one reading of the twin per connection
             if not view.http_sys:
                 return  # another program holds the port: it speaks no TLS we can model; drop it
             conn.settimeout(HANDSHAKE_TIMEOUT)
+            self._local.view = view
             try:
                 tls = self._base.wrap_socket(conn, server_side=True)
             except (ssl.SSLError, OSError):
                 return
+            finally:
+                self._local.view = None
             try:
                 request = _read_head(tls)
                 if request is None:
                     return
-                view = port_view(self.twin)
                 method, path = request
                 if view.sstp and method == "SSTP_DUPLEX_POST" and path.upper() == SSTP_URL_UPPER:
                     # MS-SSTP 3.3.5.1: 200 with the same endless Content-Length; the SSTP exchange would
