@@ -307,19 +307,3 @@ def _sign_weak(cert: x509.Certificate, ca_key: PrivateKey, algorithm: str) -> by
     x509.load_der_x509_certificate(out)  # sanity: still a parsable certificate
     return out
 
-
-
-def private_key_for(der: bytes) -> PrivateKey | None:
-    """The private key (generated in this process by `cached_key`) whose public key is in certificate
-    `der`, or None. Lab TLS listeners use it to serve a twin's certificate with its real key."""
-    public = x509.load_der_x509_certificate(der).public_key()
-    wanted = public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    with _key_lock:
-        keys = list(_keys.values())
-    for key in keys:
-        spki = key.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        if spki == wanted:
-            return key
-    return None

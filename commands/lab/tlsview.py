@@ -35,7 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from commands.lab import pki
 
@@ -147,7 +149,7 @@ class _Certificates:
         with self._lock:
             if thumbprint in self._contexts:
                 return self._contexts[thumbprint]
-            key = pki.private_key_for(der)
+            key = lab_private_key(der)
             if key is None:
                 return None
             if self._folder is None:
@@ -164,6 +166,22 @@ class _Certificates:
             ctx.load_cert_chain(str(cert_path), str(key_path))
             self._contexts[thumbprint] = ctx
             return ctx
+
+
+def lab_private_key(der: bytes) -> pki.PrivateKey | None:
+    """The private key of a certificate the lab PKI issued in this process, or None.
+
+    Scenario certificates are issued with `pki.cached_key(type, size)` (slot 0, the default), one key
+    per type and size per process; the certificate's public key says which, and must match."""
+    public = x509.load_der_x509_certificate(der).public_key()
+    if isinstance(public, rsa.RSAPublicKey):
+        key: pki.PrivateKey = pki.cached_key("rsa", public.key_size)
+    elif isinstance(public, ec.EllipticCurvePublicKey) and public.curve.key_size in (256, 384, 521):
+        key = pki.cached_key("ec", public.curve.key_size)
+    else:
+        return None
+    spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    return key if key.public_key().public_bytes(*spki) == public.public_bytes(*spki) else None
 
 
 def pki_thumbprint(der: bytes) -> str:

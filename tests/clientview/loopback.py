@@ -13,7 +13,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 
-from commands.lab import pki
+from commands.lab.tlsview import lab_private_key
 
 
 @dataclass
@@ -26,7 +26,7 @@ class Seen:
 
 def certificate_files(der: bytes) -> tuple[str, str]:
     """PEM files of a lab certificate and of the lab key that belongs to it."""
-    key = pki.private_key_for(der)
+    key = lab_private_key(der)
     assert key is not None, "not a certificate made by the lab PKI in this process"
     folder = Path(tempfile.mkdtemp(prefix="sstp-bot-test-cv-"))
     (folder / "c.pem").write_text(ssl.DER_cert_to_PEM_cert(der), encoding="ascii")
