@@ -22,9 +22,12 @@ from bot.cli import Environment, main
 from bot.config import load_config
 from bot.service import Actor, build_service
 from bot.slack import blocks
-from commands.clientview import client_view_line, split_endpoint
+from commands.clientview import client_view_line, collect, split_endpoint
 from commands.lab.lab import Lab
+from commands.lab.scenarios import load_scenario, scenario_names
 from storage.repository import Repository
+
+from .test_lab_tlsview import expected_view, observed
 
 pytestmark = pytest.mark.slow
 
@@ -173,3 +176,39 @@ def test_reports_show_the_client_view_in_one_line(iis: Setup):
         assert f"{(state.sha256_hash or '')[:4]}…" in healthy and healthy.endswith(": matches SSTP; SSTP answers 200")
     finally:
         service.close()
+
+
+FIXABLE = [n for n in scenario_names()
+           if not load_scenario(n).is_fleet and load_scenario(n).servers[0].fixable and load_scenario(n).servers[0].expect]
+
+
+def test_every_fixable_scenario_is_fixed_as_clients_see_it(tmp_path: Path):
+    assert len(FIXABLE) >= 10
+    with Lab(FIXABLE) as lab:
+        db_url = f"sqlite:///{tmp_path / 'x.db'}"
+        setup = Setup(lab, lab.write_config(tmp_path / "lab.toml", database_url=db_url), db_url)
+        for name, server in lab.servers.items():
+            before = collect(server.client_endpoint or "", server.public_name, 3.0, lambda: datetime.now(UTC))
+            assert observed(before) == expected_view(server), name  # what the bindings imply
+            code, out, err = setup.cli("fix", name, "--yes", "--json")
+            assert code == 0, (name, out, err)
+            assert not client_ids(json.loads(out)["after"]["findings"]), name
+            state = server.twin.state
+            recorded = next(r for r in _latest(db_url) if r["server"] == name)["client_view"]
+            assert [h["cert_sha256"] for h in recorded["handshakes"]] == [state.sha256_hash] * 2, name
+            assert recorded["sstp"]["http_status"] == 200, name
+            for sni in (None, server.public_name):
+                served, status = handshake(server.client_endpoint or "", sni)
+                assert served == state.sha256_hash and status.startswith(b"HTTP/1.1 200"), (name, sni)
+
+
+def _latest(db_url: str) -> list[dict[str, Any]]:
+    repo = Repository(db_url, clock=lambda: datetime.now(UTC))
+    try:
+        out = []
+        for record in repo.latest_checks():
+            snapshot = repo.get_snapshot(record.snapshot_hash) if record.snapshot_hash else None
+            out.append({"server": record.server, "client_view": (snapshot or {}).get("client_view")})
+        return out
+    finally:
+        repo.close()
