@@ -304,12 +304,10 @@ class PendingClientView:
         port = _listener_port(raw)
         if self.server.client_endpoint is None and port != DEFAULT_SSTP_PORT:
             # The probe says SSTP listens elsewhere: look where the clients go (module docstring).
+            # The first attempt (on port 443) is left to end by itself, unread.
             self.endpoint = join_endpoint(self.server.host, port)
-            self._thread.join(self.server.connect_timeout + 1.0)
-            self._result.clear()
-            self._run(self.endpoint)
-        else:
-            self._thread.join(self.server.connect_timeout + 1.0)
+            return collect(self.endpoint, self.server.public_name, self.server.connect_timeout, self.clock)
+        self._thread.join(self.server.connect_timeout + 1.0)
         return self._result[-1] if self._result else None
 
     def attach(self, raw: Any) -> Any:
