@@ -40,6 +40,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from commands.lab import pki
+from commands.lab.twin import RrasTwin
 
 POLL_SECONDS = 0.05
 HANDSHAKE_TIMEOUT = 5.0
@@ -48,13 +49,13 @@ SSTP_URL_UPPER = "/SRA_{BA195980-CD49-458B-9E23-C84EE0ADCD75}/"
 
 # --- accessors on the twin (read only) ----------------------------------------------------------
 
-def twin_snapshot(twin: Any) -> dict[str, Any]:
+def twin_snapshot(twin: RrasTwin) -> dict[str, Any]:
     """What the twin's probe would report now (the probe is pure: reading changes nothing)."""
     snapshot: dict[str, Any] = twin.probe()
     return snapshot
 
 
-def twin_certificate(twin: Any, thumbprint: str) -> tuple[bytes, bool] | None:
+def twin_certificate(twin: RrasTwin, thumbprint: str) -> tuple[bytes, bool] | None:
     """(DER, has a private key) of a certificate in the twin's LocalMachine\\My, or None."""
     with twin.lock:
         for cert in twin.state.certificates:
@@ -65,7 +66,7 @@ def twin_certificate(twin: Any, thumbprint: str) -> tuple[bytes, bool] | None:
     return None
 
 
-def twin_sstp_registered(twin: Any, snapshot: Mapping[str, Any]) -> bool:
+def twin_sstp_registered(twin: RrasTwin, snapshot: Mapping[str, Any]) -> bool:
     """SSTP has its URL registered in HTTP.sys: from `http_sys.registered_urls` when the twin reports
     it (DESIGN 3 [2]), else RemoteAccess running and the twin's SSTP listener flag."""
     port = _port(snapshot)
@@ -77,14 +78,11 @@ def twin_sstp_registered(twin: Any, snapshot: Mapping[str, Any]) -> bool:
     return service.get("status") == "Running" and bool(getattr(twin.state, "sstp_listening", False))
 
 
-def twin_listening(twin: Any) -> bool:
+def twin_listening(twin: RrasTwin) -> bool:
     """Something accepts TCP on the twin's SSTP port (the twin's listener table, else its probe)."""
-    listeners = getattr(twin, "listeners", None)
-    if callable(listeners):
-        with twin.lock:
-            port = twin.state.listener_port
-            return any(x.get("port") == port for x in listeners())
-    return port_view(twin).listening
+    with twin.lock:
+        port = twin.state.listener_port
+        return any(x.get("port") == port for x in twin.listeners())
 
 
 def _port(snapshot: Mapping[str, Any]) -> int:
@@ -106,7 +104,7 @@ class PortView:
     sni_bindings: tuple[tuple[str, str], ...]
 
 
-def port_view(twin: Any) -> PortView:
+def port_view(twin: RrasTwin) -> PortView:
     """Read the twin once: who listens on its SSTP port and which bindings HTTP.sys holds."""
     snapshot = twin_snapshot(twin)
     port = _port(snapshot)
@@ -199,7 +197,7 @@ def _server_context() -> ssl.SSLContext:
 class TlsView:
     """The TLS listener of one lab server's SSTP port (see the module docstring)."""
 
-    def __init__(self, twin: Any, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, twin: RrasTwin, *, host: str = "127.0.0.1", port: int = 0) -> None:
         self.twin = twin
         self.host = host
         self._certificates = _Certificates()
