@@ -16,7 +16,7 @@ from typing import Any
 
 from commands.errors import ConfigError
 from commands.lab import pki
-from commands.lab.endpoint import EndpointFaults, RequestRecord, WinRMEndpoint
+from commands.lab.endpoint import EndpointFaults, RequestRecord, ScriptOutcome, WinRMEndpoint
 from commands.lab.runtime import ScriptFaults, ScriptRuntime
 from commands.lab.scenarios import ServerSpec, build_state, load_scenario
 from commands.lab.tlsview import TlsView
@@ -218,7 +218,7 @@ class Lab:
         tls = self.tls or untrusted
         tls_view = TlsView(twin)
 
-        def run_script(text: str, params: dict[str, Any]) -> Any:
+        def run_script(text: str, params: dict[str, Any]) -> ScriptOutcome:
             # After every script, the SSTP port opens or closes at once, as the twin now says.
             try:
                 return runtime(text, params)
