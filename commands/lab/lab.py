@@ -16,7 +16,7 @@ from typing import Any
 
 from commands.errors import ConfigError
 from commands.lab import pki
-from commands.lab.endpoint import EndpointFaults, RequestRecord, ScriptOutcome, WinRMEndpoint
+from commands.lab.endpoint import EndpointFaults, RequestRecord, WinRMEndpoint
 from commands.lab.runtime import ScriptFaults, ScriptRuntime
 from commands.lab.scenarios import ServerSpec, build_state, load_scenario
 from commands.lab.tlsview import TlsView
@@ -116,14 +116,10 @@ class LabServer:
     faults: frozenset[str]
     transport: str
     auth: str
-    running: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
     #: The server's SSTP port as VPN clients see it (DESIGN 11): a TLS listener on 127.0.0.1.
     tls_view: TlsView | None = None
-
-    @property
-    def client_endpoint(self) -> str | None:
-        return self.tls_view.endpoint if self.tls_view is not None else None
+    running: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def host(self) -> str:
@@ -140,6 +136,11 @@ class LabServer:
     @property
     def public_name(self) -> str:
         return self.spec.public_name
+
+    @property
+    def client_endpoint(self) -> str | None:
+        """host:port of the server's SSTP port for the client view (the inventory's `client_endpoint`)."""
+        return self.tls_view.endpoint if self.tls_view is not None else None
 
 
 class Lab:
@@ -217,17 +218,10 @@ class Lab:
         untrusted = "untrusted_tls" in faults
         tls = self.tls or untrusted
         tls_view = TlsView(twin)
-
-        def run_script(text: str, params: dict[str, Any]) -> ScriptOutcome:
-            # After every script, the SSTP port opens or closes at once, as the twin now says.
-            try:
-                return runtime(text, params)
-            finally:
-                tls_view.refresh()
-
+        runtime.after_script = tls_view.refresh  # the SSTP port follows every script at once
         endpoint = WinRMEndpoint(
             name,
-            run_script,
+            runtime,
             username=LAB_USERNAME,
             password=LAB_PASSWORD,
             ssl_context=_server_context(untrusted) if tls else None,
@@ -238,9 +232,9 @@ class Lab:
             ),
             latency=self.latency,
         )
-        server = LabServer(name, spec, twin, endpoint, faults, "https" if tls else "http", self.auth,
-                           tls_view=tls_view)
+        server = LabServer(name, spec, twin, endpoint, faults, "https" if tls else "http", self.auth)
         self.servers[name] = server
+        server.tls_view = tls_view
         tls_view.start()
         if "refused" in faults:
             # Keep the port number, close the socket: connection refused.
@@ -282,6 +276,7 @@ class Lab:
             name=name,
             host=server.host,
             public_name=server.public_name,
+            client_endpoint=server.client_endpoint,
             group="lab",
             transport=server.transport,
             port=server.port,
@@ -293,7 +288,6 @@ class Lab:
             ca_bundle=lab_ca_bundle() if server.transport == "https" else None,
             connect_timeout=2.0 if slow else 5.0,
             operation_timeout=SLOW_OPERATION_TIMEOUT if slow else (operation_timeout or 30.0),
-            client_endpoint=server.client_endpoint,
         )
 
     def password_for(self, name: str) -> str:
