@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from bot.config import Config
-from commands.clientview import start_client_view
+from commands.clientview import ClientViewSession
 from commands.engine import evaluate, evaluate_snapshot
 from commands.errors import (
     ConfigError,
@@ -210,11 +210,9 @@ class Service:
         raw: dict[str, Any] | None = None
         try:
             password = server.password(self.environ)
-            client_view = start_client_view(server, self.clock)  # beside the probe (DESIGN 11)
-            # run_fleet holds the server's lock around this call.
-            with self.session_factory(server, password) as session:
+            # run_fleet holds the server's lock around this call. Each probe carries the client view (DESIGN 11).
+            with ClientViewSession(self.session_factory(server, password), server, self.clock) as session:
                 raw = session.probe()
-            raw = client_view.attach(raw)
             result = evaluate(raw, server, self.clock())
         except RemoteError as exc:
             result = CheckResult(server=server.name, checked_at=self.clock(), error_kind=exc.kind, error_message=exc.message)
@@ -365,7 +363,7 @@ class Service:
         try:
             server = self.config.server(plan.server)
             password = server.password(self.environ)
-            with self.session_factory(server, password) as session:
+            with ClientViewSession(self.session_factory(server, password), server, self.clock) as session:
                 started = self.clock()
                 raw_before = session.probe()
                 snapshot_before = parse_snapshot(raw_before)
@@ -386,9 +384,7 @@ class Service:
                     if not result.ok:
                         outcome.error = f"Step {index} ({step['action']}) failed: {result.detail}"
                         break
-                client_view = start_client_view(server, self.clock)  # what clients see after the fix
                 raw_after = session.probe()
-            raw_after = client_view.attach(raw_after)
             outcome.after = evaluate(raw_after, server, self.clock())
             self._record(outcome.after, raw_after, actor, started, propose=False)
         except (RemoteError, ConfigError, SnapshotError) as exc:

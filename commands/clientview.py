@@ -437,3 +437,40 @@ def fix_verdict_line(snapshot: Mapping[str, Any] | None, offload_sha256: str | N
     if state == "ok":
         return "Clients now receive the SSTP certificate and SSTP answers 200 (checked by a TLS handshake)."
     return "Clients still do not get a working SSTP endpoint: " + str(client_view_line(snapshot, offload_sha256=offload_sha256))
+
+
+class ClientViewSession:
+    """A remote session whose `probe()` collects the client view beside the probe and returns the
+    snapshot with it (DESIGN 11); everything else is the wrapped session's.
+
+    `with ClientViewSession(session_factory(server, password), server, clock) as session:` is the
+    one change a caller needs: every probe of a check, and a fix's re-probe, then carries what
+    clients see. Scripts run through `run()` (a fix's steps, the executor's state probes) do not."""
+
+    def __init__(self, session: Any, server: ServerConfig, clock: Callable[[], datetime]) -> None:
+        self._session = session
+        self._inner: Any = session
+        self.server = server
+        self.clock = clock
+
+    def __enter__(self) -> ClientViewSession:
+        self._inner = self._session.__enter__()
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self._session.__exit__(exc_type, exc, tb)
+
+    def probe(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """The wrapped session's probe, with `client_view` collected beside it."""
+        pending = start_client_view(self.server, self.clock)
+        raw: dict[str, Any] = pending.attach(self._inner.probe(*args, **kwargs))
+        return raw
+
+    def run(self, script: str, **params: Any) -> dict[str, Any]:
+        """The wrapped session's script run, untouched."""
+        result: dict[str, Any] = self._inner.run(script, **params)
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        # Anything else a session offers (now or later) is the wrapped session's.
+        return getattr(self._inner, name)

@@ -154,3 +154,20 @@ def test_binding_choice_follows_http_sys_order():
     assert chosen_binding(view, None, "10.0.0.9") == ("0.0.0.0:443", "WILD")
     no_wildcard = PortView(True, True, True, 443, (("[::]:443", "V6"),), ())
     assert chosen_binding(no_wildcard, None) is None
+
+
+def test_a_wrapped_session_adds_the_view_to_probes_only():
+    from commands.clientview import ClientViewSession
+    from commands.lab.lab import LAB_PASSWORD
+    from commands.psrp import RemoteSession
+
+    with Lab(["healthy"]) as lab:
+        [name] = list(lab.servers)
+        cfg = lab.server_config(name)
+        with ClientViewSession(RemoteSession(cfg, LAB_PASSWORD), cfg, now) as session:
+            raw = session.probe()
+            plain = session.run("probe")
+            assert session.server is cfg  # the wrapper's own; other attributes are the session's
+            assert session.close is not None
+    assert raw["client_view"]["endpoint"] == cfg.client_endpoint and raw["client_view"]["sstp"]["ok"] is True
+    assert "client_view" not in plain  # scripts run through run() are left as they are
