@@ -11,12 +11,17 @@ Decisions where DESIGN leaves room:
 - The whole view is bounded by `connect_timeout` (one deadline for everything, not per read): the
   two connections run in parallel, each until the same deadline.
 - Error kinds: `unreachable` when no TCP connection was made (refused, no route, name not resolved,
-  and also a TCP connect that timed out: "possibly only a firewall", CLIENT_UNREACHABLE), `timeout`
-  when TCP connected but the server did not finish the handshake (or did not answer the SSTP request)
-  before the deadline, `tls` for every TLS failure after TCP connected (alert, reset, no certificate,
-  and a connection closed before an HTTP answer).
+  and also a TCP connect that timed out: "possibly only a firewall"), `timeout` when TCP connected
+  but the server did not finish the handshake (or did not answer the SSTP request) before the
+  deadline, `tls` for every TLS failure after TCP connected (alert, reset, no certificate, and a
+  connection closed before an HTTP answer). The engine judges `tls` as CLIENT_TLS_FAILED and a view
+  whose handshakes all failed otherwise as CLIENT_UNREACHABLE.
+- Where it runs: `ClientViewSession` wraps a remote session; its `probe()` starts the view in a
+  thread, runs the probe, then waits for what is left of the view's deadline (usually nothing: one
+  TLS round trip against the probe's several) and adds it to the snapshot. A bug or a network failure
+  here never fails the check; `bench/bench_clientview.py` measures the cost as a ratio.
 - Which endpoint: `client_endpoint` when set. Otherwise the SSTP listener port is only known once the
-  probe has answered, so the view starts at once, beside the probe, on `host:443` (the SSTP default,
+  probe has answered, so the view starts beside the probe on `host:443` (the SSTP default,
   DOMAIN 0); when the probe then reports another `sstp.listener_port`, the view is collected again on
   that port after the probe (only that rare server pays for it).
 - A `public_name` that is an IP address is not sent as SNI by TLS clients (RFC 6066); the SNI
