@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from bot.config import Config
+from commands.clientview import ClientViewSession
 from commands.engine import evaluate, evaluate_snapshot
 from commands.errors import (
     ConfigError,
@@ -209,8 +210,8 @@ class Service:
         raw: dict[str, Any] | None = None
         try:
             password = server.password(self.environ)
-            # run_fleet holds the server's lock around this call.
-            with self.session_factory(server, password) as session:
+            # run_fleet holds the server's lock around this call. Each probe carries the client view (DESIGN 11).
+            with ClientViewSession(self.session_factory(server, password), server, self.clock) as session:
                 raw = session.probe()
             result = evaluate(raw, server, self.clock())
         except RemoteError as exc:
@@ -362,7 +363,7 @@ class Service:
         try:
             server = self.config.server(plan.server)
             password = server.password(self.environ)
-            with self.session_factory(server, password) as session:
+            with ClientViewSession(self.session_factory(server, password), server, self.clock) as session:
                 started = self.clock()
                 raw_before = session.probe()
                 snapshot_before = parse_snapshot(raw_before)

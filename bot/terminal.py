@@ -17,6 +17,7 @@ from typing import IO, Any
 from rich.console import Console
 from rich.text import Text
 
+from commands.clientview import client_view_line
 from commands.model import CheckResult, Finding, Plan, format_time, sort_findings
 
 SEVERITY_STYLES = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
@@ -226,6 +227,8 @@ def render_check(result: CheckResult, console: Console) -> None:
     say(console, status_line(result), hang=2)
     if result.status == "error":
         return
+    if (seen := client_view_line(result.snapshot)) is not None:
+        console.print(Text(seen), soft_wrap=True)  # DESIGN 11: what clients see, hashes in full
     if result.findings:
         render_findings(result.findings, console)
     if result.plan is not None:

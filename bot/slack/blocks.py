@@ -29,6 +29,7 @@ from slack_sdk.models.blocks import (
 
 from bot.slack import messages
 from bot.slack.messages import escape
+from commands.clientview import client_view_line, fix_verdict_line
 from commands.model import CheckResult, Finding, format_time, sort_findings
 
 MAX_BLOCKS = 50
@@ -277,6 +278,8 @@ def report(result: CheckResult, plan_id: int | None = None, expires_at: datetime
     thread: list[SlackMessage] = []
     if result.error_kind is not None:
         blocks.append(_section(messages.report_error(result.error_kind, result.error_message or "")))
+    if (seen := client_view_line(result.snapshot, full_hashes=False)) is not None:
+        blocks.append(_context(escape(seen)))  # DESIGN 11: what VPN clients get
     if result.findings:
         blocks.append(DividerBlock())
         found, thread = _findings_blocks(result.server, result.findings, MAX_FINDING_SECTIONS)
@@ -345,6 +348,8 @@ def plan_card(
             )
             if after.error_kind is not None:
                 blocks.append(_section(messages.report_error(after.error_kind, after.error_message or "")))
+            if (verdict := fix_verdict_line(after.snapshot)) is not None:
+                blocks.append(_section(escape(verdict)))  # the fix as a VPN client sees it (DESIGN 11)
             found, more = _findings_blocks(after.server, after.findings, max_sections=MAX_BLOCKS - len(blocks) - 2)
             blocks.extend(found)
             thread.extend(more)

@@ -22,6 +22,7 @@ from commands.lab import pki
 from commands.lab.endpoint import EndpointFaults, RequestRecord, WinRMEndpoint
 from commands.lab.runtime import ScriptFaults, ScriptRuntime
 from commands.lab.scenarios import ServerSpec, build_state, load_scenario
+from commands.lab.tlsview import TlsView
 from commands.lab.twin import RrasTwin
 from commands.server import ServerConfig
 
@@ -125,6 +126,8 @@ class LabServer:
     faults: frozenset[str]
     transport: str
     auth: str
+    #: The server's SSTP port as VPN clients see it (DESIGN 11): a TLS listener on 127.0.0.1.
+    tls_view: TlsView | None = None
     running: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -143,6 +146,11 @@ class LabServer:
     @property
     def public_name(self) -> str:
         return self.spec.public_name
+
+    @property
+    def client_endpoint(self) -> str | None:
+        """host:port of the server's SSTP port for the client view (the inventory's `client_endpoint`)."""
+        return self.tls_view.endpoint if self.tls_view is not None else None
 
 
 class Lab:
@@ -219,6 +227,8 @@ class Lab:
         )
         untrusted = "untrusted_tls" in faults
         tls = self.tls or untrusted
+        tls_view = TlsView(twin)
+        runtime.after_script = tls_view.refresh  # the SSTP port follows every script at once
         endpoint = WinRMEndpoint(
             name,
             runtime,
@@ -234,6 +244,8 @@ class Lab:
         )
         server = LabServer(name, spec, twin, endpoint, faults, "https" if tls else "http", self.auth)
         self.servers[name] = server
+        server.tls_view = tls_view
+        tls_view.start()
         if "refused" in faults:
             # Keep the port number, close the socket: connection refused.
             endpoint.stop()
@@ -255,6 +267,10 @@ class Lab:
         if running:
             with ThreadPoolExecutor(max_workers=min(32, len(running))) as pool:
                 list(pool.map(lambda s: s.endpoint.stop(), running))
+        views = [s.tls_view for s in self.servers.values() if s.tls_view is not None]
+        if views:
+            with ThreadPoolExecutor(max_workers=min(32, len(views))) as pool:
+                list(pool.map(lambda v: v.stop(), views))
 
     def clear_logs(self) -> None:
         for server in self.servers.values():
@@ -270,6 +286,7 @@ class Lab:
             name=name,
             host=server.host,
             public_name=server.public_name,
+            client_endpoint=server.client_endpoint,
             group="lab",
             transport=server.transport,
             port=server.port,
@@ -332,6 +349,8 @@ class Lab:
                 f"public_name = {_toml_str(cfg.public_name or '')}",
                 'group = "lab"',
             ]
+            if cfg.client_endpoint:
+                lines.append(f"client_endpoint = {_toml_str(cfg.client_endpoint)}")
             if cfg.ca_bundle:
                 lines.append(f"ca_bundle = {_toml_str(cfg.ca_bundle)}")
             if self.password_for(name) != LAB_PASSWORD:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,6 +87,9 @@ def _strip_comments(text: str) -> str:
 class ScriptRuntime:
     """The `ScriptExecutor` of one lab server: received script text + parameters -> outcome."""
 
+    #: Called after every script that reached the twin (the lab's TLS port re-reads it, DESIGN 11).
+    after_script: Callable[[], None] | None = None
+
     def __init__(self, twin: RrasTwin, faults: ScriptFaults | None = None) -> None:
         self.twin = twin
         self.faults = faults or ScriptFaults()
@@ -141,6 +145,8 @@ class ScriptRuntime:
         # Like the shipped scripts, the twin answers every failure (not elevated, certificate missing)
         # with {"ok": false, ...} rather than a terminating error.
         result = self._dispatch(name, clean)
+        if self.after_script is not None:
+            self.after_script()
         return ScriptOutcome(output=[json.dumps(result, separators=(",", ":"))])
 
     def _dispatch(self, name: str, params: dict[str, Any]) -> dict[str, Any]:
