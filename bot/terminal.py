@@ -228,7 +228,7 @@ def render_check(result: CheckResult, console: Console) -> None:
     if result.status == "error":
         return
     if (seen := client_view_line(result.snapshot)) is not None:
-        console.print(Text(seen), soft_wrap=True)  # DESIGN 11: what clients see, hashes in full
+        say(console, seen, hang=2)  # DESIGN 11: what clients see; hashes whole, wrapped to the width
     if result.findings:
         render_findings(result.findings, console)
     if result.plan is not None:
