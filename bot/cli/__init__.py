@@ -113,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")
 
     sub.add_parser("demo", parents=[common], help="the whole story against the lab, non-interactively")
+    importlib.import_module("bot.cli.endpoint").add_parser(sub, common)
     return parser
 
 
@@ -127,6 +128,7 @@ _HANDLERS = {
     "db": "bot.cli.db",
     "lab": "bot.cli.lab",
     "demo": "bot.cli.demo",
+    "endpoint": "bot.cli.endpoint",
 }
 
 
