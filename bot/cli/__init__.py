@@ -111,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="scenarios to run (`--scenario a b` or repeated; default: a small fleet)")
     p.add_argument("--write-config", metavar="PATH", help="write an inventory pointing at the lab servers")
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    p.add_argument("--jea", action="store_true", help="serve every server through the JEA endpoint SstpBot only")
 
     sub.add_parser("demo", parents=[common], help="the whole story against the lab, non-interactively")
     importlib.import_module("bot.cli.endpoint").add_parser(sub, common)

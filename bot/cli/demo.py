@@ -2,7 +2,9 @@
 
 Starts emulated RRAS servers on 127.0.0.1 (real WinRM/PSRP with NTLM and message encryption), checks
 the fleet, shows the plan for the server with the classic IIS binding error, approves and runs it,
-re-checks (in the same runspace pool as the fix), and prints the history. Exits 0 only if the fix made that server healthy. Nothing is
+re-checks (in the same runspace pool as the fix), and prints the history. Then it fixes a server
+reached only through the least-privilege JEA endpoint (DESIGN 12), where the bot calls functions by
+name and sends no script text. Exits 0 only if both fixes made their server healthy. Nothing is
 written outside a temporary directory.
 """
 
@@ -19,12 +21,13 @@ from rich.table import Table
 
 from bot.cli import Environment, ExitStatus
 from bot.config import load_config
-from bot.service import Actor, build_service
+from bot.service import Actor, Service, build_service
 from bot.terminal import render_check
 from commands.lab.lab import Lab
 
 DEMO_SCENARIO = "fleet"
 BROKEN_SCENARIO = "iis-binding"
+JEA_SERVER = "vpn-jea"  # the same error, on a server behind the JEA endpoint SstpBot
 
 
 def run(args: argparse.Namespace, env: Environment) -> int:
@@ -37,7 +40,9 @@ def _run(args: argparse.Namespace, env: Environment, cleanup: contextlib.ExitSta
     actor = Actor(id="cli:demo", source="cli")
     # Closed last in, first out: the database, then the lab, then the folder that holds the database.
     tmp = cleanup.enter_context(tempfile.TemporaryDirectory(prefix="sstp-bot-demo-"))
-    lab = cleanup.enter_context(Lab([DEMO_SCENARIO]))
+    lab = cleanup.enter_context(
+        Lab([DEMO_SCENARIO], extra_servers=[(JEA_SERVER, BROKEN_SCENARIO)], jea=[JEA_SERVER])
+    )
     config_path = lab.write_config(Path(tmp) / "lab.toml", database_url=f"sqlite:///{tmp}/demo.db")
     config = load_config(config_path, env.environ)
     service = build_service(config, env.environ, env.clock)
@@ -60,7 +65,9 @@ def _run(args: argparse.Namespace, env: Environment, cleanup: contextlib.ExitSta
         table.add_row(result.server, f"[{colour}]{result.status}[/]", ids)
     console.print(table)
 
-    broken = next(name for name, server in lab.servers.items() if server.spec.scenario == BROKEN_SCENARIO)
+    broken = next(
+        name for name, server in lab.servers.items() if server.spec.scenario == BROKEN_SCENARIO and server.jea is None
+    )
     target = next(o for o in outcomes if o.result.server == broken)
     console.rule(f"3. {broken}: the report and the plan")
     render_check(target.result, console)
@@ -96,8 +103,35 @@ def _run(args: argparse.Namespace, env: Environment, cleanup: contextlib.ExitSta
         console.print(f"  {entry.at:%Y-%m-%d %H:%M:%S}  {what}")
 
     healthy = fix.after.status == "healthy"
+    jea_healthy = _least_privilege(lab, service, actor, console)
     console.rule("Result")
     console.print(
         f"[green]{broken} is healthy again.[/]" if healthy else f"[red]{broken} is still not healthy.[/]"
     )
-    return ExitStatus.OK if healthy else ExitStatus.FINDINGS
+    return ExitStatus.OK if healthy and jea_healthy else ExitStatus.FINDINGS
+
+
+def _least_privilege(lab: Lab, service: Service, actor: Actor, console: Console) -> bool:
+    """The same fix on a server reached through the JEA endpoint: functions by name, no script text."""
+    server = lab.servers[JEA_SERVER]
+    assert server.jea is not None
+    console.rule(f"7. {JEA_SERVER}: least privilege through the JEA endpoint {server.jea.configuration_name}")
+    console.print(
+        f"{JEA_SERVER} accepts the bot only on the session configuration {server.jea.configuration_name} "
+        "(configuration_name in the inventory): a NoLanguage session where the bot's account, not an "
+        "administrator, may run the SstpBot module's functions and nothing else (`sstp-bot endpoint export`).",
+        markup=False,
+    )
+    server.jea.clear_log()
+    [outcome] = service.check([service.config.server(JEA_SERVER)], actor)
+    if outcome.plan_id is None:
+        console.print(f"[red]No plan was proposed for {JEA_SERVER}.[/]")
+        return False
+    service.approve(outcome.plan_id, actor, authorised=True)
+    fix = service.execute(outcome.plan_id, actor)
+    calls = list(dict.fromkeys(i.command for i in server.jea.invocations))
+    console.print(f"Functions called: {', '.join(calls)}", markup=False)
+    console.print(f"Script text received by {JEA_SERVER}: {server.jea.scripts_received}", markup=False)
+    after = fix.after.status if fix.after is not None else f"not re-checked ({fix.error})"
+    console.print(f"Plan {fix.plan.id}: {fix.state}; {JEA_SERVER} is {after}.", markup=False)
+    return fix.after is not None and fix.after.status == "healthy" and server.jea.scripts_received == 0

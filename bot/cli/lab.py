@@ -24,13 +24,18 @@ def list_scenarios(env: Environment) -> int:
 
 def start_lab(args: argparse.Namespace, env: Environment) -> tuple[Lab, Path]:
     """Start the lab of the command line, write its inventory, print how to use it."""
-    lab = Lab(args.scenario or list(DEFAULT_SCENARIOS))
+    jea = bool(getattr(args, "jea", False))
+    lab = Lab(args.scenario or list(DEFAULT_SCENARIOS), jea=jea)
     try:
         config_path = lab.write_config(Path(args.write_config or DEFAULT_CONFIG))
     except BaseException:
         lab.stop()
         raise
     print(f"Lab running: {len(lab.servers)} emulated RRAS server(s) on 127.0.0.1", file=env.stdout)
+    if jea:
+        # DESIGN 12: what a server with Install-SstpBotEndpoint.ps1 run on it accepts.
+        print("JEA mode: each server accepts only the configuration SstpBot (configuration_name in the "
+              "inventory), runs its functions, and refuses script text.", file=env.stdout)
     for name, server in lab.servers.items():
         print(
             f"  {name:18} {server.transport}://{server.host}:{server.port:<6} {server.spec.scenario:22} "
