@@ -328,7 +328,7 @@ if (-not (Test-Path -LiteralPath (Join-Path $Source ($ModuleName + '.psd1')) -Pa
 
 # 1. The group the role is granted to must resolve, or Windows refuses every connection.
 try {{
-    [void](New-Object System.Security.Principal.NTAccount($Group)).Translate([System.Security.Principal.SecurityIdentifier])
+    [void][System.Security.Principal.NTAccount]::new($Group).Translate([System.Security.Principal.SecurityIdentifier])
     Write-Output "Group '$Group' found."
 }} catch {{
     if ($CreateLocalGroup -and $Group -notmatch '\\\\') {{
@@ -361,7 +361,9 @@ if (-not (Test-Path -LiteralPath $TranscriptDirectory -PathType Container)) {{
 }}
 
 # 4. The session configuration.
-Test-PSSessionConfigurationFile -Path $SessionFile | Out-Null
+if (-not (Test-PSSessionConfigurationFile -Path $SessionFile)) {{
+    throw "$SessionFile is not a valid session configuration file: export it again with sstp-bot endpoint export."
+}}
 $existing = Get-PSSessionConfiguration -Name $ConfigurationName -ErrorAction SilentlyContinue
 $restart = @{{}}
 if ($NoServiceRestart) {{ $restart['NoServiceRestart'] = $true }}

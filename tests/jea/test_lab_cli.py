@@ -7,6 +7,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from bot.cli import Environment, build_parser, main
 from bot.cli.lab import run
 from bot.config import load_config
@@ -45,6 +47,7 @@ def test_lab_without_jea_keeps_the_default_endpoint() -> None:
     assert args.jea is False
 
 
+@pytest.mark.slow
 def test_demo_fixes_a_server_through_the_jea_endpoint_without_script_text(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.chdir(tmp_path)
     out, err = io.StringIO(), io.StringIO()

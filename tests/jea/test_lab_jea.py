@@ -222,3 +222,10 @@ def test_a_plan_approved_before_the_endpoint_went_out_of_date_is_refused(tmp_pat
         assert server.twin.actions == []
     finally:
         setup.lab.stop()
+
+
+def test_jea_names_must_be_lab_servers() -> None:
+    from commands.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="vpn-nope"):
+        Lab(["healthy"], jea=["vpn-nope"])
