@@ -177,3 +177,32 @@ def test_cli_refuses_a_bad_group_and_writes_nothing(tmp_path: Path) -> None:
 def test_cli_endpoint_without_action_is_usage(tmp_path: Path) -> None:
     err = io.StringIO()
     assert main(["endpoint"], Environment(stdout=io.StringIO(), stderr=err, environ={})) == 3
+
+
+def test_the_export_follows_the_scripts_list(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A script added to (or rewritten in) the package is exported without touching the exporter."""
+    import commands.jea as jea
+
+    extra = "# sstp-bot-script: remoteaccess_state\n[CmdletBinding()]\nparam()\n$here = @'\nx\n'@\n'{}'\n"
+    scripts = {**SCRIPTS, "remoteaccess_state": ()}
+    monkeypatch.setattr(jea, "SCRIPTS", scripts)
+    monkeypatch.setattr(jea, "load_script", lambda name: extra if name == "remoteaccess_state" else load_script(name))
+    export_endpoint(tmp_path / "out")
+    functions = top_level_functions(read(tmp_path / "out" / "SstpBot" / "SstpBot.psm1"))
+    assert "Invoke-SstpBotRemoteaccessState" in functions
+    assert functions["Invoke-SstpBotRemoteaccessState"].strip("\n") == extra.strip("\n")
+    role = data_file(tmp_path / "out" / "SstpBot" / "RoleCapabilities" / "SstpBot.psrc")
+    assert role["VisibleFunctions"][-1] == "Invoke-SstpBotRemoteaccessState"
+    assert len(role["VisibleFunctions"]) == len(scripts)
+
+
+@pytest.mark.parametrize("line", ["using namespace System.Text", "#Requires -Modules RemoteAccess"])
+def test_a_script_with_file_scoped_statements_is_not_exported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, line: str
+) -> None:
+    import commands.jea as jea
+
+    monkeypatch.setattr(jea, "load_script", lambda name: f"# sstp-bot-script: {name}\n{line}\nparam()\n'{{}}'\n")
+    with pytest.raises(UsageError, match="applies to a whole file"):
+        export_endpoint(tmp_path / "out")
+    assert not (tmp_path / "out" / "SstpBot" / "SstpBot.psm1").exists()
