@@ -229,3 +229,13 @@ def test_jea_names_must_be_lab_servers() -> None:
 
     with pytest.raises(ConfigError, match="vpn-nope"):
         Lab(["healthy"], jea=["vpn-nope"])
+
+
+def test_the_restricted_remote_server_commands_are_recognised_but_not_emulated(iis: Setup) -> None:
+    name = next(iter(iis.lab.servers))
+    with pool(iis.lab, name) as rp:
+        ps = PowerShell(rp)
+        ps.add_cmdlet("Get-Command")
+        ps.invoke()
+        message, error_id = error_of(ps)
+    assert "not recognized" not in message and "does not emulate" in message and error_id == "NotEmulated"
