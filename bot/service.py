@@ -28,6 +28,7 @@ from commands.errors import (
     SstpBotError,
 )
 from commands.fleet import exclusive, run_fleet
+from commands.jea import endpoint_outdated, outdated_message
 from commands.model import CheckResult
 from commands.psrp import RemoteSession
 from commands.remediation import fingerprint
@@ -368,6 +369,11 @@ class Service:
                 raw_before = session.probe()
                 snapshot_before = parse_snapshot(raw_before)
                 outcome.before = evaluate_snapshot(snapshot_before, server, self.clock())
+                if endpoint_outdated(raw_before.get("endpoint")):
+                    # DESIGN 4/12: a JEA module other than the bot's may not match what the plan
+                    # expects of its functions; checks go on, fixes wait for the reinstall.
+                    outcome.error = outdated_message(server.name, raw_before["endpoint"])
+                    return self._finish(outcome, PlanState.FAILED, actor, {"reason": "endpoint outdated"})
                 if fingerprint(snapshot_before) != plan.fingerprint:
                     outcome.state_changed = True
                     outcome.error = (

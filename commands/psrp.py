@@ -28,6 +28,7 @@ from pypsrp.powershell import PowerShell, PSInvocationState, RunspacePool
 from pypsrp.wsman import WSMan
 
 from commands.errors import ConfigError, RemoteError, RemoteErrorKind
+from commands.jea import DEFAULT_CONFIGURATION, function_name
 from commands.scripts import load_script, validate_params
 from commands.server import ServerConfig
 
@@ -64,7 +65,7 @@ class RemoteSession:
         if self._pool is not None:
             return
         self._wsman = self._build_wsman()
-        pool = RunspacePool(self._wsman)
+        pool = RunspacePool(self._wsman, configuration_name=self.server.configuration_name)
         try:
             self._call(pool.open)
         except BaseException:
@@ -133,7 +134,12 @@ class RemoteSession:
         self.open()
         assert self._pool is not None
         ps = PowerShell(self._pool)
-        ps.add_script(load_script(script))
+        if self.server.configuration_name.lower() != DEFAULT_CONFIGURATION.lower():
+            # A JEA endpoint (DESIGN 12) runs in NoLanguage mode: call the module's function by name,
+            # send no script text; the values still go only through add_parameter.
+            ps.add_cmdlet(function_name(script))
+        else:
+            ps.add_script(load_script(script))
         for name, value in clean.items():
             ps.add_parameter(name, value)
         deadline = time.monotonic() + self.server.operation_timeout

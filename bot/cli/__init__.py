@@ -246,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="scenarios to run (`--scenario a b` or repeated; default: a small fleet)")
     p.add_argument("--write-config", metavar="PATH", help="write an inventory pointing at the lab servers")
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    p.add_argument("--jea", action="store_true", help="serve every server through the JEA endpoint SstpBot only")
 
     sub.add_parser("demo", parents=[common], help="the whole story against the lab, non-interactively")
 
@@ -255,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--png", metavar="FILE", help="also draw the expiry timeline as a PNG")
     p.add_argument("--days", type=int, metavar="N", help="only certificates expiring within N days")
+    importlib.import_module("bot.cli.endpoint").add_parser(sub, common)
     return parser
 
 
@@ -274,6 +276,7 @@ _HANDLERS = {
     "demo": "bot.cli.demo",
     "sweep": "bot.cli.sweep",
     "forecast": "bot.cli.forecast",
+    "endpoint": "bot.cli.endpoint",
 }
 
 

@@ -2,7 +2,9 @@
 
 Starts emulated RRAS servers on 127.0.0.1 (real WinRM/PSRP with NTLM and message encryption), checks
 the fleet, shows the plan for the server with the classic IIS binding error, approves and runs it,
-re-checks (in the same runspace pool as the fix), and prints the history. Exits 0 only if the fix made that server healthy. Nothing is
+re-checks (in the same runspace pool as the fix), and prints the history. Then it fixes a server
+reached only through the least-privilege JEA endpoint (DESIGN 12), where the bot calls functions by
+name and sends no script text. Exits 0 only if both fixes made their server healthy. Nothing is
 written outside a temporary directory.
 """
 
@@ -13,16 +15,18 @@ import contextlib
 import tempfile
 from pathlib import Path
 
+from rich.console import Console
 from rich.text import Text
 
 from bot.cli import Environment, ExitStatus
 from bot.config import load_config
-from bot.service import Actor, build_service
+from bot.service import Actor, Service, build_service
 from bot.terminal import STATUS_STYLES, make_console, render_check, say
 from commands.lab.lab import Lab
 
 DEMO_SCENARIO = "fleet"
 BROKEN_SCENARIO = "iis-binding"
+JEA_SERVER = "vpn-jea"  # the same error, on a server behind the JEA endpoint SstpBot
 
 
 def run(args: argparse.Namespace, env: Environment) -> int:
@@ -35,7 +39,9 @@ def _run(args: argparse.Namespace, env: Environment, cleanup: contextlib.ExitSta
     actor = Actor(id="cli:demo", source="cli")
     # Closed last in, first out: the database, then the lab, then the folder that holds the database.
     tmp = cleanup.enter_context(tempfile.TemporaryDirectory(prefix="sstp-bot-demo-"))
-    lab = cleanup.enter_context(Lab([DEMO_SCENARIO]))
+    lab = cleanup.enter_context(
+        Lab([DEMO_SCENARIO], extra_servers=[(JEA_SERVER, BROKEN_SCENARIO)], jea=[JEA_SERVER])
+    )
     config_path = lab.write_config(Path(tmp) / "lab.toml", database_url=f"sqlite:///{tmp}/demo.db")
     config = load_config(config_path, env.environ)
     service = build_service(config, env.environ, env.clock)
@@ -59,7 +65,9 @@ def _run(args: argparse.Namespace, env: Environment, cleanup: contextlib.ExitSta
         line.append(f"  {ids}")
         say(console, line, hang=4)
 
-    broken = next(name for name, server in lab.servers.items() if server.spec.scenario == BROKEN_SCENARIO)
+    broken = next(
+        name for name, server in lab.servers.items() if server.spec.scenario == BROKEN_SCENARIO and server.jea is None
+    )
     target = next(o for o in outcomes if o.result.server == broken)
     console.rule(f"3. {broken}: the report and the plan")
     render_check(target.result, console)
@@ -97,7 +105,34 @@ def _run(args: argparse.Namespace, env: Environment, cleanup: contextlib.ExitSta
         say(console, f"  {entry.at:%Y-%m-%d %H:%M:%S}  {what}", hang=4)
 
     healthy = fix.after.status == "healthy"
+    jea_healthy = _least_privilege(lab, service, actor, console)
     console.rule("Result")
     say(console, Text(f"{broken} is healthy again." if healthy else f"{broken} is still not healthy.",
                       style="green" if healthy else "red"))
-    return ExitStatus.OK if healthy else ExitStatus.FINDINGS
+    return ExitStatus.OK if healthy and jea_healthy else ExitStatus.FINDINGS
+
+
+def _least_privilege(lab: Lab, service: Service, actor: Actor, console: Console) -> bool:
+    """The same fix on a server reached through the JEA endpoint: functions by name, no script text."""
+    server = lab.servers[JEA_SERVER]
+    assert server.jea is not None
+    console.rule(f"7. {JEA_SERVER}: least privilege through the JEA endpoint {server.jea.configuration_name}")
+    say(
+        console,
+        f"{JEA_SERVER} accepts the bot only on the session configuration {server.jea.configuration_name} "
+        "(configuration_name in the inventory): a NoLanguage session where the bot's account, not an "
+        "administrator, may run the SstpBot module's functions and nothing else (`sstp-bot endpoint export`).",
+    )
+    server.jea.clear_log()
+    [outcome] = service.check([service.config.server(JEA_SERVER)], actor)
+    if outcome.plan_id is None:
+        say(console, Text(f"No plan was proposed for {JEA_SERVER}.", style="red"))
+        return False
+    service.approve(outcome.plan_id, actor, authorised=True)
+    fix = service.execute(outcome.plan_id, actor)
+    calls = list(dict.fromkeys(i.command for i in server.jea.invocations))
+    say(console, f"Functions called: {', '.join(calls)}", hang=2)
+    say(console, f"Script text received by {JEA_SERVER}: {server.jea.scripts_received}")
+    after = fix.after.status if fix.after is not None else f"not re-checked ({fix.error})"
+    say(console, f"Plan {fix.plan.id}: {fix.state}; {JEA_SERVER} is {after}.", hang=2)
+    return fix.after is not None and fix.after.status == "healthy" and server.jea.scripts_received == 0

@@ -27,7 +27,8 @@ def list_scenarios(env: Environment) -> int:
 
 def start_lab(args: argparse.Namespace, env: Environment) -> tuple[Lab, Path]:
     """Start the lab of the command line, write its inventory, print how to use it."""
-    lab = Lab(args.scenario or list(DEFAULT_SCENARIOS))
+    jea = bool(getattr(args, "jea", False))
+    lab = Lab(args.scenario or list(DEFAULT_SCENARIOS), jea=jea)
     try:
         config_path = lab.write_config(Path(args.write_config or DEFAULT_CONFIG))
     except BaseException:
@@ -35,6 +36,10 @@ def start_lab(args: argparse.Namespace, env: Environment) -> tuple[Lab, Path]:
         raise
     console = make_console(env.stdout, env.width)
     say(console, f"Lab running: {len(lab.servers)} emulated RRAS server(s) on 127.0.0.1")
+    if jea:
+        # DESIGN 12: what a server with Install-SstpBotEndpoint.ps1 run on it accepts.
+        say(console, "JEA mode: each server accepts only the configuration SstpBot (configuration_name in the "
+            "inventory), runs its functions, and refuses script text.", hang=2)
     for name, server in lab.servers.items():
         say(console, f"  {name}  {server.transport}://{server.host}:{server.port}  {server.spec.scenario}", hang=6)
         say(console, server.spec.description, indent=6)

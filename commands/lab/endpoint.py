@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from xml.sax.saxutils import escape
 
 import psrpcore
@@ -43,6 +43,9 @@ from psrpcore.types import (
     PSInvocationState,
 )
 from pypsrp.encryption import WinRMEncryption
+
+if TYPE_CHECKING:
+    from commands.lab.jea import JeaMode
 
 log = logging.getLogger(__name__)
 
@@ -172,9 +175,11 @@ class WinRMEndpoint:
         latency: float = 0.0,
         host: str = "127.0.0.1",
         port: int = 0,
+        jea: JeaMode | None = None,
     ) -> None:
         self.name = name
         self.executor = executor
+        self.jea = jea  # DESIGN 12: only the SstpBot configuration, NoLanguage, functions by name
         self.username = username
         self.password = password
         self.ssl_context = ssl_context
@@ -267,7 +272,9 @@ class WinRMEndpoint:
         timeout = _parse_duration(_text(header, "wsman:OperationTimeout")) or 20.0
         command_id: str | None = None
         try:
-            if resource_uri.lower() != POWERSHELL_URI.lower():
+            if self.jea is not None:
+                self.jea.check_resource_uri(resource_uri, self.name)
+            elif resource_uri.lower() != POWERSHELL_URI.lower():
                 raise WSManError(2150858770, f"The resource URI {resource_uri} is not supported by this lab.")
             if short == "Create":
                 shell_id, response = self._create(body_el)
@@ -313,14 +320,15 @@ class WinRMEndpoint:
             self._process(shell)
         with self._shells_lock:
             self._shells[shell_id] = shell
+        uri = self.jea.resource_uri if self.jea is not None else POWERSHELL_URI  # the client reuses it
         response = (
             "<x:ResourceCreated>"
             f"<a:Address>{self.scheme}://{self.host}:{self.port}/wsman</a:Address>"
             "<a:ReferenceParameters>"
-            f"<w:ResourceURI>{POWERSHELL_URI}</w:ResourceURI>"
+            f"<w:ResourceURI>{uri}</w:ResourceURI>"
             f'<w:SelectorSet><w:Selector Name="ShellId">{shell_id}</w:Selector></w:SelectorSet>'
             "</a:ReferenceParameters></x:ResourceCreated>"
-            f'<rsp:Shell><rsp:ShellId>{shell_id}</rsp:ShellId><rsp:ResourceUri>{POWERSHELL_URI}</rsp:ResourceUri>'
+            f'<rsp:Shell><rsp:ShellId>{shell_id}</rsp:ShellId><rsp:ResourceUri>{uri}</rsp:ResourceUri>'
             f"<rsp:Owner>{escape(self.username)}</rsp:Owner><rsp:ClientIP>127.0.0.1</rsp:ClientIP>"
             "<rsp:InputStreams>stdin pr</rsp:InputStreams><rsp:OutputStreams>stdout</rsp:OutputStreams>"
             "</rsp:Shell>"
@@ -434,7 +442,9 @@ class WinRMEndpoint:
         pipeline.start()
         metadata = pipeline.metadata
         commands = list(getattr(metadata, "commands", []) or [])
-        if len(commands) != 1 or not commands[0].is_script:
+        if self.jea is not None:
+            outcome = self._run_jea(commands)
+        elif len(commands) != 1 or not commands[0].is_script:
             outcome = ScriptOutcome(
                 terminating=TerminatingError(
                     "This lab endpoint runs exactly one shipped script per pipeline.",
@@ -472,6 +482,14 @@ class WinRMEndpoint:
             _fail_pipeline(pipeline, outcome.terminating)
         else:
             pipeline.complete()
+
+    def _run_jea(self, commands: list[Any]) -> ScriptOutcome:
+        assert self.jea is not None
+        try:
+            return self.jea.run(commands)
+        except Exception as exc:  # the twin must never take the endpoint down
+            log.exception("lab server %s: JEA function crashed", self.name)
+            return ScriptOutcome(terminating=TerminatingError(f"lab runtime error: {exc}", "LabRuntimeError"))
 
     def _fault(self, message_id: str, err: WSManError) -> bytes:
         body = (

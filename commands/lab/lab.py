@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from commands.errors import ConfigError
+from commands.jea import DEFAULT_CONFIGURATION
 from commands.lab import pki
 from commands.lab.endpoint import EndpointFaults, RequestRecord, WinRMEndpoint
+from commands.lab.jea import JeaMode, outdated_version
 from commands.lab.runtime import ScriptFaults, ScriptRuntime
 from commands.lab.scenarios import ServerSpec, build_state, load_scenario
 from commands.lab.tlsview import TlsView
@@ -47,6 +49,7 @@ FAULTS: dict[str, str | None] = {
     "error_stream": "script_failed",  # every script writes a non-terminating error to the error stream
     "hang": "timeout",  # every script starts and never finishes; the inventory sets operation_timeout = 1
     "not_elevated": None,  # not elevated: the probe says so (NOT_ELEVATED), fix scripts get access denied
+    "endpoint_outdated": None,  # JEA mode with a module older than the bot (ENDPOINT_OUTDATED, DESIGN 12)
 }
 SLOW_DELAY = 3.0
 SLOW_OPERATION_TIMEOUT = 1.0
@@ -130,6 +133,7 @@ class LabServer:
     tls_view: TlsView | None = None
     running: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
+    jea: JeaMode | None = None  # DESIGN 12: reached only through the SstpBot configuration
 
     @property
     def host(self) -> str:
@@ -159,7 +163,8 @@ class Lab:
     `scenarios` are names of `commands/lab/scenarios/*.toml` (fleet scenarios expand to several
     servers); `auth` is "ntlm" (NTLM/Negotiate, message encryption over HTTP) or "basic" (needs
     `tls=True`); `faults` maps a server name to fault names (see `FAULTS`); `latency` adds seconds to
-    every WS-Man answer (benchmarks).
+    every WS-Man answer (benchmarks); `jea` puts servers behind the JEA endpoint `SstpBot` (True: all
+    of them, or their names; the `endpoint_outdated` fault implies it, commands/lab/jea.py).
     """
 
     def __init__(
@@ -171,6 +176,7 @@ class Lab:
         faults: Mapping[str, Iterable[str]] | None = None,
         latency: float = 0.0,
         extra_servers: Iterable[tuple[str, str]] = (),
+        jea: bool | Iterable[str] = False,
     ) -> None:
         if auth not in ("ntlm", "negotiate", "basic"):
             raise ConfigError(f"lab auth must be ntlm, negotiate or basic, not {auth!r}")
@@ -180,6 +186,7 @@ class Lab:
         self.auth = auth
         self.tls = tls
         self.latency = latency
+        self._jea: bool | frozenset[str] = jea if isinstance(jea, bool) else frozenset(jea)
         self.servers: dict[str, LabServer] = {}
         fault_map = {name: frozenset(v) for name, v in (faults or {}).items()}
         for name, values in fault_map.items():
@@ -202,7 +209,7 @@ class Lab:
                     name = f"{spec.name}-{n}"
                     n += 1
                 self._add(name, spec, fault_map.get(name, frozenset()), now)
-            unknown_servers = set(fault_map) - set(self.servers)
+            unknown_servers = (set(fault_map) | (set() if isinstance(self._jea, bool) else self._jea)) - set(self.servers)
             if unknown_servers:
                 raise ConfigError(f"faults name unknown lab server(s): {', '.join(sorted(unknown_servers))}")
         except BaseException:
@@ -225,6 +232,11 @@ class Lab:
                 hang="hang" in faults,
             )
         )
+        jea = None
+        if self._jea is True or (not isinstance(self._jea, bool) and name in self._jea) or "endpoint_outdated" in faults:
+            jea = JeaMode(runtime)
+            if "endpoint_outdated" in faults:
+                jea.module_version = outdated_version()
         untrusted = "untrusted_tls" in faults
         tls = self.tls or untrusted
         tls_view = TlsView(twin)
@@ -241,8 +253,9 @@ class Lab:
                 delay=SLOW_DELAY if "slow" in faults else 0.0,
             ),
             latency=self.latency,
+            jea=jea,
         )
-        server = LabServer(name, spec, twin, endpoint, faults, "https" if tls else "http", self.auth)
+        server = LabServer(name, spec, twin, endpoint, faults, "https" if tls else "http", self.auth, jea=jea)
         self.servers[name] = server
         server.tls_view = tls_view
         tls_view.start()
@@ -275,6 +288,8 @@ class Lab:
     def clear_logs(self) -> None:
         for server in self.servers.values():
             server.endpoint.clear_log()
+            if server.jea is not None:
+                server.jea.clear_log()
 
     def server_config(
         self, name: str, *, password_file: str | None = None, operation_timeout: float | None = None
@@ -298,6 +313,7 @@ class Lab:
             ca_bundle=lab_ca_bundle() if server.transport == "https" else None,
             connect_timeout=2.0 if slow else 5.0,
             operation_timeout=SLOW_OPERATION_TIMEOUT if slow else (operation_timeout or 30.0),
+            configuration_name=server.jea.configuration_name if server.jea else DEFAULT_CONFIGURATION,
         )
 
     def password_for(self, name: str) -> str:
@@ -353,6 +369,8 @@ class Lab:
                 lines.append(f"client_endpoint = {_toml_str(cfg.client_endpoint)}")
             if cfg.ca_bundle:
                 lines.append(f"ca_bundle = {_toml_str(cfg.ca_bundle)}")
+            if self.servers[name].jea is not None:
+                lines.append(f"configuration_name = {_toml_str(cfg.configuration_name)}")
             if self.password_for(name) != LAB_PASSWORD:
                 lines.append(f"password_file = {_toml_str(str(secrets[WRONG_PASSWORD]))}")
             if {"slow", "hang"} & self.servers[name].faults:
