@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 OPERATION_TIMEOUT_FAULT = 2150858793
 # One WS-Man long-poll (Receive) waits at most this long; the overall deadline is operation_timeout.
 MAX_WSMAN_POLL = 20
+#: Events per provider the probe returns (DOMAIN 14: a broken key can log thousands of 36870s).
+DEFAULT_MAX_EVENTS = 100
 
 
 class RemoteSession:
@@ -133,7 +135,10 @@ class RemoteSession:
         self.open()
         assert self._pool is not None
         ps = PowerShell(self._pool)
-        ps.add_script(load_script(script))
+        # Every script in its own local scope (DOMAIN 14, DESIGN 9 [2]): without it pypsrp sends Nil and
+        # PowerShell dot-sources the script into the runspace, so `[string]$Site` of one script would
+        # still constrain `$site` in the next (the re-probe's IIS bindings would all read null).
+        ps.add_script(load_script(script), use_local_scope=True)
         for name, value in clean.items():
             ps.add_parameter(name, value)
         deadline = time.monotonic() + self.server.operation_timeout
@@ -153,9 +158,9 @@ class RemoteSession:
             self._call(ps.poll_invoke)
         return self._result(script, ps)
 
-    def probe(self, event_hours: int = 24) -> dict[str, Any]:
-        """Run probe.ps1: the server's snapshot v1."""
-        return self.run("probe", EventHours=event_hours)
+    def probe(self, event_hours: int = 24, max_events: int = DEFAULT_MAX_EVENTS) -> dict[str, Any]:
+        """Run probe.ps1: the server's snapshot v1 (at most `max_events` events per provider)."""
+        return self.run("probe", EventHours=event_hours, MaxEvents=max_events)
 
     def _result(self, script: str, ps: PowerShell) -> dict[str, Any]:
         name = self.server.name

@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol
 from xml.sax.saxutils import escape
 
 import psrpcore
@@ -93,7 +93,10 @@ class ScriptOutcome:
     running: bool = False  # the pipeline never finishes (Receive keeps long-polling)
 
 
-ScriptExecutor = Callable[[str, dict[str, Any]], ScriptOutcome]
+class ScriptExecutor(Protocol):
+    """Runs one received script: (text, parameters, the command's useLocalScope) -> outcome."""
+
+    def __call__(self, text: str, params: dict[str, Any], *, local_scope: bool | None = True) -> ScriptOutcome: ...
 
 
 @dataclass(frozen=True)
@@ -454,7 +457,7 @@ class WinRMEndpoint:
             if positional:
                 params["__positional__"] = positional
             try:
-                outcome = self.executor(command.command_text, params)
+                outcome = self.executor(command.command_text, params, local_scope=command.use_local_scope)
             except Exception as exc:  # the twin must never take the endpoint down
                 log.exception("lab server %s: script execution crashed", self.name)
                 outcome = ScriptOutcome(terminating=TerminatingError(f"lab runtime error: {exc}", "LabRuntimeError"))

@@ -90,8 +90,19 @@ class ScriptRuntime:
         self.twin = twin
         self.faults = faults or ScriptFaults()
 
-    def __call__(self, text: str, params: dict[str, Any]) -> ScriptOutcome:
+    def __call__(self, text: str, params: dict[str, Any], *, local_scope: bool | None = True) -> ScriptOutcome:
         name = script_name(text)
+        if local_scope is not True:
+            # DOMAIN 14: a script added without useLocalScope is dot-sourced into the runspace; its
+            # parameters and variables (with their type constraints) leak into the next script. The
+            # shipped scripts rely on their own scope, so the lab refuses, where Windows would
+            # silently corrupt the next script's variables.
+            return _terminating(
+                f"{name or 'script'}: the script was not sent in a local scope (AddScript useLocalScope is "
+                f"{local_scope}); sstp-bot scripts must run with useLocalScope = true.",
+                "LocalScopeRequired",
+                ErrorCategory.InvalidOperation,
+            )
         if name is None or name not in SCRIPTS:
             return _terminating(
                 "The term is not recognized as a shipped sstp-bot script: the first line must be "
