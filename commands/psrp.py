@@ -132,13 +132,14 @@ class RemoteSession:
     def run(self, script: str, **params: Any) -> dict[str, Any]:
         """Run one shipped script with typed parameters; returns the JSON document it wrote."""
         clean = validate_params(script, params)
+        text = load_script(script)  # a plan action that is not a script is refused before connecting
         self.open()
         assert self._pool is not None
         ps = PowerShell(self._pool)
         # Every script in its own local scope (DOMAIN 14, DESIGN 9 [2]): without it pypsrp sends Nil and
         # PowerShell dot-sources the script into the runspace, so `[string]$Site` of one script would
         # still constrain `$site` in the next (the re-probe's IIS bindings would all read null).
-        ps.add_script(load_script(script), use_local_scope=True)
+        ps.add_script(text, use_local_scope=True)
         for name, value in clean.items():
             ps.add_parameter(name, value)
         deadline = time.monotonic() + self.server.operation_timeout

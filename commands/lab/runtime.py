@@ -157,7 +157,7 @@ class ScriptRuntime:
     def _dispatch(self, name: str, params: dict[str, Any]) -> dict[str, Any]:
         twin = self.twin
         if name == "probe":
-            return twin.probe(int(params.get("EventHours", 24)))
+            return twin.probe(int(params.get("EventHours", 24)), int(params.get("MaxEvents", 100)))
         if name == "remove_iis_binding":
             return twin.remove_iis_binding(str(params["Site"]), str(params["BindingInformation"]))
         if name == "restart_iis":
@@ -166,10 +166,14 @@ class ScriptRuntime:
             return twin.delete_httpsys_binding(str(params["Endpoint"]))
         if name == "delete_url_reservation":
             return twin.delete_url_reservation(str(params["Url"]))
-        if name == "bind_sstp_certificate":
-            return twin.bind_sstp_certificate(str(params["Thumbprint"]))
-        if name == "restart_remoteaccess":
-            return twin.restart_remoteaccess()
+        if name == "add_sstp_httpsys_binding":
+            return twin.add_sstp_httpsys_binding(str(params["Endpoint"]), str(params["Thumbprint"]))
+        if name == "set_sstp_certificate":
+            return twin.set_sstp_certificate(str(params["Thumbprint"]))
+        if name == "control_remoteaccess":
+            return twin.control_remoteaccess(str(params["Action"]))
+        if name == "remoteaccess_state":
+            return twin.remoteaccess_state()
         raise AssertionError(f"the lab does not implement {name}")  # pragma: no cover - SCRIPTS is closed
 
 

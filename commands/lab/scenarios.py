@@ -25,6 +25,7 @@ from commands.lab.twin import (
     ForeignListener,
     HttpSysBinding,
     IisBinding,
+    RemoteAccessModel,
     Service,
     TwinState,
     sstp_url,
@@ -250,6 +251,25 @@ def build_state(spec: ServerSpec, now: datetime | None = None) -> TwinState:
         vpn_connections=int(data.get("vpn_connections", 0)) if running else 0,
         events=events,
         probe_errors=[dict(e) for e in data.get("probe_errors", [])],
+        remote_access=_remote_access_model(spec, data.get("remote_access", {})),
+        probe_padding=int(data.get("probe_padding_bytes", 0)),
+    )
+
+
+def _remote_access_model(spec: ServerSpec, raw: dict[str, Any]) -> RemoteAccessModel:
+    """The `[remote_access]` table: the service's timings and faults (docs/lab.md)."""
+    known = {"stop_seconds", "start_seconds", "start_fails", "set_certificate_error", "directaccess", "module_installed"}
+    unknown = set(raw) - known
+    if unknown:
+        raise ConfigError(f"scenario {spec.scenario}: unknown [remote_access] key(s) {', '.join(sorted(unknown))}")
+    error = raw.get("set_certificate_error")
+    return RemoteAccessModel(
+        stop_seconds=float(raw.get("stop_seconds", 0.0)),
+        start_seconds=float(raw.get("start_seconds", 0.0)),
+        start_fails=bool(raw.get("start_fails", False)),
+        set_certificate_error=None if error is None else str(error),
+        directaccess=bool(raw.get("directaccess", False)),
+        module_installed=bool(raw.get("module_installed", True)),
     )
 
 
@@ -273,6 +293,7 @@ def _issue(spec: ServerSpec, cert_id: str, c: dict[str, Any], now: datetime) -> 
         thumbprint=issued.thumbprint,
         sha256=issued.sha256,
         has_private_key=bool(c.get("private_key", True)),
+        private_key_usable=None if c.get("private_key_usable") is None else bool(c["private_key_usable"]),
         friendly_name=str(c.get("friendly_name", "")),
     )
 

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import pytest
 
 from commands.engine import evaluate
+from commands.executor import PlanExecutor, Timing
 from commands.lab.lab import LAB_PASSWORD, Lab
 from commands.lab.scenarios import load_scenario, scenario_names
 from commands.psrp import RemoteSession
@@ -25,6 +26,9 @@ def lab():
 
 def _ids(result) -> set[str]:
     return {f.id for f in result.findings if f.severity in ("critical", "warning")}
+
+
+FAST = Timing(restart_timeout=30, poll_interval=0.05, first_poll=0.01)
 
 
 @pytest.mark.parametrize("scenario", SINGLE)
@@ -43,8 +47,9 @@ def test_scenario_findings_and_fix(lab, scenario):
             assert before.plan is None or not before.plan.steps
             return
         assert before.plan is not None and before.plan.steps
+        executor = PlanExecutor(session, timing=FAST)
         for step in before.plan.steps:
-            result = session.run(step.action, **step.params)
+            result = executor.run_step({"action": step.action, "params": step.params}).to_json()
             assert result["ok"], (step.action, result)
         after = evaluate(session.probe(), cfg, datetime.now(UTC))
     assert _ids(after) == set(), [f.id for f in after.findings]
@@ -64,8 +69,9 @@ def test_the_engine_plan_without_its_http_sys_deletes_fails_in_the_lab():
             assert before.plan is not None
             actions = [s.action for s in before.plan.steps]
             assert "delete_httpsys_binding" in actions and actions[-1] == "bind_sstp_certificate"
+            executor = PlanExecutor(session, timing=FAST)
             results = [
-                session.run(step.action, **step.params)
+                executor.run_step({"action": step.action, "params": step.params}).to_json()
                 for step in before.plan.steps
                 if step.action != "delete_httpsys_binding"
             ]

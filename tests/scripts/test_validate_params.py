@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from commands.errors import UsageError
-from commands.scripts import FIX_ACTIONS, FIX_SCRIPTS, SCRIPTS, normalise_thumbprint, script_name, validate_params
+from commands.scripts import (
+    FIX_ACTIONS,
+    FIX_SCRIPTS,
+    SCRIPTS,
+    normalise_thumbprint,
+    script_name,
+    validate_params,
+)
 
 THUMB = "3F1C9A0B7D2E4C6F8A1B2C3D4E5F60718293A4B5"
 
