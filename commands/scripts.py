@@ -43,7 +43,12 @@ BINDING_INFO_RE = re.compile(r"^(\*|[0-9.]+|\[[0-9A-Fa-f:]+\]):(\d{1,5}):([A-Za-
 # The wildcard endpoints SSTP binds in HTTP.sys (DOMAIN 0): the only ones add_sstp_httpsys_binding touches.
 WILDCARD_ENDPOINT_RE = re.compile(r"^(0\.0\.0\.0|\[::\]):(\d{1,5})$", re.ASCII)
 ACTION_RE = re.compile(r"^(Start|Stop)$")
-URL_RE = re.compile(r"^https?://[^\s\"'`$;|&<>]{1,2000}$", re.IGNORECASE)
+# delete_url_reservation takes only a port's root reservation or SSTP's own path: only those can block
+# SSTP's URL (DOMAIN 14). Any other path (DirectAccess IP-HTTPS's /C574AC30-.../, an application's) is
+# never deleted, whatever a plan asks (expert review: URLACL_CONFLICT deleted IP-HTTPS's reservation).
+URL_RE = re.compile(
+    r"^https?://[^\s/\"'`$;|&<>]{1,255}/(sra_\{BA195980-CD49-458B-9E23-C84EE0ADCD75\}/)?$", re.IGNORECASE
+)
 
 INCLUDE_RE = re.compile(r"^# sstp-bot-include: ([a-z_]+)\n", re.MULTILINE)
 SCRIPT_HEADER_RE = re.compile(r"^# sstp-bot-script: ([a-z_]+)\s*$")

@@ -89,9 +89,13 @@ class ScriptRuntime:
     def __init__(self, twin: RrasTwin, faults: ScriptFaults | None = None) -> None:
         self.twin = twin
         self.faults = faults or ScriptFaults()
+        #: Every script received: (its header name or None, the command's useLocalScope). Tests prove
+        #: with it that the bot sends every script in a local scope (DOMAIN 14).
+        self.received: list[tuple[str | None, bool | None]] = []
 
     def __call__(self, text: str, params: dict[str, Any], *, local_scope: bool | None = True) -> ScriptOutcome:
         name = script_name(text)
+        self.received.append((name, local_scope))
         if local_scope is not True:
             # DOMAIN 14: a script added without useLocalScope is dot-sourced into the runspace; its
             # parameters and variables (with their type constraints) leak into the next script. The

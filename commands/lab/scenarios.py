@@ -75,6 +75,9 @@ class ServerSpec:
     data: dict[str, Any] = field(repr=False)
     expect: tuple[str, ...] = ()
     fixable: bool | None = None
+    #: A scenario whose fix is tested on its own (a RemoteAccess fault, DirectAccess): what `fix`
+    #: ends in ("FAILED" with rollback, or "NO_CERTIFICATE_CHANGE"). None: the generic tests apply.
+    fix_outcome: str | None = None
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,7 @@ def load_scenario(name: str) -> Scenario:
                     data=base.data,
                     expect=base.expect,
                     fixable=base.fixable,
+                    fix_outcome=base.fix_outcome,
                 )
             )
         return Scenario(name, description, tuple(specs), is_fleet=True)
@@ -134,11 +138,12 @@ def load_scenario(name: str) -> Scenario:
         data=data,
         expect=tuple(raw.get("expect", ())),
         fixable=raw.get("fixable"),
+        fix_outcome=raw.get("fix_outcome"),
     )
     return Scenario(name, description, (spec,))
 
 
-_META_KEYS = {"description", "server", "public_name", "expect", "fixable", "remove_certificates"}
+_META_KEYS = {"description", "server", "public_name", "expect", "fixable", "fix_outcome", "remove_certificates"}
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -252,7 +257,6 @@ def build_state(spec: ServerSpec, now: datetime | None = None) -> TwinState:
         events=events,
         probe_errors=[dict(e) for e in data.get("probe_errors", [])],
         remote_access=_remote_access_model(spec, data.get("remote_access", {})),
-        probe_padding=int(data.get("probe_padding_bytes", 0)),
     )
 
 
@@ -294,7 +298,10 @@ def _issue(spec: ServerSpec, cert_id: str, c: dict[str, Any], now: datetime) -> 
         sha256=issued.sha256,
         has_private_key=bool(c.get("private_key", True)),
         private_key_usable=None if c.get("private_key_usable") is None else bool(c["private_key_usable"]),
-        friendly_name=str(c.get("friendly_name", "")),
+        # `friendly_name_bytes`: a long friendly name, to make a probe output of several megabytes.
+        friendly_name=("Filler " * int(c["friendly_name_bytes"]))[: int(c["friendly_name_bytes"])]
+        if "friendly_name_bytes" in c
+        else str(c.get("friendly_name", "")),
     )
 
 

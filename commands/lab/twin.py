@@ -180,8 +180,6 @@ class TwinState:
     events: list[dict[str, Any]] = field(default_factory=list)
     probe_errors: list[dict[str, str]] = field(default_factory=list)
     remote_access: RemoteAccessModel = field(default_factory=RemoteAccessModel)
-    #: Extra probe output (bytes of filler in one event message) to exercise large Receives.
-    probe_padding: int = 0
 
 
 class RrasTwin:
@@ -275,9 +273,6 @@ class RrasTwin:
                 kept.extend(mine[:max_events])
                 omitted += max(0, len(mine) - max_events)
             events = sorted(kept, key=lambda e: e["time"])
-            if s.probe_padding:
-                events = [*events, {"provider": "Microsoft-Windows-RasSstp", "id": 21, "time": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                                    "message": "x" * s.probe_padding}]
             return {
                 "schema": "sstp-bot/snapshot/v1",
                 "collected_at": now.strftime("%Y-%m-%dT%H:%M:%SZ"),

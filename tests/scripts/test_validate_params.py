@@ -154,8 +154,8 @@ def test_bad_binding_information(info: str) -> None:
     [
         "https://+:443/sra_{BA195980-CD49-458b-9E23-C84EE0ADCD75}/",
         "https://*:443/",
-        "HTTP://+:80/x/",
-        "https://vpn.example.com:443/app/",
+        "HTTP://+:80/",
+        "https://vpn.example.com:443/",
     ],
 )
 def test_good_urls(url: str) -> None:
@@ -177,6 +177,10 @@ def test_good_urls(url: str) -> None:
         "https://+:443/x|y",
         "https://+:443/x/\n",
         "https://+:443/<x>",
+        # DOMAIN 14: only a port's root or SSTP's path can block SSTP; other paths are never deleted.
+        "https://+:443/C574AC30-5794-4AEE-B1BB-6651C5315029/",
+        "https://vpn.example.com:443/app/",
+        "https://+:443/sra_{BA195980-CD49-458b-9E23-C84EE0ADCD75}/extra/",
     ],
 )
 def test_bad_urls(url: str) -> None:
