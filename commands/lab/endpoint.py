@@ -124,6 +124,7 @@ class EndpointFaults:
     http_500: bool = False  # Command answers HTTP 500 with a non-XML body
     wsman_fault: bool = False  # Command answers a WS-Man fault
     delay: float = 0.0  # seconds added before answering every WS-Man request
+    trickle: float = 0.0  # seconds between the bytes of every WS-Man answer's body (0: all at once)
 
 
 class WSManError(Exception):
@@ -666,6 +667,17 @@ def _make_handler(endpoint: WinRMEndpoint) -> type[BaseHTTPRequestHandler]:
                 self.send_header(key, value)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
+            if body and endpoint.faults.trickle and action != "auth":
+                # A server that answers one byte at a time: each read gets data in time, so only a
+                # wall-clock deadline per exchange ends the wait (issue 14).
+                try:
+                    for i in range(len(body)):
+                        self.wfile.write(body[i : i + 1])
+                        self.wfile.flush()
+                        time.sleep(endpoint.faults.trickle)
+                except OSError:
+                    self.close_connection = True
+                return
             if body:
                 self.wfile.write(body)
 

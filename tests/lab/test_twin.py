@@ -175,7 +175,7 @@ def test_fix_scripts_are_idempotent(lab):
     with _session(lab, "vpn-stale") as session:
         first = session.run("delete_httpsys_binding", Endpoint="0.0.0.0:443")
         second = session.run("delete_httpsys_binding", Endpoint="0.0.0.0:443")
-        url = session.run("delete_url_reservation", Url="https://+:443/nothing/")
+        url = session.run("delete_url_reservation", Url="https://+:8443/")
     assert (first["changed"], second["changed"]) == (True, False)
     assert second["ok"] and url == url | {"ok": True, "changed": False}
 
