@@ -199,6 +199,25 @@ class RrasTwin:
 
     # --- reading ----------------------------------------------------------------------------------
 
+    def plan_actions(self) -> list[str]:
+        """The plan steps (DESIGN 5) the primitives applied so far carry out, in order.
+
+        `set_sstp_certificate` and what follows it (the restart, re-added bindings) is one
+        `bind_sstp_certificate`; `control_remoteaccess` calls on their own are one `restart_remoteaccess`
+        (DESIGN 9 [2]). Tests compare this with a plan's steps."""
+        with self.lock:
+            names = [name for name, _ in self.actions]
+        steps: list[str] = []
+        for name in names:
+            if name == "set_sstp_certificate":
+                steps.append("bind_sstp_certificate")
+            elif name in ("control_remoteaccess", "add_sstp_httpsys_binding"):
+                if not steps or steps[-1] not in ("bind_sstp_certificate", "restart_remoteaccess"):
+                    steps.append("restart_remoteaccess")
+            else:
+                steps.append(name)
+        return steps
+
     def copy_state(self) -> TwinState:
         with self.lock:
             return copy.deepcopy(self.state)

@@ -64,7 +64,7 @@ def test_two_person_rule(setup: LabSetup):
     assert plan.state == "APPROVED" and plan.approver == SLACK_APPROVER.id and plan.requester == SLACK_REQUESTER.id
     fix = service.execute(plan_id, SLACK_APPROVER)
     assert fix.state == "SUCCEEDED" and fix.after is not None and fix.after.status == "healthy"
-    assert len(twin.actions) == len(plan.steps)
+    assert len(twin.plan_actions()) == len(plan.steps)
     assert [a for _, a, o in audit_outcomes(service, plan_id) if o == "ok"] == [
         "propose", "approve", "start", *["step"] * len(plan.steps), "succeed"]
 
@@ -178,7 +178,7 @@ def test_twenty_concurrent_approve_and_execute_run_the_plan_once(setup: LabSetup
     # Exactly one execution on the server: one pool, probe + steps + re-probe, each script once.
     actions = Counter(r.action for r in server.requests)
     assert actions["Create"] == 1 and actions["Command"] == steps + 2
-    assert len(server.twin.actions) == steps
+    assert len(server.twin.plan_actions()) == steps
     plan = service.get_plan(plan_id)
     assert plan.state == "SUCCEEDED" and len(plan.step_results) == steps
     ok = Counter(a for _, a, o in audit_outcomes(service, plan_id) if o == "ok")

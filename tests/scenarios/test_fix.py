@@ -30,22 +30,6 @@ def test_the_scenario_lists_are_not_empty():
     assert {"foreign-process", "no-valid-certificate", "not-elevated", "error-events"} <= set(UNFIXABLE)
 
 
-def plan_actions(primitives: list[str]) -> list[str]:
-    """The plan actions a twin's primitive log carries out (DESIGN 9 [2]): `set_sstp_certificate` and
-    what follows it (restart, re-added bindings) is one `bind_sstp_certificate`; `control_remoteaccess`
-    calls on their own are one `restart_remoteaccess`."""
-    actions: list[str] = []
-    for name in primitives:
-        if name == "set_sstp_certificate":
-            actions.append("bind_sstp_certificate")
-        elif name in ("control_remoteaccess", "add_sstp_httpsys_binding"):
-            if not actions or actions[-1] not in ("bind_sstp_certificate", "restart_remoteaccess"):
-                actions.append("restart_remoteaccess")
-        else:
-            actions.append(name)
-    return actions
-
-
 def serious(doc: dict) -> set[str]:
     return {f["id"] for f in doc["findings"] if f["severity"] in ("critical", "warning")}
 
@@ -76,7 +60,7 @@ def test_fix_repairs_every_fixable_scenario(lab_factory, scenario: str):
         assert step["ok"] is True, step
         assert isinstance(step["changed"], bool) and isinstance(step["detail"], str)
     # The twin saw exactly the planned steps, in order, carried out by their primitives.
-    assert plan_actions([a for a, _ in twin.actions]) == [s["action"] for s in planned]
+    assert twin.plan_actions() == [s["action"] for s in planned]
     for step in planned:
         if step["action"] == "bind_sstp_certificate":
             assert ("set_sstp_certificate", {"thumbprint": step["params"]["Thumbprint"]}) in twin.actions
@@ -171,7 +155,7 @@ def test_interactive_yes_runs_the_plan(lab_factory, answer: str):
     assert "[1/5]" in out and "[5/5]" in out  # progress, one line per step
     assert "Re-check:" in out and "HEALTHY" in out.split("Re-check:")[1]
     assert "SUCCEEDED" in out
-    assert plan_actions([a for a, _ in setup.server("vpn-iis").twin.actions])[-1] == "bind_sstp_certificate"
+    assert setup.server("vpn-iis").twin.plan_actions()[-1] == "bind_sstp_certificate"
 
 
 def test_fix_json_progress_goes_to_stderr(lab_factory):

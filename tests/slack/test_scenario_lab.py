@@ -94,7 +94,7 @@ def test_check_approve_fix_and_recheck_healthy(stack: LabStack, slack_api: FakeS
     # What really happened on the server, over PSRP: the probe, the plan's steps in order, the re-probe.
     assert stack.scripts[SERVER] == ["probe", "probe", *steps, "probe"]
     assert stack.commands(SERVER) == 3 + k
-    assert [a for a, _ in stack.lab.servers[SERVER].twin.actions] == steps
+    assert stack.lab.servers[SERVER].twin.plan_actions() == steps
     assert twin_status(stack) == ("healthy", set())
 
     plan = stack.service.get_plan(plan_id)
@@ -210,7 +210,7 @@ def test_twenty_concurrent_approvals_run_the_plan_once(stack: LabStack, slack_ap
 
     # Exactly one execution on the server.
     assert stack.scripts[SERVER] == ["probe", "probe", *steps, "probe"]
-    assert [a for a, _ in stack.lab.servers[SERVER].twin.actions] == steps
+    assert stack.lab.servers[SERVER].twin.plan_actions() == steps
     plan = stack.service.get_plan(plan_id)
     assert plan.state == "SUCCEEDED" and plan.approver in approvers
     winner = plan.approver
@@ -250,7 +250,7 @@ def test_a_failing_step_stops_the_fix_and_the_card_says_which(stack: LabStack, s
     stack.harness.click(plan_id, user=APPROVER)
 
     # Step 1 ran, step 2 was attempted and failed, nothing after it; the server was re-checked.
-    assert [a for a, _ in stack.lab.servers[SERVER].twin.actions] == steps[:1]
+    assert stack.lab.servers[SERVER].twin.plan_actions() == steps[:1]
     assert stack.commands(SERVER) == 1 + 1 + 2 + 1
     plan = stack.service.get_plan(plan_id)
     assert plan.state == "FAILED"
