@@ -141,10 +141,12 @@ class PlanExecutor:
         if not deleted and not start_remoteaccess:
             return
         try:
-            snapshot = self._look()
-        except RemoteError as exc:
-            self._add(StepResult("add_sstp_httpsys_binding", False, False,
-                                 f"rollback: cannot read the server's state: {exc.message}", rollback=True))
+            # A short probe when bindings may need re-adding; else RemoteAccess's state is enough.
+            snapshot = self._look() if deleted else {"services": {"RemoteAccess": {"status": self._state()["status"]}}}
+        except (RemoteError, StepFailed) as exc:
+            detail = exc.message if isinstance(exc, RemoteError) else exc.detail
+            self._add(StepResult("add_sstp_httpsys_binding" if deleted else "restart_remoteaccess", False, False,
+                                 f"rollback: cannot read the server's state: {detail}", rollback=True))
             return
         if deleted:
             thumbprint = _configured_thumbprint(snapshot)

@@ -209,8 +209,13 @@ def test_fix_step_failure(cli):
     failed = [s for s in obj["steps"] if not s["ok"]]
     assert failed and failed[0]["action"] == "bind_sstp_certificate"
     assert "injected" in failed[0]["detail"]
-    assert obj["after"] is not None and obj["after"]["status"] == "unhealthy"
-    assert p.returncode == 1, p.stdout + p.stderr
+    # Never worse off (DESIGN 5 [2]): the wildcard bindings the plan deleted are back, with the
+    # certificate SSTP is configured with; here that certificate is the right one, so the server is
+    # better off than before (IIS's binding is gone), yet the plan FAILED.
+    rollback = [s for s in obj["steps"] if s["detail"].startswith("rollback: ")]
+    assert [s["action"] for s in rollback] == ["add_sstp_httpsys_binding"] * 2
+    assert obj["after"] is not None
+    assert p.returncode == (0 if obj["after"]["status"] == "healthy" else 1), p.stdout + p.stderr
 
 
 def test_fix_uses_one_session_for_probe_steps_reprobe(cli):
