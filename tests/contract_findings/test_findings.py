@@ -389,7 +389,8 @@ def test_sni_binding_on_other_port_ignored():
 
 
 @pytest.mark.parametrize(
-    "url", ["https://+:443/", "https://*:443/", "http://+:443/foo/", "https://vpn.example.com:443/owa/"]
+    # DESIGN 4 [2] / DOMAIN 14: only a port's root reservation can block SSTP's URL.
+    "url", ["https://+:443/", "https://*:443/", "http://+:443/", "https://vpn.example.com:443/"]
 )
 def test_urlacl_conflict(url):
     snap = healthy()

@@ -126,7 +126,7 @@ def test_missing_binding_rebinds_current_certificate() -> None:
 def test_sni_and_url_reservation_cleanup_then_restart() -> None:
     snap = healthy()
     snap["http_sys"]["sni_bindings"].append(binding("vpn.example.com:443", iis_cert(), IIS_APP_ID))
-    snap["http_sys"]["url_reservations"].append({"url": "https://+:443/adfs/", "sddl": None})
+    snap["http_sys"]["url_reservations"].append({"url": "https://*:443/", "sddl": None})  # a root one (DESIGN 4 [2])
     p, findings = _plan(snap)
     assert _actions(p) == ["delete_httpsys_binding", "delete_url_reservation", "restart_remoteaccess"]
     assert all(f.fixable for f in findings)
@@ -320,7 +320,7 @@ def test_sni_cleanup_does_not_rebind_or_touch_shared_bindings() -> None:
 def test_registry_without_sha256_does_not_force_a_rebind() -> None:
     snap = healthy()
     snap["sstp"]["sha256_hash"] = None
-    snap["http_sys"]["url_reservations"].append({"url": "https://+:443/adfs/", "sddl": None})
+    snap["http_sys"]["url_reservations"].append({"url": "https://*:443/", "sddl": None})  # a root one (DESIGN 4 [2])
     p, _ = _plan(snap)
     assert _actions(p) == ["delete_url_reservation", "restart_remoteaccess"]
 
