@@ -58,7 +58,7 @@ def test_a_long_stop_pending_is_waited_for_then_started(lab):
 def test_a_stop_longer_than_the_deadline_fails_the_step_and_the_rollback_starts_it(lab):
     """The old script abandoned a StopPending service at its deadline and left it stopped. Now the
     step fails at restart_timeout_seconds, and the rollback waits for Stopped and starts it."""
-    twin, clock, timing = _setup(lab, "vpn-slow-stop", stop_seconds=30.0, restart_timeout=20.0)
+    twin, _clock, timing = _setup(lab, "vpn-slow-stop", stop_seconds=30.0, restart_timeout=20.0)
     recorded: list[tuple[int, Any]] = []
     with RemoteSession(lab.server_config("vpn-slow-stop"), LAB_PASSWORD) as session:
         error = PlanExecutor(session, timing=timing, record=lambda i, r: recorded.append((i, r))).run(
@@ -71,7 +71,7 @@ def test_a_stop_longer_than_the_deadline_fails_the_step_and_the_rollback_starts_
 
 
 def test_a_stopped_remoteaccess_is_only_started(lab):
-    twin, clock, timing = _setup(lab, "vpn-stopped", stop_seconds=50.0)
+    twin, _clock, timing = _setup(lab, "vpn-stopped", stop_seconds=50.0)
     with RemoteSession(lab.server_config("vpn-stopped"), LAB_PASSWORD) as session:
         result = PlanExecutor(session, timing=timing).run_step({"action": "restart_remoteaccess", "params": {}})
     assert result.ok, result.detail
