@@ -288,3 +288,52 @@ def test_events_before_the_fix_stay_in_the_log_and_predate_the_new_start():
     assert len(after["events"]) == len(before["events"]) == 2
     assert all(e["time"] < _started(after, "RemoteAccess") for e in after["events"])
     assert all(e["time"] > _started(before, "RemoteAccess") for e in before["events"])
+
+
+# --- the probe's second-release data (DESIGN 3 [2], DOMAIN 14) ---------------------------------------
+
+
+def test_events_are_capped_per_provider_and_the_rest_counted(lab):
+    twin = lab.servers["vpn-iis"].twin
+    now = datetime.now(UTC)
+    with twin.lock:
+        twin.state.events = [
+            {"provider": "Schannel", "id": 36870, "time": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "message": "key"}
+            for _ in range(150)
+        ] + [{"provider": "Microsoft-Windows-RasSstp", "id": 21, "time": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+              "message": "hash"}]
+    with _session(lab, "vpn-iis") as session:
+        capped = session.probe()
+        small = session.run("probe", MaxEvents=10)
+    assert len(capped["events"]) == 101 and capped["events_omitted"] == 50
+    assert len(small["events"]) == 11 and small["events_omitted"] == 140
+
+
+def test_a_pid_4_listener_is_not_sstp_registered_urls_tell(lab):
+    """IIS keeps listening through HTTP.sys (PID 4) while RemoteAccess is stopped: the listeners look
+    the same, the registered URLs do not (DOMAIN 14)."""
+    twin = lab.servers["vpn-iis"].twin
+    sstp_url = "HTTPS://+:443/SRA_{BA195980-CD49-458B-9E23-C84EE0ADCD75}/"
+    with _session(lab, "vpn-iis") as session:
+        running = session.probe()
+        assert session.run("control_remoteaccess", Action="Stop")["status"] == "Stopped"
+        stopped = session.probe()
+        state = session.run("remoteaccess_state")
+    assert running["http_sys"]["registered_urls"] == [sstp_url, "HTTPS://*:443/"]
+    assert stopped["listeners"] == running["listeners"] and {ln["pid"] for ln in stopped["listeners"]} == {4}
+    assert stopped["http_sys"]["registered_urls"] == ["HTTPS://*:443/"]  # IIS only
+    assert (state["status"], state["sstp_registered"]) == ("Stopped", False)
+    assert twin.copy_state().services["RemoteAccess"].status == "Stopped"
+
+
+def test_a_key_that_is_gone_reads_has_private_key_but_not_usable(lab):
+    twin = lab.servers["vpn-sni"].twin
+    with twin.lock:
+        cert = twin.state.certificates[0]
+        cert.private_key_usable = False
+    with _session(lab, "vpn-sni") as session:
+        snapshot = session.probe()
+    entry = next(c for c in snapshot["certificates"] if c["thumbprint"] == cert.thumbprint)
+    assert entry["has_private_key"] is True and entry["private_key_usable"] is False
+    assert snapshot["sstp"]["remote_access"]["directaccess"] is False
+    assert snapshot["endpoint"] is None
