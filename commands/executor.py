@@ -218,7 +218,7 @@ class PlanExecutor:
         problems = _bind_problems(snapshot, thumbprint)
         if problems:
             raise StepFailed("; ".join([*notes, "still wrong: " + "; ".join(problems)]), changed)
-        notes.append(f"certificate {thumbprint} bound; SSTP's URL is registered")
+        notes.append(f"certificate {thumbprint} bound on the wildcard endpoints")
         return StepResult("bind_sstp_certificate", True, changed, "; ".join(n for n in notes if n))
 
     def _restart(self, *, stop_first: bool) -> list[str]:
