@@ -133,3 +133,21 @@ def test_every_script_the_bot_sends_goes_in_a_local_scope(lab_factory):
         received.extend(runtime.received)
     assert {name for name, _ in received} == set(SCRIPTS)
     assert {scope for _, scope in received} == {True}
+
+
+def test_a_missing_remoteaccess_module_is_refused_and_the_bindings_come_back(lab_factory):
+    setup: LabSetup = lab_factory(["remoteaccess-module-missing"])
+    twin = setup.server("vpn-no-module").twin
+    before = twin.copy_state()
+    run = setup.cli("fix", "vpn-no-module", "--yes", "--json")
+    doc = run.json()
+    assert doc["state"] == "FAILED"
+    failed = next(s for s in doc["steps"] if not s["ok"])
+    assert failed["action"] == "bind_sstp_certificate" and "RemoteAccess PowerShell module" in failed["detail"]
+    assert _wildcards(twin) == _wildcards_of(before)  # the same certificate on both, as before the plan
+    assert twin.copy_state().services["RemoteAccess"].status == "Running"
+    assert "control_remoteaccess" not in [a for a, _ in twin.actions]
+
+
+def _wildcards_of(state) -> dict[str, tuple[str, str]]:
+    return {b.endpoint: (b.cert_hash, b.app_id) for b in state.ip_bindings if b.endpoint in ("0.0.0.0:443", "[::]:443")}
