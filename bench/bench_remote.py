@@ -15,6 +15,7 @@ from collections import Counter
 from datetime import UTC, datetime
 
 from commands.engine import evaluate
+from commands.executor import PlanExecutor, Timing
 from commands.fleet import run_fleet
 from commands.lab.lab import LAB_PASSWORD, Lab
 from commands.psrp import RemoteSession
@@ -46,17 +47,38 @@ def requests_per_check_and_fix() -> list[tuple[str, str]]:
         result = evaluate(snapshot, cfg, datetime.now(UTC))
         assert result.plan is not None
         lab.clear_logs()
+        # The executor as `fix` runs it (DESIGN 9 [2]): the sequences poll remoteaccess_state with the
+        # production interval (0.25 s doubling to 2 s); the lab's RemoteAccess stops and starts at once.
         with RemoteSession(cfg, LAB_PASSWORD) as session:
             session.probe()
-            for step in result.plan.steps:
-                session.run(step.action, **step.params)
+            error = PlanExecutor(session, timing=Timing(restart_timeout=cfg.restart_timeout_seconds)).run(
+                [s.to_json() for s in result.plan.steps])
             session.probe()
+        assert error is None, error
         c = _counts(lab, "vpn-iis")
         total = sum(c.values())
         rows.append(
             (
                 f"fix of the classic ({len(result.plan.steps)} steps + probe + re-probe)",
-                f"{total} requests  ({dict(sorted(c.items()))})",
+                f"{total} requests, {c['Command']} pipelines  ({dict(sorted(c.items()))})",
+            )
+        )
+    with Lab(["remoteaccess-slow-stop"]) as lab:
+        cfg = lab.server_config("vpn-slow-stop")
+        with RemoteSession(cfg, LAB_PASSWORD) as session:
+            result = evaluate(session.probe(), cfg, datetime.now(UTC))
+            assert result.plan is not None
+            lab.clear_logs()
+            t = time.perf_counter()
+            error = PlanExecutor(session, timing=Timing(restart_timeout=cfg.restart_timeout_seconds)).run(
+                [s.to_json() for s in result.plan.steps])
+            took = time.perf_counter() - t
+        assert error is None, error
+        c = _counts(lab, "vpn-slow-stop")
+        rows.append(
+            (
+                f"fix with a 1.2 s StopPending ({len(result.plan.steps)} steps)",
+                f"{sum(c.values())} requests, {c['Command']} pipelines, {took:.1f} s",
             )
         )
     return rows

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -27,6 +27,8 @@ from commands.errors import (
     SnapshotError,
     SstpBotError,
 )
+from commands.executor import PlanExecutor, Timing
+from commands.executor import StepResult as StepResult  # re-exported: Slack and the CLI read step results
 from commands.fleet import exclusive, run_fleet
 from commands.jea import endpoint_outdated, outdated_message
 from commands.model import CheckResult
@@ -63,18 +65,6 @@ class CheckOutcome:
     #: Older proposals of the server this check replaced (DESIGN 6), as they are now: SUPERSEDED.
     #: Slack takes the buttons off their cards.
     superseded: list[PlanRecord] = field(default_factory=list)
-
-
-@dataclass
-class StepResult:
-    action: str
-    ok: bool
-    changed: bool
-    detail: str
-    exit_code: int | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"action": self.action, "ok": self.ok, "changed": self.changed, "detail": self.detail}
 
 
 @dataclass
@@ -147,6 +137,7 @@ class Service:
         max_workers: int = 8,
         start_wait: float = START_WAIT_SECONDS,
         start_poll: float = 1.0,
+        step_timing: Timing | None = None,
     ) -> None:
         self.config = config
         self.repo = repo
@@ -158,6 +149,8 @@ class Service:
         #: (the CLI beside the bot, a second bot on the same database), and how often it looks.
         self.start_wait = start_wait
         self.start_poll = start_poll
+        #: How the executor waits for RemoteAccess (commands.executor); the deadline is per server.
+        self.step_timing = step_timing or Timing()
 
     def close(self) -> None:
         """Release the database connections (the CLI closes each service it builds)."""
@@ -380,16 +373,17 @@ class Service:
                         "The server changed since the plan was made; nothing was touched. Run the check again."
                     )
                     return self._finish(outcome, PlanState.FAILED, actor, {"reason": "state changed"})
-                steps = plan.steps
-                for index, step in enumerate(steps, start=1):
-                    if progress is not None:
-                        progress(index, len(steps), step)
-                    result = self._run_step(session, step)
+                # The steps, their waiting and the rollback: commands.executor (DESIGN 5 [2], 9 [2]).
+                # Rollback steps are recorded like planned ones, so the card and history show them.
+                def record(index: int, result: StepResult) -> None:
                     outcome.steps.append(result)
-                    self.repo.record_step_result(plan_id, {"index": index, **result.to_json(), "exit_code": result.exit_code})
-                    if not result.ok:
-                        outcome.error = f"Step {index} ({step['action']}) failed: {result.detail}"
-                        break
+                    recorded = {"index": index, **result.to_json(), "exit_code": result.exit_code}
+                    if result.rollback:
+                        recorded["rollback"] = True
+                    self.repo.record_step_result(plan_id, recorded)
+
+                timing = replace(self.step_timing, restart_timeout=float(server.restart_timeout_seconds))
+                outcome.error = PlanExecutor(session, timing=timing, record=record).run(plan.steps, progress)
                 raw_after = session.probe()
             outcome.after = evaluate(raw_after, server, self.clock())
             self._record(outcome.after, raw_after, actor, started, propose=False)
@@ -408,20 +402,6 @@ class Service:
         if outcome.error:
             details["error"] = outcome.error
         return self._finish(outcome, PlanState.SUCCEEDED if fixed else PlanState.FAILED, actor, details)
-
-    def _run_step(self, session: Session, step: dict[str, Any]) -> StepResult:
-        try:
-            output = session.run(step["action"], **dict(step.get("params") or {}))
-        except RemoteError as exc:
-            return StepResult(action=step["action"], ok=False, changed=False, detail=exc.message)
-        exit_code = output.get("exit_code")
-        return StepResult(
-            action=step["action"],
-            ok=bool(output.get("ok")),
-            changed=bool(output.get("changed")),
-            detail=str(output.get("detail", "")),
-            exit_code=exit_code if isinstance(exit_code, int) else None,
-        )
 
     def _finish(self, outcome: FixOutcome, state: PlanState, actor: Actor, details: dict[str, Any]) -> FixOutcome:
         try:

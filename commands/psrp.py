@@ -17,12 +17,14 @@ import math
 import os
 import socket
 import ssl
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any
 
 import requests
+import requests.adapters
 from pypsrp.exceptions import AuthenticationError, WinRMError, WinRMTransportError, WSManFaultError
 from pypsrp.powershell import PowerShell, PSInvocationState, RunspacePool
 from pypsrp.wsman import WSMan
@@ -31,12 +33,127 @@ from commands.errors import ConfigError, RemoteError, RemoteErrorKind
 from commands.jea import DEFAULT_CONFIGURATION, function_name
 from commands.scripts import load_script, validate_params
 from commands.server import ServerConfig
+from commands.snapshot import MAX_SNAPSHOT_BYTES
 
 log = logging.getLogger(__name__)
 
 OPERATION_TIMEOUT_FAULT = 2150858793
 # One WS-Man long-poll (Receive) waits at most this long; the overall deadline is operation_timeout.
 MAX_WSMAN_POLL = 20
+#: Events per provider the probe returns (DOMAIN 14: a broken key can log thousands of 36870s).
+DEFAULT_MAX_EVENTS = 100
+#: The most a script's answer may weigh on the wire: the 10 MB snapshot limit, base64 in SOAP envelopes
+#: (4/3), plus the envelopes. Reading stops there: a runaway answer is never held in memory whole.
+MAX_ANSWER_WIRE_BYTES = MAX_SNAPSHOT_BYTES * 3 // 2 + 1024 * 1024
+
+
+class ExchangeDeadlineExceeded(requests.exceptions.RequestException):
+    """One WS-Man exchange (request and whole answer) did not finish by its wall-clock deadline."""
+
+
+class AnswerTooLarge(requests.exceptions.RequestException):
+    """A script's answer passed MAX_ANSWER_WIRE_BYTES; reading stopped there."""
+
+
+class _Exchange:
+    """One HTTP exchange under a watchdog: the connection it uses, and whether its time ran out."""
+
+    def __init__(self) -> None:
+        self.conn: Any = None
+        self.expired = False
+        self.lock = threading.Lock()
+
+    def expire(self) -> None:
+        # requests' read timeout is per read: a server that sends a byte a second never trips it. At
+        # the deadline the watchdog shuts the socket down, which ends the blocked read at once.
+        with self.lock:
+            self.expired = True
+            sock = getattr(self.conn, "sock", None)
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+class _GuardedAdapter(requests.adapters.BaseAdapter):
+    """Wraps the adapter pypsrp mounted: a wall-clock deadline and a byte budget per exchange (issue 14).
+
+    Nothing global is patched: the wrapper is mounted on this session's own `requests.Session`, and
+    the connection an exchange uses is learnt from this adapter's own urllib3 pools.
+    """
+
+    def __init__(
+        self, inner: requests.adapters.HTTPAdapter, deadline: Callable[[], float], budget: Callable[[int], None]
+    ) -> None:
+        super().__init__()
+        self.inner = inner
+        self._deadline = deadline  # seconds left for this exchange
+        self._budget = budget  # called with each chunk's size; raises AnswerTooLarge past the cap
+        self._local = threading.local()
+        pools = dict(inner.poolmanager.pool_classes_by_scheme)
+        for scheme, pool_cls in list(pools.items()):
+            pools[scheme] = self._watching(pool_cls)  # type: ignore[assignment]
+        inner.poolmanager.pool_classes_by_scheme = pools
+
+    def _watching(self, pool_cls: Any) -> Callable[..., Any]:
+        local = self._local
+
+        def make(*args: Any, **kwargs: Any) -> Any:
+            pool = pool_cls(*args, **kwargs)
+            get_conn = pool._get_conn
+
+            def _get_conn(*a: Any, **kw: Any) -> Any:
+                conn = get_conn(*a, **kw)
+                exchange = getattr(local, "exchange", None)
+                if exchange is not None:
+                    with exchange.lock:
+                        exchange.conn = conn
+                return conn
+
+            pool._get_conn = _get_conn
+            return pool
+
+        return make
+
+    def send(self, request: requests.PreparedRequest, stream: bool = False, timeout: Any = None,
+             verify: Any = True, cert: Any = None, proxies: Any = None) -> requests.Response:
+        seconds = self._deadline()
+        if seconds <= 0:
+            raise ExchangeDeadlineExceeded("no time left for another WS-Man request")
+        exchange = _Exchange()
+        self._local.exchange = exchange
+        watchdog = threading.Timer(seconds, exchange.expire)
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            response = self.inner.send(request, stream=True, timeout=timeout, verify=verify, cert=cert, proxies=proxies)
+            # Requests the auth handler sends after a 401 go through `response.connection`: keep them guarded.
+            response.connection = self  # type: ignore[assignment]
+            # A 401 challenge is left unread: pypsrp's Negotiate handler reads the TLS peer certificate
+            # from its socket for channel binding (and its body is empty).
+            if not stream and response.status_code != 401:
+                body = bytearray()
+                for chunk in response.raw.stream(64 * 1024, decode_content=False):
+                    self._budget(len(chunk))
+                    body.extend(chunk)
+                response._content = bytes(body)  # what Response.content would have read
+                response.raw.release_conn()
+        except AnswerTooLarge:
+            with contextlib.suppress(Exception):
+                response.close()
+            raise
+        except Exception as exc:
+            if exchange.expired:
+                raise ExchangeDeadlineExceeded(f"the answer did not complete within {seconds:.0f} s") from exc
+            raise
+        finally:
+            watchdog.cancel()
+            self._local.exchange = None
+        if exchange.expired:
+            raise ExchangeDeadlineExceeded(f"the answer did not complete within {seconds:.0f} s")
+        return response
+
+    def close(self) -> None:
+        self.inner.close()
 
 
 class RemoteSession:
@@ -48,6 +165,9 @@ class RemoteSession:
         self._wsman: WSMan | None = None
         self._pool: RunspacePool | None = None
         self._secrets = [password] if password else []
+        #: Wall-clock end of the current operation (open or one script), on time.monotonic.
+        self._deadline = math.inf
+        self._answer_bytes = 0
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -66,6 +186,7 @@ class RemoteSession:
             return
         self._wsman = self._build_wsman()
         pool = RunspacePool(self._wsman, configuration_name=self.server.configuration_name)
+        self._start_operation()
         try:
             self._call(pool.open)
         except BaseException:
@@ -108,8 +229,21 @@ class RemoteSession:
                 if not os.path.isfile(s.ca_bundle):
                     raise ConfigError(f"servers.{s.name}.ca_bundle: {s.ca_bundle} is not a readable file")
                 cert_validation = s.ca_bundle
+        if s.auth == "basic" and self._password is not None:
+            try:
+                self._password.encode("latin-1")
+            except UnicodeEncodeError:
+                # requests encodes Basic credentials as Latin-1; anything else fails deep inside it with
+                # a message that names the character and its position (issue 14). Say so, never it.
+                raise ConfigError(
+                    f"servers.{s.name}: the password has characters Basic authentication cannot carry "
+                    "(requests sends Basic credentials as Latin-1); use auth = \"negotiate\" or \"ntlm\", or a "
+                    "password of Latin-1 characters"
+                ) from None
+        if s.auth == "credssp":
+            _require_credssp(s.name)
         op_timeout = max(1, min(MAX_WSMAN_POLL, math.ceil(s.operation_timeout)))
-        return WSMan(
+        wsman = WSMan(
             s.host,
             port=s.port,
             username=s.username,
@@ -125,24 +259,59 @@ class RemoteSession:
             encryption="auto",
             no_proxy=True,
         )
+        self._guard(wsman)
+        return wsman
+
+    def _guard(self, wsman: WSMan) -> None:
+        """Mount the deadline and byte-budget wrapper on the requests session pypsrp will use."""
+        transport = wsman.transport
+        # pypsrp 0.9.1 builds its session on the first request; build it now (its own method, so its
+        # proxy, TLS, retry and auth settings stay) and wrap the adapters it mounted.
+        session = transport._build_session()
+        for prefix in ("http://", "https://"):
+            inner = session.get_adapter(prefix + "x")
+            if isinstance(inner, requests.adapters.HTTPAdapter):
+                session.mount(prefix, _GuardedAdapter(inner, self._seconds_left, self._count))
+        transport.session = session
+
+    def _start_operation(self) -> None:
+        """A new operation (open, or one script) gets operation_timeout of wall-clock time and a fresh budget."""
+        self._deadline = time.monotonic() + self.server.operation_timeout
+        self._answer_bytes = 0
+
+    def _seconds_left(self) -> float:
+        # One exchange never outlasts the operation it belongs to; a long-poll Receive is also bounded
+        # by pypsrp's read timeout. A small grace lets the server's own OperationTimeout fault arrive.
+        return max(0.0, self._deadline - time.monotonic()) + 1.0
+
+    def _count(self, size: int) -> None:
+        self._answer_bytes += size
+        if self._answer_bytes > MAX_ANSWER_WIRE_BYTES:
+            raise AnswerTooLarge(f"more than {MAX_ANSWER_WIRE_BYTES} bytes")
 
     # --- running scripts --------------------------------------------------------------------------
 
     def run(self, script: str, **params: Any) -> dict[str, Any]:
         """Run one shipped script with typed parameters; returns the JSON document it wrote."""
         clean = validate_params(script, params)
+        text = load_script(script)  # a plan action that is not a script is refused before connecting
         self.open()
         assert self._pool is not None
         ps = PowerShell(self._pool)
         if self.server.configuration_name.lower() != DEFAULT_CONFIGURATION.lower():
             # A JEA endpoint (DESIGN 12) runs in NoLanguage mode: call the module's function by name,
-            # send no script text; the values still go only through add_parameter.
+            # send no script text; the values still go only through add_parameter. A function runs in
+            # its own scope, as a script sent with use_local_scope does.
             ps.add_cmdlet(function_name(script))
         else:
-            ps.add_script(load_script(script))
+            # Every script in its own local scope (DOMAIN 14, DESIGN 9 [2]): without it pypsrp sends Nil and
+            # PowerShell dot-sources the script into the runspace, so `[string]$Site` of one script would
+            # still constrain `$site` in the next (the re-probe's IIS bindings would all read null).
+            ps.add_script(text, use_local_scope=True)
         for name, value in clean.items():
             ps.add_parameter(name, value)
-        deadline = time.monotonic() + self.server.operation_timeout
+        self._start_operation()
+        deadline = self._deadline
         self._call(ps.begin_invoke)
         while ps.state == PSInvocationState.RUNNING:
             if time.monotonic() > deadline:
@@ -159,9 +328,9 @@ class RemoteSession:
             self._call(ps.poll_invoke)
         return self._result(script, ps)
 
-    def probe(self, event_hours: int = 24) -> dict[str, Any]:
-        """Run probe.ps1: the server's snapshot v1."""
-        return self.run("probe", EventHours=event_hours)
+    def probe(self, event_hours: int = 24, max_events: int = DEFAULT_MAX_EVENTS) -> dict[str, Any]:
+        """Run probe.ps1: the server's snapshot v1 (at most `max_events` events per provider)."""
+        return self.run("probe", EventHours=event_hours, MaxEvents=max_events)
 
     def _result(self, script: str, ps: PowerShell) -> dict[str, Any]:
         name = self.server.name
@@ -218,7 +387,11 @@ class RemoteSession:
         name = s.name
         where = f"{s.transport}://{s.host}:{s.port}"
         kind: RemoteErrorKind
-        if isinstance(exc, AuthenticationError) or (isinstance(exc, WinRMTransportError) and exc.code == 401):
+        if (
+            isinstance(exc, AuthenticationError)
+            or (isinstance(exc, WinRMTransportError) and exc.code == 401)
+            or _is_credssp_auth_error(exc)
+        ):
             kind, message = "auth", (
                 f"authentication to {name} ({where}) failed with {s.auth} as {s.username}: check the username "
                 "and password (password_env/password_file), and that the account may use WinRM"
@@ -237,6 +410,16 @@ class RemoteSession:
                     )
             else:
                 kind, message = "tls", f"TLS handshake with {name} ({where}) failed: {self._scrub(_short(text))}"
+        elif isinstance(exc, AnswerTooLarge):
+            kind, message = "bad_output", (
+                f"{name} sent more than {MAX_SNAPSHOT_BYTES // (1024 * 1024)} MB for one script (the snapshot "
+                "limit); reading stopped there. Lower the probe's event count or check the server"
+            )
+        elif isinstance(exc, ExchangeDeadlineExceeded):
+            kind, message = "timeout", (
+                f"{name} ({where}) did not finish answering within operation_timeout "
+                f"{s.operation_timeout:g} s (the answer arrived too slowly)"
+            )
         elif isinstance(exc, (requests.exceptions.ConnectTimeout, requests.exceptions.ReadTimeout, socket.timeout)):
             kind, message = "timeout", (
                 f"{name} ({where}) did not answer in time (connect_timeout {s.connect_timeout:g} s, "
@@ -273,6 +456,23 @@ class RemoteSession:
                 f"unexpected PSRP answer from {name}: {type(exc).__name__}: {self._scrub(_short(str(exc)))}"
             )
         return RemoteError(kind, name, message)
+
+
+def _is_credssp_auth_error(exc: BaseException) -> bool:
+    """requests-credssp's own authentication failure (the server does not offer or accept CredSSP)."""
+    module = type(exc).__module__ or ""
+    return module.startswith("requests_credssp") and type(exc).__name__ == "AuthenticationException"
+
+
+def _require_credssp(name: str) -> None:
+    """CredSSP needs the `requests-credssp` package, which pypsrp imports lazily (the `credssp` extra)."""
+    try:
+        import requests_credssp  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            f"servers.{name}.auth = \"credssp\" needs the requests-credssp package: install sstp-bot with the "
+            "credssp extra (pip install 'sstp-bot[credssp]')"
+        ) from None
 
 
 def _caused_by(exc: BaseException, cls: type[BaseException]) -> bool:

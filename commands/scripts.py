@@ -1,5 +1,10 @@
 """The shipped PowerShell scripts (DESIGN 9): their names, typed parameters, and validation.
 
+Two registries: `SCRIPTS`, the short primitives shipped as `.ps1` files (DESIGN 9 [2]), and
+`PLAN_ACTIONS`, the step actions a plan holds and an admin approves (DESIGN 5). Four actions are the
+script of the same name; `bind_sstp_certificate` and `restart_remoteaccess` are sequences of
+primitives carried out by `commands.executor`, where the waiting and the rollback live.
+
 User text never becomes PowerShell source: the runner sends a script's text unchanged and passes every
 value with `add_parameter`, after `validate_params` has checked it here. Each script's own `param()`
 block checks it again on the server. `tests/scripts/` proves the two declarations agree.
@@ -25,11 +30,25 @@ HOSTNAME_ENDPOINT_RE = re.compile(
     r"^(?=.{1,253}:)(\*|[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*:(\d{1,5})$",
     re.ASCII,
 )
-# IIS site names: printable, no quotes or control characters (they are passed to appcmd as one argument).
-SITE_RE = re.compile(r"^[^\"\x00-\x1f]{1,260}$")
-# IIS bindingInformation "IP:port:host", e.g. "*:443:" or "10.0.0.5:443:vpn.example.com".
+# IIS site names: printable, no quotes or control characters (they are passed to appcmd as one
+# argument). A name ending in a backslash is refused: Windows PowerShell 5.1 quotes an argument with a
+# space as "...", and a trailing backslash would escape that closing quote for appcmd's command-line
+# parser, so appcmd would read another site name (expert review, docs/scripts.md). Such a binding gets
+# guidance instead of a plan step.
+SITE_RE = re.compile(r"^[^\"\x00-\x1f]{0,259}[^\"\x00-\x1f\\]$")
+# IIS bindingInformation "IP:port:host", e.g. "*:443:" or "10.0.0.5:443:vpn.example.com". An IPv6
+# address with a zone ID ("[fe80::1%12]") is refused: netsh and appcmd do not take the zone in an
+# endpoint, so such a binding gets guidance (docs/scripts.md).
 BINDING_INFO_RE = re.compile(r"^(\*|[0-9.]+|\[[0-9A-Fa-f:]+\]):(\d{1,5}):([A-Za-z0-9.*-]{0,253})$", re.ASCII)
-URL_RE = re.compile(r"^https?://[^\s\"'`$;|&<>]{1,2000}$", re.IGNORECASE)
+# The wildcard endpoints SSTP binds in HTTP.sys (DOMAIN 0): the only ones add_sstp_httpsys_binding touches.
+WILDCARD_ENDPOINT_RE = re.compile(r"^(0\.0\.0\.0|\[::\]):(\d{1,5})$", re.ASCII)
+ACTION_RE = re.compile(r"^(Start|Stop)$")
+# delete_url_reservation takes only a port's root reservation or SSTP's own path: only those can block
+# SSTP's URL (DOMAIN 14). Any other path (DirectAccess IP-HTTPS's /C574AC30-.../, an application's) is
+# never deleted, whatever a plan asks (expert review: URLACL_CONFLICT deleted IP-HTTPS's reservation).
+URL_RE = re.compile(
+    r"^https?://[^\s/\"'`$;|&<>]{1,255}/(sra_\{BA195980-CD49-458B-9E23-C84EE0ADCD75\}/)?$", re.IGNORECASE
+)
 
 INCLUDE_RE = re.compile(r"^# sstp-bot-include: ([a-z_]+)\n", re.MULTILINE)
 SCRIPT_HEADER_RE = re.compile(r"^# sstp-bot-script: ([a-z_]+)\s*$")
@@ -58,22 +77,42 @@ def _endpoint_ok(value: str) -> bool:
 
 
 SCRIPTS: dict[str, tuple[ParamSpec, ...]] = {
-    "probe": (ParamSpec("EventHours", int, False, minimum=1, maximum=720),),
+    "probe": (
+        ParamSpec("EventHours", int, False, minimum=1, maximum=720),
+        # DOMAIN 14: thousands of Schannel 36870 events on a broken key; each query is capped.
+        ParamSpec("MaxEvents", int, False, minimum=1, maximum=5000),
+    ),
     "remove_iis_binding": (
         ParamSpec("Site", str, True, SITE_RE),
         ParamSpec("BindingInformation", str, True, BINDING_INFO_RE),
     ),
     "restart_iis": (),
     "delete_httpsys_binding": (ParamSpec("Endpoint", str, True),),
-    "delete_url_reservation": (ParamSpec("Url", str, True, URL_RE),),
-    "bind_sstp_certificate": (
+    "add_sstp_httpsys_binding": (
+        ParamSpec("Endpoint", str, True, WILDCARD_ENDPOINT_RE),
         ParamSpec("Thumbprint", str, True, THUMBPRINT_RE),
-        ParamSpec("RestartTimeoutSeconds", int, False, minimum=10, maximum=1800),
     ),
-    "restart_remoteaccess": (ParamSpec("RestartTimeoutSeconds", int, False, minimum=10, maximum=1800),),
+    "delete_url_reservation": (ParamSpec("Url", str, True, URL_RE),),
+    "set_sstp_certificate": (ParamSpec("Thumbprint", str, True, THUMBPRINT_RE),),
+    "control_remoteaccess": (ParamSpec("Action", str, True, ACTION_RE),),
+    "remoteaccess_state": (),
 }
 
-FIX_ACTIONS = tuple(name for name in SCRIPTS if name != "probe")
+#: The scripts that change the server (each checks elevation first and writes a fix result).
+FIX_SCRIPTS = tuple(name for name in SCRIPTS if name not in ("probe", "remoteaccess_state"))
+
+#: Plan step actions (DESIGN 5) and their parameters. The two sequences take only what the admin
+#: approves (the thumbprint); their deadline is the server's `restart_timeout_seconds`.
+PLAN_ACTIONS: dict[str, tuple[ParamSpec, ...]] = {
+    "remove_iis_binding": SCRIPTS["remove_iis_binding"],
+    "restart_iis": SCRIPTS["restart_iis"],
+    "delete_httpsys_binding": SCRIPTS["delete_httpsys_binding"],
+    "delete_url_reservation": SCRIPTS["delete_url_reservation"],
+    "bind_sstp_certificate": (ParamSpec("Thumbprint", str, True, THUMBPRINT_RE),),
+    "restart_remoteaccess": (),
+}
+
+FIX_ACTIONS = tuple(PLAN_ACTIONS)
 
 
 def normalise_thumbprint(value: str) -> str:
@@ -82,10 +121,13 @@ def normalise_thumbprint(value: str) -> str:
 
 
 def validate_params(script: str, params: dict[str, Any]) -> dict[str, str | int]:
-    """Check `params` against the script's declaration; returns them normalised. Raises UsageError."""
-    if script not in SCRIPTS:
+    """Check `params` against a script's or a plan action's declaration; returns them normalised.
+
+    Raises UsageError."""
+    declared = SCRIPTS.get(script, PLAN_ACTIONS.get(script))
+    if declared is None:
         raise UsageError(f"unknown script {script!r}")
-    specs = {spec.name: spec for spec in SCRIPTS[script]}
+    specs = {spec.name: spec for spec in declared}
     unknown = set(params) - set(specs)
     if unknown:
         raise UsageError(f"{script}: unknown parameter(s) {', '.join(sorted(unknown))}")
@@ -108,7 +150,7 @@ def validate_params(script: str, params: dict[str, Any]) -> dict[str, str | int]
         if spec.name == "Thumbprint":
             value = normalise_thumbprint(value)
         if spec.name == "Endpoint":
-            ok = _endpoint_ok(value)
+            ok = _endpoint_ok(value) and (spec.pattern is None or bool(spec.pattern.fullmatch(value)))
         else:
             ok = spec.pattern is None or bool(spec.pattern.fullmatch(value))
         if ok and spec.name == "BindingInformation":

@@ -312,7 +312,8 @@ def plan_card(
     steps: list[dict[str, Any]] = list(plan.steps)
     markers: list[str] | None = None
     if outcome is not None:
-        results = list(outcome.steps)
+        # Rollback steps (DESIGN 5 [2]) follow the planned ones; they get their own result lines below.
+        results = [r for r in outcome.steps if not getattr(r, "rollback", False)]
         markers = [
             (":white_check_mark:" if results[n].ok else ":x:") if n < len(results) else ":white_small_square:"
             for n in range(len(steps))

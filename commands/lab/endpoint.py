@@ -25,10 +25,9 @@ import time
 import uuid
 import xml.etree.ElementTree as ET
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from xml.sax.saxutils import escape
 
 import psrpcore
@@ -73,6 +72,13 @@ COMMAND_DONE = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/CommandS
 COMMAND_RUNNING = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/CommandState/Running"
 OPERATION_TIMEOUT_CODE = 2150858793
 SHELL_NOT_FOUND_CODE = 2150858843
+#: DOMAIN 14: a Receive for an unknown CommandId is faulted at once with this code (w:InvalidSelectors).
+INVALID_SELECTORS_CODE = 2150858843
+#: Outgoing PSRP data is cut into payloads of at most this many bytes, so a Receive can be filled up
+#: to the client's MaxEnvelopeSize and no further (DESIGN 10 [2]).
+PAYLOAD_CHUNK = 32 * 1024
+#: Room left in an envelope for the SOAP headers and the ReceiveResponse around the streams.
+ENVELOPE_OVERHEAD = 4096
 ENCRYPTED_PROTOCOL = WinRMEncryption.SPNEGO
 BOUNDARY = "Encrypted Boundary"
 
@@ -96,7 +102,10 @@ class ScriptOutcome:
     running: bool = False  # the pipeline never finishes (Receive keeps long-polling)
 
 
-ScriptExecutor = Callable[[str, dict[str, Any]], ScriptOutcome]
+class ScriptExecutor(Protocol):
+    """Runs one received script: (text, parameters, the command's useLocalScope) -> outcome."""
+
+    def __call__(self, text: str, params: dict[str, Any], *, local_scope: bool | None = True) -> ScriptOutcome: ...
 
 
 @dataclass(frozen=True)
@@ -118,14 +127,16 @@ class EndpointFaults:
     http_500: bool = False  # Command answers HTTP 500 with a non-XML body
     wsman_fault: bool = False  # Command answers a WS-Man fault
     delay: float = 0.0  # seconds added before answering every WS-Man request
+    trickle: float = 0.0  # seconds between the bytes of every WS-Man answer's body (0: all at once)
 
 
 class WSManError(Exception):
-    def __init__(self, code: int, reason: str, subcode: str = "w:InternalError") -> None:
+    def __init__(self, code: int, reason: str, subcode: str = "w:InternalError", *, code_value: str = "s:Receiver") -> None:
         super().__init__(reason)
         self.code = code
         self.reason = reason
         self.subcode = subcode
+        self.code_value = code_value
 
 
 def _fail_pipeline(pipeline: psrpcore.ServerPipeline, error: TerminatingError) -> None:
@@ -153,7 +164,7 @@ class _Shell:
         self.closed = False
 
     def flush(self) -> None:
-        while (payload := self.pool.data_to_send()) is not None:
+        while (payload := self.pool.data_to_send(PAYLOAD_CHUNK)) is not None:
             self.outgoing.setdefault(payload.pipeline_id, deque()).append(payload.data)
         self.cond.notify_all()
 
@@ -283,7 +294,8 @@ class WinRMEndpoint:
                 command_id, response = self._command(self._shell(shell_id), body_el)
                 action_rsp = action + "Response"
             elif short == "Receive":
-                command_id, response = self._receive(self._shell(shell_id), body_el, timeout)
+                max_envelope = int(_text(header, "wsman:MaxEnvelopeSize") or 153600)
+                command_id, response = self._receive(self._shell(shell_id), body_el, timeout, max_envelope)
                 action_rsp = action + "Response"
             elif short == "Send":
                 response = self._send(self._shell(shell_id), body_el)
@@ -370,12 +382,29 @@ class WinRMEndpoint:
             self._process(shell)
         return "<rsp:SendResponse/>"
 
-    def _receive(self, shell: _Shell, body: ET.Element | None, timeout: float) -> tuple[str | None, str]:
+    def _receive(
+        self, shell: _Shell, body: ET.Element | None, timeout: float, max_envelope: int = 153600
+    ) -> tuple[str | None, str]:
         desired = body.find("rsp:Receive/rsp:DesiredStream", NS) if body is not None else None
         cid = desired.attrib.get("CommandId") if desired is not None else None
-        key = uuid.UUID(cid) if cid else None
+        try:
+            key = uuid.UUID(cid) if cid else None
+        except ValueError:
+            key = uuid.UUID(int=0)
         deadline = time.monotonic() + timeout
+        # Base64 grows the data by 4/3; the rest of the envelope needs room too (DOMAIN 14).
+        budget = max(PAYLOAD_CHUNK, (max_envelope - ENVELOPE_OVERHEAD) * 3 // 4)
         with shell.lock:
+            if key is not None and key not in shell.pipelines and key not in shell.outgoing:
+                # Windows answers a Receive for a CommandId it does not know at once, not after the
+                # long-poll (DOMAIN 14: s:Sender, w:InvalidSelectors, 2150858843).
+                raise WSManError(
+                    INVALID_SELECTORS_CODE,
+                    f"The request for the Windows Remote Shell with ShellId {shell.id} failed because the "
+                    f"command with CommandId {cid} was not found.",
+                    "w:InvalidSelectors",
+                    code_value="s:Sender",
+                )
             queue = shell.outgoing.setdefault(key, deque())
             while not queue and not shell.closed:
                 remaining = deadline - time.monotonic()
@@ -387,23 +416,31 @@ class WinRMEndpoint:
                         "w:TimedOut",
                     )
                 shell.cond.wait(remaining)
-            chunks = list(queue)
-            queue.clear()
+            # As much as fits in the client's MaxEnvelopeSize (at least one payload); the rest waits for
+            # the next Receive, as Windows splits a large output (DOMAIN 14).
+            chunks: list[bytes] = []
+            size = 0
+            while queue and (not chunks or size + len(queue[0]) <= budget):
+                chunk = queue.popleft()
+                chunks.append(chunk)
+                size += len(chunk)
             done = False
             if key is not None:
                 pipeline = shell.pipelines.get(key)
-                done = pipeline is None or pipeline.state in (
+                done = not queue and (pipeline is None or pipeline.state in (
                     PSInvocationState.Completed,
                     PSInvocationState.Failed,
                     PSInvocationState.Stopped,
-                )
+                ))
         attr = f' CommandId="{cid}"' if cid else ""
         streams = "".join(
             f'<rsp:Stream Name="stdout"{attr}>{base64.b64encode(chunk).decode()}</rsp:Stream>' for chunk in chunks
         )
         state = ""
-        if cid:
-            state = f'<rsp:CommandState CommandId="{cid}" State="{COMMAND_DONE if done else COMMAND_RUNNING}"/>'
+        if cid and done:
+            # Windows sends CommandState only with Done, carrying the ExitCode (DOMAIN 14).
+            state = (f'<rsp:CommandState CommandId="{cid}" State="{COMMAND_DONE}">'
+                     "<rsp:ExitCode>0</rsp:ExitCode></rsp:CommandState>")
         return cid, f"<rsp:ReceiveResponse>{streams}{state}</rsp:ReceiveResponse>"
 
     def _signal(self, shell: _Shell, body: ET.Element | None) -> tuple[str | None, str]:
@@ -464,7 +501,7 @@ class WinRMEndpoint:
             if positional:
                 params["__positional__"] = positional
             try:
-                outcome = self.executor(command.command_text, params)
+                outcome = self.executor(command.command_text, params, local_scope=command.use_local_scope)
             except Exception as exc:  # the twin must never take the endpoint down
                 log.exception("lab server %s: script execution crashed", self.name)
                 outcome = ScriptOutcome(terminating=TerminatingError(f"lab runtime error: {exc}", "LabRuntimeError"))
@@ -493,7 +530,7 @@ class WinRMEndpoint:
 
     def _fault(self, message_id: str, err: WSManError) -> bytes:
         body = (
-            "<s:Fault><s:Code><s:Value>s:Receiver</s:Value>"
+            f"<s:Fault><s:Code><s:Value>{err.code_value}</s:Value>"
             f"<s:Subcode><s:Value>{err.subcode}</s:Value></s:Subcode></s:Code>"
             f'<s:Reason><s:Text xml:lang="en-US">{escape(err.reason)}</s:Text></s:Reason>'
             f'<s:Detail><f:WSManFault Code="{err.code}" Machine="{escape(self.name)}">'
@@ -648,6 +685,17 @@ def _make_handler(endpoint: WinRMEndpoint) -> type[BaseHTTPRequestHandler]:
                 self.send_header(key, value)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
+            if body and endpoint.faults.trickle and action != "auth":
+                # A server that answers one byte at a time: each read gets data in time, so only a
+                # wall-clock deadline per exchange ends the wait (issue 14).
+                try:
+                    for i in range(len(body)):
+                        self.wfile.write(body[i : i + 1])
+                        self.wfile.flush()
+                        time.sleep(endpoint.faults.trickle)
+                except OSError:
+                    self.close_connection = True
+                return
             if body:
                 self.wfile.write(body)
 

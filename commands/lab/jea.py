@@ -153,7 +153,7 @@ class JeaMode:
         if positional:
             params["__positional__"] = positional
         # The function's body is the script, its parameters the script's: the same runtime answers.
-        outcome = self.executor(load_script(script), params)
+        outcome = self.executor(load_script(script), params, local_scope=True)
         if script == "probe":
             outcome = self._with_endpoint(outcome)
         return outcome

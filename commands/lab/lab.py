@@ -42,6 +42,7 @@ FAULTS: dict[str, str | None] = {
     "wrong_password": "auth",  # the inventory holds a wrong password for this server
     "untrusted_tls": "tls",  # HTTPS with a certificate from a CA the client does not trust
     "slow": "timeout",  # every WS-Man answer comes after the configured operation timeout
+    "trickle": "timeout",  # every WS-Man answer comes one byte at a time (each read is in time)
     "http_500": "bad_output",  # the Command request gets HTTP 500 with a non-XML body
     "wsman_fault": "bad_output",  # the Command request gets a WS-Man fault
     "script_error": "script_failed",  # every script ends with a terminating error before touching anything
@@ -52,6 +53,7 @@ FAULTS: dict[str, str | None] = {
     "endpoint_outdated": None,  # JEA mode with a module older than the bot (ENDPOINT_OUTDATED, DESIGN 12)
 }
 SLOW_DELAY = 3.0
+TRICKLE_SECONDS_PER_BYTE = 0.02
 SLOW_OPERATION_TIMEOUT = 1.0
 
 _user_file_lock = threading.Lock()
@@ -219,7 +221,7 @@ class Lab:
     def _add(self, name: str, spec: ServerSpec, faults: frozenset[str], now: datetime) -> None:
         if spec.name != name:
             spec = ServerSpec(name, spec.scenario, spec.description, spec.public_name, spec.data, spec.expect,
-                              spec.fixable)
+                              spec.fixable, spec.fix_outcome)
         state = build_state(spec, now)
         if "not_elevated" in faults:
             state.is_admin = False
@@ -251,6 +253,7 @@ class Lab:
                 http_500="http_500" in faults,
                 wsman_fault="wsman_fault" in faults,
                 delay=SLOW_DELAY if "slow" in faults else 0.0,
+                trickle=TRICKLE_SECONDS_PER_BYTE if "trickle" in faults else 0.0,
             ),
             latency=self.latency,
             jea=jea,
@@ -296,7 +299,7 @@ class Lab:
     ) -> ServerConfig:
         """The inventory entry of one lab server (what `write_config` writes, as a ServerConfig)."""
         server = self.servers[name]
-        slow = bool({"slow", "hang"} & server.faults)
+        slow = bool({"slow", "hang", "trickle"} & server.faults)
         return ServerConfig(
             name=name,
             host=server.host,
@@ -373,7 +376,7 @@ class Lab:
                 lines.append(f"configuration_name = {_toml_str(cfg.configuration_name)}")
             if self.password_for(name) != LAB_PASSWORD:
                 lines.append(f"password_file = {_toml_str(str(secrets[WRONG_PASSWORD]))}")
-            if {"slow", "hang"} & self.servers[name].faults:
+            if {"slow", "hang", "trickle"} & self.servers[name].faults:
                 lines += [f"operation_timeout = {SLOW_OPERATION_TIMEOUT}", "connect_timeout = 2"]
             lines.append("")
         path.write_text("\n".join(lines), encoding="utf-8")

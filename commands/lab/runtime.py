@@ -93,9 +93,24 @@ class ScriptRuntime:
     def __init__(self, twin: RrasTwin, faults: ScriptFaults | None = None) -> None:
         self.twin = twin
         self.faults = faults or ScriptFaults()
+        #: Every script received: (its header name or None, the command's useLocalScope). Tests prove
+        #: with it that the bot sends every script in a local scope (DOMAIN 14).
+        self.received: list[tuple[str | None, bool | None]] = []
 
-    def __call__(self, text: str, params: dict[str, Any]) -> ScriptOutcome:
+    def __call__(self, text: str, params: dict[str, Any], *, local_scope: bool | None = True) -> ScriptOutcome:
         name = script_name(text)
+        self.received.append((name, local_scope))
+        if local_scope is not True:
+            # DOMAIN 14: a script added without useLocalScope is dot-sourced into the runspace; its
+            # parameters and variables (with their type constraints) leak into the next script. The
+            # shipped scripts rely on their own scope, so the lab refuses, where Windows would
+            # silently corrupt the next script's variables.
+            return _terminating(
+                f"{name or 'script'}: the script was not sent in a local scope (AddScript useLocalScope is "
+                f"{local_scope}); sstp-bot scripts must run with useLocalScope = true.",
+                "LocalScopeRequired",
+                ErrorCategory.InvalidOperation,
+            )
         if name is None or name not in SCRIPTS:
             return _terminating(
                 "The term is not recognized as a shipped sstp-bot script: the first line must be "
@@ -152,7 +167,7 @@ class ScriptRuntime:
     def _dispatch(self, name: str, params: dict[str, Any]) -> dict[str, Any]:
         twin = self.twin
         if name == "probe":
-            return twin.probe(int(params.get("EventHours", 24)))
+            return twin.probe(int(params.get("EventHours", 24)), int(params.get("MaxEvents", 100)))
         if name == "remove_iis_binding":
             return twin.remove_iis_binding(str(params["Site"]), str(params["BindingInformation"]))
         if name == "restart_iis":
@@ -161,10 +176,14 @@ class ScriptRuntime:
             return twin.delete_httpsys_binding(str(params["Endpoint"]))
         if name == "delete_url_reservation":
             return twin.delete_url_reservation(str(params["Url"]))
-        if name == "bind_sstp_certificate":
-            return twin.bind_sstp_certificate(str(params["Thumbprint"]))
-        if name == "restart_remoteaccess":
-            return twin.restart_remoteaccess()
+        if name == "add_sstp_httpsys_binding":
+            return twin.add_sstp_httpsys_binding(str(params["Endpoint"]), str(params["Thumbprint"]))
+        if name == "set_sstp_certificate":
+            return twin.set_sstp_certificate(str(params["Thumbprint"]))
+        if name == "control_remoteaccess":
+            return twin.control_remoteaccess(str(params["Action"]))
+        if name == "remoteaccess_state":
+            return twin.remoteaccess_state()
         raise AssertionError(f"the lab does not implement {name}")  # pragma: no cover - SCRIPTS is closed
 
 

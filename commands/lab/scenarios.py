@@ -25,6 +25,7 @@ from commands.lab.twin import (
     ForeignListener,
     HttpSysBinding,
     IisBinding,
+    RemoteAccessModel,
     Service,
     TwinState,
     sstp_url,
@@ -74,6 +75,9 @@ class ServerSpec:
     data: dict[str, Any] = field(repr=False)
     expect: tuple[str, ...] = ()
     fixable: bool | None = None
+    #: A scenario whose fix is tested on its own (a RemoteAccess fault, DirectAccess): what `fix`
+    #: ends in ("FAILED" with rollback, or "NO_CERTIFICATE_CHANGE"). None: the generic tests apply.
+    fix_outcome: str | None = None
 
 
 @dataclass(frozen=True)
@@ -119,6 +123,7 @@ def load_scenario(name: str) -> Scenario:
                     data=base.data,
                     expect=base.expect,
                     fixable=base.fixable,
+                    fix_outcome=base.fix_outcome,
                 )
             )
         return Scenario(name, description, tuple(specs), is_fleet=True)
@@ -133,11 +138,12 @@ def load_scenario(name: str) -> Scenario:
         data=data,
         expect=tuple(raw.get("expect", ())),
         fixable=raw.get("fixable"),
+        fix_outcome=raw.get("fix_outcome"),
     )
     return Scenario(name, description, (spec,))
 
 
-_META_KEYS = {"description", "server", "public_name", "expect", "fixable", "remove_certificates"}
+_META_KEYS = {"description", "server", "public_name", "expect", "fixable", "fix_outcome", "remove_certificates"}
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -250,6 +256,24 @@ def build_state(spec: ServerSpec, now: datetime | None = None) -> TwinState:
         vpn_connections=int(data.get("vpn_connections", 0)) if running else 0,
         events=events,
         probe_errors=[dict(e) for e in data.get("probe_errors", [])],
+        remote_access=_remote_access_model(spec, data.get("remote_access", {})),
+    )
+
+
+def _remote_access_model(spec: ServerSpec, raw: dict[str, Any]) -> RemoteAccessModel:
+    """The `[remote_access]` table: the service's timings and faults (docs/lab.md)."""
+    known = {"stop_seconds", "start_seconds", "start_fails", "set_certificate_error", "directaccess", "module_installed"}
+    unknown = set(raw) - known
+    if unknown:
+        raise ConfigError(f"scenario {spec.scenario}: unknown [remote_access] key(s) {', '.join(sorted(unknown))}")
+    error = raw.get("set_certificate_error")
+    return RemoteAccessModel(
+        stop_seconds=float(raw.get("stop_seconds", 0.0)),
+        start_seconds=float(raw.get("start_seconds", 0.0)),
+        start_fails=bool(raw.get("start_fails", False)),
+        set_certificate_error=None if error is None else str(error),
+        directaccess=bool(raw.get("directaccess", False)),
+        module_installed=bool(raw.get("module_installed", True)),
     )
 
 
@@ -273,7 +297,11 @@ def _issue(spec: ServerSpec, cert_id: str, c: dict[str, Any], now: datetime) -> 
         thumbprint=issued.thumbprint,
         sha256=issued.sha256,
         has_private_key=bool(c.get("private_key", True)),
-        friendly_name=str(c.get("friendly_name", "")),
+        private_key_usable=None if c.get("private_key_usable") is None else bool(c["private_key_usable"]),
+        # `friendly_name_bytes`: a long friendly name, to make a probe output of several megabytes.
+        friendly_name=("Filler " * int(c["friendly_name_bytes"]))[: int(c["friendly_name_bytes"])]
+        if "friendly_name_bytes" in c
+        else str(c.get("friendly_name", "")),
     )
 
 

@@ -9,6 +9,9 @@ scripts change Windows. The semantics that matter for safety (docs/lab.md lists 
 - Removing an IIS config binding does not remove its HTTP.sys binding (DOMAIN 4); IIS re-asserts its
   remaining https bindings in HTTP.sys when it restarts (pessimistic model, docs/lab.md).
 - Without elevation, every change is refused with access denied (netsh error 5; DOMAIN 6).
+- RemoteAccess is a service with states and timings (DOMAIN 14): a stop passes through `StopPending`
+  for `stop_seconds`, a start through `StartPending` for `start_seconds`; a start can fail (the
+  service falls back to Stopped). SSTP registers its URL in HTTP.sys only while it runs.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from __future__ import annotations
 import base64
 import copy
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,6 +30,7 @@ IIS_APP_ID = "{4dc3e181-e14b-4a21-b022-59fc669b0914}"
 ADFS_APP_ID = "{5d89a20c-beab-4389-9447-324788eb944a}"
 APP_IDS = {"sstp": SSTP_APP_ID, "iis": IIS_APP_ID, "adfs": ADFS_APP_ID}
 SSTP_URL_TEMPLATE = "https://+:{port}/sra_{{BA195980-CD49-458b-9E23-C84EE0ADCD75}}/"
+IIS_REGISTERED_URL_TEMPLATE = "HTTPS://*:{port}/"
 SSTP_URL_SDDL = (
     "D:(A;;GA;;;S-1-5-80-3435701886-799518250-3791383489-3228296122-2938884314)(A;;GA;;;BA)(A;;GA;;;SY)"
 )
@@ -39,11 +45,19 @@ class Certificate:
     sha256: str
     has_private_key: bool = True
     friendly_name: str = ""
+    #: DOMAIN 14: a key that was deleted or whose ACL denies access still has HasPrivateKey true.
+    #: None: as has_private_key says.
+    private_key_usable: bool | None = None
+
+    @property
+    def key_usable(self) -> bool:
+        return self.has_private_key and self.private_key_usable is not False
 
     def to_snapshot(self) -> dict[str, Any]:
         return {
             "thumbprint": self.thumbprint,
             "has_private_key": self.has_private_key,
+            "private_key_usable": self.key_usable,
             "friendly_name": self.friendly_name,
             "der": base64.b64encode(self.der).decode("ascii"),
         }
@@ -126,6 +140,18 @@ class ForeignListener:
 
 
 @dataclass
+class RemoteAccessModel:
+    """How the RemoteAccess service and its cmdlets behave on this server (DOMAIN 14)."""
+
+    stop_seconds: float = 0.0  # how long a stop stays StopPending
+    start_seconds: float = 0.0  # how long a start stays StartPending
+    start_fails: bool = False  # a start ends Stopped again (e.g. a broken configuration)
+    set_certificate_error: str | None = None  # Set-RemoteAccess throws with this message
+    directaccess: bool = False  # DirectAccess enabled: Set-RemoteAccess's subject rule applies
+    module_installed: bool = True  # the RemoteAccess PowerShell module (missing on some Server Core)
+
+
+@dataclass
 class TwinState:
     """Everything the probe reads. Scenario files fill it (commands.lab.scenarios)."""
 
@@ -153,18 +179,44 @@ class TwinState:
     vpn_connections: int = 0
     events: list[dict[str, Any]] = field(default_factory=list)
     probe_errors: list[dict[str, str]] = field(default_factory=list)
+    remote_access: RemoteAccessModel = field(default_factory=RemoteAccessModel)
 
 
 class RrasTwin:
     """One emulated RRAS server. Thread-safe: every operation holds the twin's lock."""
 
-    def __init__(self, state: TwinState, *, clock: Any = None) -> None:
+    def __init__(self, state: TwinState, *, clock: Any = None, monotonic: Callable[[], float] | None = None) -> None:
         self.state = state
         self.clock = clock or (lambda: datetime.now(UTC))
+        #: Service timings run on this clock (seconds); tests may move it by hand.
+        self.monotonic = monotonic or time.monotonic
         self.lock = threading.RLock()
         self.actions: list[tuple[str, dict[str, Any]]] = []  # fix scripts applied, in order
+        #: A RemoteAccess transition under way: (the status it ends in, when, on `monotonic`).
+        self._pending: tuple[str, float] | None = None
+        #: Every RemoteAccess status the twin went through, in order (tests check the sequence).
+        self.remoteaccess_history: list[str] = []
 
     # --- reading ----------------------------------------------------------------------------------
+
+    def plan_actions(self) -> list[str]:
+        """The plan steps (DESIGN 5) the primitives applied so far carry out, in order.
+
+        `set_sstp_certificate` and what follows it (the restart, re-added bindings) is one
+        `bind_sstp_certificate`; `control_remoteaccess` calls on their own are one `restart_remoteaccess`
+        (DESIGN 9 [2]). Tests compare this with a plan's steps."""
+        with self.lock:
+            names = [name for name, _ in self.actions]
+        steps: list[str] = []
+        for name in names:
+            if name == "set_sstp_certificate":
+                steps.append("bind_sstp_certificate")
+            elif name in ("control_remoteaccess", "add_sstp_httpsys_binding"):
+                if not steps or steps[-1] not in ("bind_sstp_certificate", "restart_remoteaccess"):
+                    steps.append("restart_remoteaccess")
+            else:
+                steps.append(name)
+        return steps
 
     def copy_state(self) -> TwinState:
         with self.lock:
@@ -207,14 +259,39 @@ class RrasTwin:
             ]
         return []
 
-    def probe(self, event_hours: int = 24) -> dict[str, Any]:
+    def registered_urls(self) -> list[str] | None:
+        """`netsh http show servicestate view=requestq` URLs on the SSTP port (DOMAIN 14), upper case.
+
+        SSTP's URL is registered while RemoteAccess runs and SSTP listens; IIS registers the weak
+        wildcard `HTTPS://*:PORT/` for its https bindings while W3SVC runs (DOMAIN 5). Null with TLS
+        offloaded (DESIGN 3 [2])."""
+        s = self.state
+        if not s.use_https:
+            return None
+        urls = []
+        if s.sstp_listening and self._service_running("RemoteAccess") and s.foreign_listener is None:
+            urls.append(sstp_url(s.listener_port).upper())
+        if s.iis_installed and self._service_running("W3SVC") and any(b.port == s.listener_port for b in s.iis_bindings):
+            urls.append(IIS_REGISTERED_URL_TEMPLATE.format(port=s.listener_port))
+        return urls
+
+    def probe(self, event_hours: int = 24, max_events: int = 100) -> dict[str, Any]:
         """Snapshot v1 (DESIGN 3) of the current state."""
         with self.lock:
+            self._advance()
             s = self.state
             now = self.clock()
             port = s.listener_port
             since = now - timedelta(hours=event_hours)
             events = [e for e in s.events if _parse_time(e["time"]) >= since]
+            # DOMAIN 14: at most max_events per provider (newest first), the rest counted.
+            kept: list[dict[str, Any]] = []
+            omitted = 0
+            for provider in sorted({str(e["provider"]) for e in events}):
+                mine = sorted((e for e in events if e["provider"] == provider), key=lambda e: e["time"], reverse=True)
+                kept.extend(mine[:max_events])
+                omitted += max(0, len(mine) - max_events)
+            events = sorted(kept, key=lambda e: e["time"])
             return {
                 "schema": "sstp-bot/snapshot/v1",
                 "collected_at": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -234,7 +311,11 @@ class RrasTwin:
                     "use_https": s.use_https,
                     "is_hash_configured_by_admin": s.is_hash_configured_by_admin,
                     "listener_port": port,
-                    "remote_access": {"vpn_status": s.vpn_status, "thumbprint": s.remote_access_thumbprint},
+                    "remote_access": {
+                        "vpn_status": s.vpn_status,
+                        "thumbprint": s.remote_access_thumbprint,
+                        "directaccess": s.remote_access.directaccess,
+                    },
                 },
                 "http_sys": {
                     "ip_bindings": [b.to_snapshot() for b in s.ip_bindings if _port_of(b.endpoint) == port],
@@ -242,6 +323,8 @@ class RrasTwin:
                     "url_reservations": [
                         dict(r) for r in s.url_reservations if _port_of_url(r["url"]) == port
                     ],
+                    "ccs_bindings": [],
+                    "registered_urls": self.registered_urls(),
                 },
                 "iis": {
                     "installed": s.iis_installed,
@@ -261,6 +344,8 @@ class RrasTwin:
                 "certificates": [c.to_snapshot() for c in s.certificates],
                 "vpn_connections": s.vpn_connections if self._service_running("RemoteAccess") else 0,
                 "events": events,
+                "events_omitted": omitted,
+                "endpoint": None,
                 "probe_errors": [dict(e) for e in s.probe_errors],
             }
 
@@ -269,6 +354,7 @@ class RrasTwin:
     def _not_elevated(self, what: str) -> dict[str, Any] | None:
         """The shipped scripts check elevation first and answer ok=false without touching anything
         (netsh/appcmd would fail with access denied, error 5; DOMAIN 9)."""
+        self._advance()
         if self.state.is_admin:
             return None
         return _fix(False, False, f"the remote session is not elevated; {what} needs administrator rights")
@@ -350,86 +436,127 @@ class RrasTwin:
             s.url_reservations = kept
             return _fix(True, True, f"deleted the URL reservation {url}", 0)
 
-    def bind_sstp_certificate(self, thumbprint: str) -> dict[str, Any]:
-        """Set-RemoteAccess -SslCertificate, restart RemoteAccess, wait for a listener (DOMAIN 1.3).
-
-        Mirrors the shipped script: a missing certificate or one without a private key is ok=false
-        with nothing touched; already bound everywhere and listening is changed=false (no restart);
-        otherwise restart, and ok=false when a wildcard binding still carries another certificate.
-        """
+    def add_sstp_httpsys_binding(self, endpoint: str, thumbprint: str) -> dict[str, Any]:
+        """netsh http add sslcert ipport=... appid={SSTP} (KB947027); refuses an endpoint already bound."""
         with self.lock:
-            if (refused := self._not_elevated("Set-RemoteAccess and the restart")) is not None:
+            self._advance()
+            if (refused := self._not_elevated("netsh http add sslcert")) is not None:
                 return refused
-            self._record("bind_sstp_certificate", thumbprint=thumbprint)
+            self._record("add_sstp_httpsys_binding", endpoint=endpoint, thumbprint=thumbprint)
             s = self.state
+            if any(b.endpoint.lower() == endpoint.lower() for b in s.ip_bindings):
+                return _fix(False, False, f"{endpoint} already has an HTTP.sys binding; it is not replaced")
+            if self.find_certificate(thumbprint) is None:
+                return _fix(False, False, f"certificate {thumbprint} is not in Cert:\\LocalMachine\\My")
+            s.ip_bindings.append(HttpSysBinding(endpoint, thumbprint.upper(), SSTP_APP_ID))
+            return _fix(True, True, f"added the SSTP binding {endpoint} with certificate {thumbprint}", 0)
+
+    def set_sstp_certificate(self, thumbprint: str) -> dict[str, Any]:
+        """Set-RemoteAccess -SslCertificate: the configuration only; nothing restarts (DOMAIN 1.3)."""
+        with self.lock:
+            self._advance()
+            if (refused := self._not_elevated("Set-RemoteAccess")) is not None:
+                return refused
+            self._record("set_sstp_certificate", thumbprint=thumbprint)
+            s = self.state
+            model = s.remote_access
             thumb = thumbprint.upper()
             cert = self.find_certificate(thumb)
+            if not model.module_installed:
+                return _fix(False, False, "the RemoteAccess PowerShell module is not installed")
             if cert is None:
                 return _fix(False, False, f"certificate {thumb} is not in Cert:\\LocalMachine\\My")
             if not cert.has_private_key:
                 return _fix(False, False, f"certificate {thumb} has no private key; SSTP cannot use it")
-            if not self._bind_problems(cert):
-                return _fix(True, False, f"certificate {thumb} is already bound and SSTP listens on port {s.listener_port}")
-            notes = []
-            if not (s.remote_access_thumbprint == thumb and s.sha256_hash in (None, cert.sha256)):
-                s.sha256_hash = cert.sha256
-                s.sha1_hash = cert.thumbprint
-                s.remote_access_thumbprint = cert.thumbprint
-                s.is_hash_configured_by_admin = True
-                notes.append(f"Set-RemoteAccess -SslCertificate {thumb}")
-            created = self._restart_remote_access()
-            notes.append("RemoteAccess restarted")
-            if created:
-                notes.append(f"RRAS created the HTTP.sys binding(s) {', '.join(created)}")
-            # The script's KB947027 fallback (netsh http add sslcert for a still-missing wildcard
-            # binding) never has anything to add here: RRAS has created every missing one.
-            problems = self._bind_problems(cert)
-            if problems:
-                notes.append("still wrong: " + "; ".join(problems))
-                return _fix(False, True, "; ".join(notes))
-            notes.append(f"certificate {thumb} bound; SSTP listens on port {s.listener_port}")
-            return _fix(True, True, "; ".join(notes))
+            if model.directaccess:
+                return _fix(False, False, "DirectAccess is enabled on this server: its certificate is tied to the "
+                            "DirectAccess settings")
+            if s.remote_access_thumbprint == thumb and s.sha256_hash in (None, cert.sha256):
+                return _fix(True, False, f"SSTP is already configured with certificate {thumb}")
+            if model.set_certificate_error:
+                return _fix(False, False, f"Set-RemoteAccess failed: {model.set_certificate_error}")
+            s.sha256_hash = cert.sha256
+            s.sha1_hash = cert.thumbprint
+            s.remote_access_thumbprint = cert.thumbprint
+            s.is_hash_configured_by_admin = True
+            return _fix(True, True, f"Set-RemoteAccess -SslCertificate {thumb}; RemoteAccess must be restarted to use it")
 
-    def _bind_problems(self, cert: Certificate) -> list[str]:
-        """What the script's Get-BindState would report for `cert`."""
-        s = self.state
-        problems = []
-        if s.remote_access_thumbprint != cert.thumbprint:
-            problems.append(f"Get-RemoteAccess reports certificate {s.remote_access_thumbprint}")
-        if s.sha256_hash is not None and s.sha256_hash != cert.sha256:
-            problems.append(f"SstpSvc SHA256CertificateHash is {s.sha256_hash}, expected {cert.sha256}")
-        if s.use_https:
-            for endpoint in (f"0.0.0.0:{s.listener_port}", f"[::]:{s.listener_port}"):
-                binding = next((b for b in s.ip_bindings if b.endpoint == endpoint), None)
-                if binding is None:
-                    problems.append(f"no HTTP.sys binding on {endpoint}")
-                elif binding.cert_hash != cert.thumbprint:
-                    problems.append(
-                        f"HTTP.sys binding {endpoint} carries certificate {binding.cert_hash} (AppId {binding.app_id}); "
-                        "delete it first"
-                    )
-        if not self._service_running("RemoteAccess"):
-            problems.append("RemoteAccess is not running")
-        elif not (s.sstp_listening and s.foreign_listener is None):
-            problems.append(f"nothing listens on port {s.listener_port}")
-        return problems
-
-    def restart_remoteaccess(self) -> dict[str, Any]:
-        """Restart-Service RemoteAccess (start it when stopped); drops every VPN user."""
+    def control_remoteaccess(self, action: str) -> dict[str, Any]:
+        """ServiceController.Start()/.Stop(): returns at once; the status passes through *Pending."""
         with self.lock:
-            if (refused := self._not_elevated("restarting RemoteAccess")) is not None:
-                return refused
-            self._record("restart_remoteaccess")
-            created = self._restart_remote_access()
-            detail = "RemoteAccess restarted"
-            if created:
-                detail += f"; RRAS created the HTTP.sys binding(s) {', '.join(created)}"
-            if not self.listeners() or self.state.foreign_listener is not None:
-                return _fix(False, True, detail + f"; but nothing listens on port {self.state.listener_port}", 1)
-            return _fix(True, True, detail, 0)
+            self._advance()
+            if (refused := self._not_elevated("controlling RemoteAccess")) is not None:
+                return {**refused, "status": self._ra_status(), "sstp_registered": None}
+            self._record("control_remoteaccess", Action=action)
+            before = self._ra_status()
+            model = self.state.remote_access
+            if action == "Stop":
+                if before in ("Stopped", "StopPending"):
+                    result = _fix(True, False, f"RemoteAccess is already {before}")
+                else:
+                    self._set_ra_status("StopPending")
+                    # Stopping drops every VPN user and SSTP's URL at once (DOMAIN 1.3).
+                    self.state.vpn_connections = 0
+                    self.state.sstp_listening = False
+                    self._pending = ("Stopped", self.monotonic() + model.stop_seconds)
+                    self._advance()
+                    result = _fix(True, True, f"asked RemoteAccess to stop; it is {self._ra_status()}")
+            else:
+                if before in ("Running", "StartPending"):
+                    result = _fix(True, False, f"RemoteAccess is already {before}")
+                elif before == "StopPending":
+                    result = _fix(False, False, "RemoteAccess is still stopping; wait for Stopped before starting it")
+                else:
+                    self._set_ra_status("StartPending")
+                    self._pending = ("Running", self.monotonic() + model.start_seconds)
+                    self._advance()
+                    result = _fix(True, True, f"asked RemoteAccess to start; it is {self._ra_status()}")
+            return {**result, "status": self._ra_status(), "sstp_registered": None}
 
-    def _restart_remote_access(self) -> list[str]:
-        """RemoteAccess (re)starts: users drop; SSTP binds HTTP.sys only where no binding exists.
+    def remoteaccess_state(self) -> dict[str, Any]:
+        """RemoteAccess's status and whether SSTP's URL is registered in HTTP.sys (read only)."""
+        with self.lock:
+            self._advance()
+            status = self._ra_status()
+            urls = self.registered_urls()
+            registered = None if urls is None else sstp_url(self.state.listener_port).upper() in urls
+            detail = f"RemoteAccess is {status}; SSTP URL registered: {registered}"
+            return {**_fix(True, False, detail), "status": status, "sstp_registered": registered}
+
+    # --- the RemoteAccess service model ----------------------------------------------------------
+
+    def _ra_status(self) -> str:
+        service = self.state.services.get("RemoteAccess")
+        return "Stopped" if service is None else service.status
+
+    def _set_ra_status(self, status: str) -> None:
+        current = self.state.services.get("RemoteAccess")
+        start_type = current.start_type if current is not None else "Automatic"
+        started = current.started_at if current is not None and status != "Stopped" else None
+        self.state.services["RemoteAccess"] = Service(status, start_type, started)
+        self.remoteaccess_history.append(status)
+
+    def _advance(self) -> None:
+        """Apply a RemoteAccess transition whose time has come (caller holds the lock)."""
+        if self._pending is None:
+            return
+        target, due = self._pending
+        if self.monotonic() < due:
+            return
+        self._pending = None
+        if target == "Stopped":
+            self._set_ra_status("Stopped")
+            self.state.sstp_listening = False
+            self.state.vpn_connections = 0
+        elif self.state.remote_access.start_fails:
+            self._set_ra_status("Stopped")
+            self.state.sstp_listening = False
+        else:
+            self._start_remote_access()
+            self.remoteaccess_history.append("Running")
+
+    def _start_remote_access(self) -> list[str]:
+        """RemoteAccess reaches Running: SSTP binds HTTP.sys only where no binding exists.
 
         RemoteAccess's start time becomes the twin's clock; SstpSvc (which RemoteAccess needs) keeps its
         start time when it was already running and gets the clock's when it had to be started.
@@ -455,7 +582,7 @@ class RrasTwin:
         if not s.use_https:
             s.sstp_listening = s.foreign_listener is None
         else:
-            s.sstp_listening = bool(wildcard) and cert is not None and cert.has_private_key and s.foreign_listener is None
+            s.sstp_listening = bool(wildcard) and cert is not None and cert.key_usable and s.foreign_listener is None
         return created
 
 

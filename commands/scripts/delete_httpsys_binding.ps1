@@ -21,16 +21,7 @@ $ErrorActionPreference = 'Stop'
 $ProgressPreference = 'SilentlyContinue'
 
 # sstp-bot-include: fix_common
-
-$HttpParametersKey = 'SYSTEM\CurrentControlSet\Services\HTTP\Parameters'
-
-function Test-BindingPresent([string]$SubKey, [string]$Name) {
-    # Read-only .NET registry access (no provider wildcard expansion of names such as '*:443').
-    $key = [Microsoft.Win32.Registry]::LocalMachine.OpenSubKey(($HttpParametersKey + '\' + $SubKey + '\' + $Name), $false)
-    if ($null -eq $key) { return $false }
-    $key.Close()
-    return $true
-}
+# sstp-bot-include: httpsys
 
 $result = $null
 try {

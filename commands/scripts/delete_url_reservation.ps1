@@ -11,7 +11,9 @@
 param(
     [Parameter(Mandatory = $true)]
     [ValidateNotNullOrEmpty()]
-    [ValidatePattern('^https?://[^\s"''`$;|&<>]{1,2000}\z')]
+    # Only a port's root or SSTP's own path can block SSTP's URL (DOMAIN 14): any other reservation
+    # (DirectAccess IP-HTTPS's /C574AC30-.../) is refused here, whatever a plan asks.
+    [ValidatePattern('^https?://[^\s/"''`$;|&<>]{1,255}/(sra_\{BA195980-CD49-458B-9E23-C84EE0ADCD75\}/)?\z')]
     [string]$Url
 )
 

@@ -10,12 +10,19 @@
 [CmdletBinding()]
 param(
     [ValidateRange(1, 720)]
-    [int]$EventHours = 24
+    [int]$EventHours = 24,
+
+    # DOMAIN 14: a broken key produces thousands of Schannel 36870 events; each query is capped.
+    [ValidateRange(1, 5000)]
+    [int]$MaxEvents = 100
 )
 
 Set-StrictMode -Version 2
 $ErrorActionPreference = 'Stop'
 $ProgressPreference = 'SilentlyContinue'
+
+# sstp-bot-include: fix_common
+# sstp-bot-include: httpsys
 
 $SstpParametersKey = 'SYSTEM\CurrentControlSet\Services\SstpSvc\Parameters'   # DOMAIN 1.1
 $HttpParametersKey = 'SYSTEM\CurrentControlSet\Services\HTTP\Parameters'      # DOMAIN 2.1, 13
@@ -181,9 +188,10 @@ function Get-ServiceStartTime([string]$Name) {
     }
 }
 
-function Get-SstpEvents([string[]]$ProviderNames, [int[]]$Ids, [datetime]$Since) {
+function Get-SstpEvents([string[]]$ProviderNames, [int[]]$Ids, [datetime]$Since, [int]$Limit) {
     # DOMAIN 7: TechNet names the provider 'Microsoft-Windows-RasSstp', RH writes 'RasSstp' [M]: query
     # every name, merge by RecordId. 'No events found' is an empty result; fail only when no name works.
+    # DOMAIN 14: at most $Limit events per name (Get-WinEvent returns the newest first).
     $found = [System.Collections.Generic.List[object]]::new()
     $seen = @{}
     $failures = 0
@@ -191,7 +199,7 @@ function Get-SstpEvents([string[]]$ProviderNames, [int[]]$Ids, [datetime]$Since)
     foreach ($provider in $ProviderNames) {
         $filter = @{ LogName = 'System'; ProviderName = $provider; Id = $Ids; StartTime = $Since }
         try {
-            foreach ($record in @(Get-WinEvent -FilterHashtable $filter -ErrorAction Stop)) {
+            foreach ($record in @(Get-WinEvent -FilterHashtable $filter -MaxEvents $Limit -ErrorAction Stop)) {
                 $recordKey = [string]$record.RecordId
                 if ($seen.ContainsKey($recordKey)) { continue }
                 $seen[$recordKey] = $true
@@ -207,6 +215,43 @@ function Get-SstpEvents([string[]]$ProviderNames, [int[]]$Ids, [datetime]$Since)
     return ,$found
 }
 
+function Measure-SstpEvents([string[]]$ProviderNames, [int[]]$Ids, [datetime]$Since) {
+    # How many events match in all (at most 100000 per name): only run when a query hit its cap. The
+    # records are counted, never formatted (EventLogRecord.Message is computed on demand).
+    $count = 0
+    foreach ($provider in $ProviderNames) {
+        $filter = @{ LogName = 'System'; ProviderName = $provider; Id = $Ids; StartTime = $Since }
+        try {
+            $count += @(Get-WinEvent -FilterHashtable $filter -MaxEvents 100000 -ErrorAction Stop).Count
+        } catch {
+            if ($_.FullyQualifiedErrorId -like 'NoMatchingEventsFound*') { continue }
+            throw
+        }
+    }
+    return $count
+}
+
+function Test-PrivateKeyUsable($Certificate) {
+    # DOMAIN 14: HasPrivateKey only says key-provider information exists; a deleted key or one whose ACL
+    # denies access still reads true. Opening the key tells: $true opened, $false failed, $null when
+    # neither RSA nor ECDSA applies (the extension methods need .NET Framework 4.6.1).
+    if (-not $Certificate.HasPrivateKey) { return $false }
+    try {
+        $key = [System.Security.Cryptography.X509Certificates.RSACertificateExtensions]::GetRSAPrivateKey($Certificate)
+        if ($null -eq $key) {
+            $key = [System.Security.Cryptography.X509Certificates.ECDsaCertificateExtensions]::GetECDsaPrivateKey($Certificate)
+        }
+        if ($null -eq $key) { return $null }
+        $key.Dispose()
+        return $true
+    } catch {
+        # 'Unable to find type' (older .NET) is "cannot tell"; anything else (keyset does not exist,
+        # access denied) means SSTP cannot use the key either.
+        if ($_.FullyQualifiedErrorId -eq 'TypeNotFound') { return $null }
+        return $false
+    }
+}
+
 # ---------------------------------------------------------------- host
 $hostInfo = [ordered]@{ computer_name = $env:COMPUTERNAME; os_caption = $null; os_build = $null; ps_version = $null; is_admin = $null }
 try {
@@ -219,6 +264,26 @@ try {
     $hostInfo.os_build = [string]$os.BuildNumber
 } catch {
     Add-ProbeError 'host' $_
+}
+
+# ---------------------------------------------------------------- endpoint (DESIGN 3 [2], 12)
+# $PSSenderInfo.ConfigurationName names the endpoint a remote client connected to (DOMAIN 14); the
+# default endpoint is reported as null, a JEA endpoint by its name and language mode.
+$endpointInfo = $null
+try {
+    $senderInfo = Get-Variable -Name PSSenderInfo -ValueOnly -ErrorAction SilentlyContinue
+    $configurationName = $null
+    if ($null -ne $senderInfo) { $configurationName = [string](Get-PropertyValue $senderInfo 'ConfigurationName') }
+    if (-not [string]::IsNullOrEmpty($configurationName) -and $configurationName -ne 'Microsoft.PowerShell') {
+        $endpointInfo = [ordered]@{
+            configuration_name = $configurationName
+            module_version     = $null
+            # A script runs here, so this is not a NoLanguage (JEA) session; JEA reports its own.
+            language_mode      = $null
+        }
+    }
+} catch {
+    Add-ProbeError 'endpoint' $_
 }
 
 # ---------------------------------------------------------------- services
@@ -238,7 +303,7 @@ $sstp = [ordered]@{
     use_https                   = $null
     is_hash_configured_by_admin = $null
     listener_port               = $null
-    remote_access               = [ordered]@{ vpn_status = $null; thumbprint = $null }
+    remote_access               = [ordered]@{ vpn_status = $null; thumbprint = $null; directaccess = $null }
 }
 try {
     $key = Open-LocalMachineKey $SstpParametersKey
@@ -274,6 +339,9 @@ try {
     $remoteAccess = Get-RemoteAccess -ErrorAction Stop
     $vpnStatus = Get-PropertyValue $remoteAccess 'VpnStatus'
     if ($null -ne $vpnStatus) { $sstp.remote_access.vpn_status = $vpnStatus.ToString() }
+    # DAStatus 'Installed' = DirectAccess enabled: its certificate is tied to ConnectTo (DOMAIN 14).
+    $daStatus = Get-PropertyValue $remoteAccess 'DAStatus'
+    if ($null -ne $daStatus) { $sstp.remote_access.directaccess = ($daStatus.ToString() -eq 'Installed') }
     $sslCertificate = Get-PropertyValue $remoteAccess 'SslCertificate'
     if ($sslCertificate -is [System.Security.Cryptography.X509Certificates.X509Certificate2]) {
         $sstp.remote_access.thumbprint = $sslCertificate.Thumbprint.ToUpperInvariant()
@@ -293,6 +361,8 @@ $httpSys = [ordered]@{
     ip_bindings      = [System.Collections.Generic.List[object]]::new()
     sni_bindings     = [System.Collections.Generic.List[object]]::new()
     url_reservations = [System.Collections.Generic.List[object]]::new()
+    ccs_bindings     = [System.Collections.Generic.List[object]]::new()
+    registered_urls  = $null
 }
 $allIpBindings = [System.Collections.Generic.List[object]]::new()
 $allSniBindings = [System.Collections.Generic.List[object]]::new()
@@ -313,6 +383,23 @@ try {
     }
 } catch {
     $httpSys.sni_bindings = $null
+    Add-ProbeError 'http_sys' $_
+}
+try {
+    # Central Certificate Store bindings (IIS sslFlags bit 2) live under SslCcsBindingInfo (DOMAIN 14).
+    foreach ($binding in (Read-SslBindings 'SslCcsBindingInfo' 'http_sys')) {
+        if ((Get-EndpointPort $binding.endpoint) -eq $sstpPort) { $httpSys.ccs_bindings.Add($binding) }
+    }
+} catch {
+    $httpSys.ccs_bindings = $null
+    Add-ProbeError 'http_sys' $_
+}
+try {
+    # DOMAIN 14: the URLs registered in HTTP.sys tell whether SSTP listens; a PID 4 listener cannot.
+    # With TLS offloaded (UseHttps = 0) SSTP's HTTPS URL is not expected: unknown, null.
+    if ($sstp.use_https -ne $false) { $httpSys.registered_urls = Get-RegisteredUrls $sstpPort }
+} catch {
+    $httpSys.registered_urls = $null
     Add-ProbeError 'http_sys' $_
 }
 try {
@@ -409,7 +496,12 @@ try {
     }
 } catch {
     $iis.https_bindings = $null
-    Add-ProbeError 'iis' $_
+    if ($hostInfo.is_admin -eq $false) {
+        # applicationHost.config is readable by administrators only: say so, not "access denied".
+        Add-ProbeError 'iis' 'applicationHost.config can only be read by an elevated administrator; the IIS bindings are unknown'
+    } else {
+        Add-ProbeError 'iis' $_
+    }
 }
 
 # ---------------------------------------------------------------- listeners (DOMAIN 5: PID 4 = HTTP.sys)
@@ -454,6 +546,7 @@ try {
             $certificates.Add([ordered]@{
                 thumbprint      = $certificate.Thumbprint.ToUpperInvariant()
                 has_private_key = [bool]$certificate.HasPrivateKey
+                private_key_usable = Test-PrivateKeyUsable $certificate
                 friendly_name   = [string]$certificate.FriendlyName
                 der             = [System.Convert]::ToBase64String($certificate.RawData)
             })
@@ -469,7 +562,10 @@ try {
 # ---------------------------------------------------------------- vpn_connections
 $vpnConnections = $null
 try {
-    $vpnConnections = @(Get-RemoteAccessConnectionStatistics -ErrorAction Stop).Count
+    # DOMAIN 14: the summary counts users cheaply; Get-RemoteAccessConnectionStatistics lists every
+    # connection and is slow on a busy server.
+    $summary = Get-RemoteAccessConnectionStatisticsSummary -ErrorAction Stop
+    $vpnConnections = [int](Get-PropertyValue $summary 'TotalVpnConnections')
 } catch {
     # Expected to fail while RemoteAccess is stopped; only a running service makes it a probe error.
     $remoteAccessState = $services['RemoteAccess']
@@ -486,9 +582,15 @@ $eventQueries = @(
     @{ Providers = [string[]]@('Schannel'); Ids = [int[]]@(36870) }
 )
 $eventFailures = 0
+$eventsOmitted = 0
 foreach ($query in $eventQueries) {
     try {
-        foreach ($record in (Get-SstpEvents $query.Providers $query.Ids $since)) {
+        $records = Get-SstpEvents $query.Providers $query.Ids $since $MaxEvents
+        if ($records.Count -ge $MaxEvents) {
+            $total = Measure-SstpEvents $query.Providers $query.Ids $since
+            if ($total -gt $records.Count) { $eventsOmitted += $total - $records.Count }
+        }
+        foreach ($record in $records) {
             $message = $null
             try { $message = $record.Message } catch { $message = $null }
             if ($null -ne $message -and $message.Length -gt 2000) { $message = $message.Substring(0, 2000) }
@@ -506,6 +608,7 @@ foreach ($query in $eventQueries) {
 }
 # No query could be read: the events are unknown, not "none".
 if ($eventFailures -eq $eventQueries.Count) { $events = $null }
+if ($null -eq $events) { $eventsOmitted = $null }
 
 # ---------------------------------------------------------------- snapshot v1
 $snapshot = [ordered]@{
@@ -520,6 +623,8 @@ $snapshot = [ordered]@{
     certificates    = $certificates
     vpn_connections = $vpnConnections
     events          = $events
+    events_omitted  = $eventsOmitted
+    endpoint        = $endpointInfo
     probe_errors    = $probeErrors
 }
 ConvertTo-Json -InputObject $snapshot -Depth 8 -Compress

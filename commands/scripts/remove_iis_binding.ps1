@@ -11,7 +11,7 @@
 param(
     [Parameter(Mandatory = $true)]
     [ValidateNotNullOrEmpty()]
-    [ValidatePattern('^[^"\x00-\x1f]{1,260}\z')]
+    [ValidatePattern('^[^"\x00-\x1f]{0,259}[^"\x00-\x1f\\]\z')]
     [string]$Site,
 
     [Parameter(Mandatory = $true)]

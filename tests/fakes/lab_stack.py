@@ -49,6 +49,34 @@ class FakeClock:
             self.now = self.now + timedelta(**delta)
 
 
+SEQUENCE_SCRIPTS = ("control_remoteaccess", "remoteaccess_state", "add_sstp_httpsys_binding", "probe")
+
+
+def as_plan_steps(names: list[str]) -> list[str]:
+    """Recorded scripts of a check + fix (probe, probe, steps..., re-probe) with the primitives of the
+    executor's sequences folded back into their plan steps (DESIGN 9 [2]): `set_sstp_certificate` and
+    what follows is `bind_sstp_certificate`; a `control_remoteaccess` group alone is `restart_remoteaccess`."""
+    return names[:2] + fold_sequences(names[2:-1]) + names[-1:]
+
+
+def fold_sequences(names: list[str]) -> list[str]:
+    """Plan steps of recorded fix scripts (no check or re-check probes among them)."""
+    steps: list[str] = []
+    in_sequence = False
+    for name in names:
+        if name == "set_sstp_certificate":
+            steps.append("bind_sstp_certificate")
+            in_sequence = True
+        elif name in SEQUENCE_SCRIPTS:
+            if not in_sequence:
+                steps.append("restart_remoteaccess")
+                in_sequence = True
+        else:
+            steps.append(name)
+            in_sequence = False
+    return steps
+
+
 class ScriptRecorder:
     """Records the name of every script each lab server runs (wraps the endpoint's executor)."""
 
@@ -59,14 +87,14 @@ class ScriptRecorder:
         for name, server in lab.servers.items():
             server.endpoint.executor = self._wrap(name, server.endpoint.executor)
 
-    def _wrap(self, server: str, executor: Callable[[str, dict[str, Any]], Any]) -> Callable[[str, dict[str, Any]], Any]:
+    def _wrap(self, server: str, executor: Callable[..., Any]) -> Callable[..., Any]:
         if getattr(executor, "_sstp_recorder", None) is self:
             return executor
 
-        def run(text: str, params: dict[str, Any]) -> Any:
+        def run(text: str, params: dict[str, Any], **options: Any) -> Any:
             with self._lock:
                 self.scripts[server].append(script_name(text) or "?")
-            return executor(text, params)
+            return executor(text, params, **options)  # options: the command's local_scope
 
         run._sstp_recorder = self  # type: ignore[attr-defined]
         return run
@@ -121,7 +149,8 @@ class LabStack:
 
     def fix_scripts(self, server: str | None = None) -> list[str]:
         names = self.lab.servers if server is None else [server]
-        return [s for n in names for s in self.recorder.scripts[n] if s != "probe"]
+        # The executor's sequences (DESIGN 9 [2]) are folded back into the plan steps they carry out.
+        return [s for n in names for s in fold_sequences([x for x in self.recorder.scripts[n] if x != "probe"])]
 
     def commands(self, server: str) -> int:
         """WS-Man Command requests (one per script) in the lab server's request log."""

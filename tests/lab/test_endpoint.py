@@ -10,7 +10,7 @@ from pypsrp.exceptions import WSManFaultError
 from pypsrp.powershell import RunspacePool
 from pypsrp.wsman import WSMan
 
-from commands.lab.endpoint import OPERATION_TIMEOUT_CODE
+from commands.lab.endpoint import INVALID_SELECTORS_CODE, OPERATION_TIMEOUT_CODE
 from commands.lab.lab import LAB_PASSWORD, LAB_USERNAME, Lab
 
 
@@ -69,8 +69,67 @@ def test_closing_a_pipeline_sends_a_signal(lab):
     endpoint = lab.servers["vpn-healthy"].endpoint
     with _wsman(lab) as wsman, RunspacePool(wsman) as pool:
         ps = PowerShell(pool)
-        ps.add_script(load_script("probe")).add_parameter("EventHours", 24)
+        ps.add_script(load_script("probe"), use_local_scope=True).add_parameter("EventHours", 24)
         ps.invoke()
         endpoint.clear_log()
         ps.close()
         assert [(r.action, r.status) for r in endpoint.requests] == [("Signal", 200)]
+
+
+# --- as strict as Windows (DESIGN 10 [2], DOMAIN 14) ------------------------------------------------
+
+
+def test_a_receive_for_an_unknown_command_id_is_faulted_at_once(lab):
+    import uuid
+
+    with _wsman(lab) as wsman, RunspacePool(wsman) as pool:
+        start = time.monotonic()
+        with pytest.raises(WSManFaultError) as err:
+            pool.shell.receive("stdout", command_id=str(uuid.uuid4()).upper(), timeout=5)
+        elapsed = time.monotonic() - start
+    assert err.value.code == INVALID_SELECTORS_CODE
+    assert elapsed < 1  # not after the 5 s long-poll
+
+
+@pytest.fixture(scope="module")
+def large_lab():
+    with Lab(["large-probe"]) as lab:
+        yield lab
+
+
+def test_large_output_is_split_by_max_envelope_size_and_command_state_comes_only_with_done(large_lab):
+    """A 2.1 MB probe: each Receive carries at most what fits in the client's MaxEnvelopeSize; the
+    CommandState element appears once, in the last Receive, as Done with an ExitCode (DOMAIN 14)."""
+    from pypsrp.powershell import PowerShell
+    from pypsrp.shell import CommandState
+
+    from commands.scripts import load_script
+
+    server = large_lab.servers["vpn-large"]
+    wsman = WSMan(server.host, port=server.port, ssl=False, auth="ntlm", username=LAB_USERNAME,
+                  password=LAB_PASSWORD, no_proxy=True)
+    with wsman, RunspacePool(wsman) as pool:
+        ps = PowerShell(pool)
+        ps.add_script(load_script("probe"), use_local_scope=True)
+        ps.begin_invoke()
+        states, sizes = [], []
+        while not states or states[-1][0] != CommandState.DONE:
+            state, rc, streams = pool.shell.receive("stdout", command_id=ps._command_id, timeout=5)
+            states.append((state, rc))
+            sizes.append(len(streams["stdout"]))
+            assert len(states) < 100
+    assert len(states) >= 4
+    assert all(s == (CommandState.PENDING, None) for s in states[:-1])  # no CommandState element
+    assert states[-1] == (CommandState.DONE, 0)
+    # Raw PSRP bytes per Receive, base64 in the envelope: within pypsrp's 153,600-byte default.
+    assert max(sizes) * 4 / 3 < wsman.max_envelope_size
+    assert sum(sizes) > 2_000_000
+
+
+def test_the_client_reassembles_the_large_probe(large_lab):
+    from commands.psrp import RemoteSession
+
+    with RemoteSession(large_lab.server_config("vpn-large"), LAB_PASSWORD) as session:
+        snapshot = session.probe()
+    filler = next(c for c in snapshot["certificates"] if c["friendly_name"])
+    assert len(filler["friendly_name"]) == 2_100_000

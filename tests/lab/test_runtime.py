@@ -19,13 +19,13 @@ def lab():
         yield lab
 
 
-def _invoke(lab: Lab, script: str, **params: object) -> PowerShell:
+def _invoke(lab: Lab, script: str, *, local_scope: bool | None = True, **params: object) -> PowerShell:
     server = lab.servers["vpn-healthy"]
     wsman = WSMan(server.host, port=server.port, ssl=False, auth="ntlm", username=LAB_USERNAME,
                   password=LAB_PASSWORD, no_proxy=True)
     with wsman, RunspacePool(wsman) as pool:
         ps = PowerShell(pool)
-        ps.add_script(script)
+        ps.add_script(script, use_local_scope=local_scope)
         for k, v in params.items():
             ps.add_parameter(k, v)
         ps.invoke()
@@ -65,8 +65,20 @@ def test_an_undeclared_parameter_is_rejected_and_nothing_changes(lab):
 
 
 def test_an_invalid_value_fails_validation(lab):
-    ps = _invoke(lab, load_script("bind_sstp_certificate"), Thumbprint="not-a-thumbprint")
+    ps = _invoke(lab, load_script("set_sstp_certificate"), Thumbprint="not-a-thumbprint")
     assert ps.had_errors and "Cannot validate argument" in _message(ps)
+
+
+@pytest.mark.parametrize("local_scope", [None, False])
+def test_a_script_not_sent_in_a_local_scope_is_refused_and_changes_nothing(lab, local_scope):
+    """DOMAIN 14: without useLocalScope the script is dot-sourced and its variables leak into the next
+    script on the runspace; the lab refuses it, as an error the client sees."""
+    twin = lab.servers["vpn-healthy"].twin
+    before = twin.copy_state()
+    ps = _invoke(lab, load_script("delete_httpsys_binding"), local_scope=local_scope, Endpoint="0.0.0.0:443")
+    assert ps.had_errors and ps.output == []
+    assert "not sent in a local scope" in _message(ps)
+    assert twin.copy_state() == before
 
 
 @pytest.mark.parametrize("name", sorted(SCRIPTS))

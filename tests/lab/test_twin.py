@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from commands.executor import PlanExecutor, Timing
 from commands.lab.lab import LAB_PASSWORD, Lab
 from commands.lab.twin import IIS_APP_ID, SSTP_APP_ID
 from commands.psrp import RemoteSession
@@ -35,6 +36,14 @@ def lab():
 
 def _session(lab: Lab, name: str) -> RemoteSession:
     return RemoteSession(lab.server_config(name), LAB_PASSWORD)
+
+
+FAST = Timing(restart_timeout=30, poll_interval=0.05, first_poll=0.01)
+
+
+def _step(session: RemoteSession, action: str, **params: Any) -> dict[str, Any]:
+    """One plan step as the executor carries it out (the two sequences are not scripts, DESIGN 9 [2])."""
+    return PlanExecutor(session, timing=FAST).run_step({"action": action, "params": params}).to_json()
 
 
 def _target(snapshot: dict[str, Any]) -> str:
@@ -114,7 +123,7 @@ def test_the_plan_in_design_order_repairs_every_fixable_scenario(lab, scenario):
         assert _healthy(before) or scenario in ("renewal-not-bound", "expired-with-renewal")
         restarted = False
         for action, params in _plan(before):
-            result = session.run(action, **params)
+            result = _step(session, action, **params)
             assert result["ok"], (action, result)
             restarted |= action == "bind_sstp_certificate" and result["changed"]
         after = session.probe()
@@ -131,7 +140,7 @@ def test_classic_wrong_order_skipping_the_http_sys_delete_leaves_the_mismatch(la
         session.run("remove_iis_binding", Site="Default Web Site", BindingInformation="*:443:")
         session.run("restart_iis")
         # RRAS creates its bindings only where none exist (DOMAIN 0): IIS's stay in place.
-        result = session.run("bind_sstp_certificate", Thumbprint=target)
+        result = _step(session, "bind_sstp_certificate", Thumbprint=target)
         after = session.probe()
     assert result["ok"] is False and result["changed"] is True
     assert "delete it first" in result["detail"]
@@ -147,7 +156,7 @@ def test_classic_deleting_http_sys_before_removing_iis_lets_iis_take_443_back(la
         session.run("delete_httpsys_binding", Endpoint="[::]:443")
         session.run("restart_iis")  # IIS still has its site binding and re-asserts it
         session.run("remove_iis_binding", Site="Default Web Site", BindingInformation="*:443:")
-        session.run("bind_sstp_certificate", Thumbprint=before["sstp"]["sha1_hash"])
+        _step(session, "bind_sstp_certificate", Thumbprint=before["sstp"]["sha1_hash"])
         after = session.probe()
     assert "SSTP_HASH_MISMATCH 0.0.0.0:443" in _healthy(after)
 
@@ -166,7 +175,7 @@ def test_fix_scripts_are_idempotent(lab):
     with _session(lab, "vpn-stale") as session:
         first = session.run("delete_httpsys_binding", Endpoint="0.0.0.0:443")
         second = session.run("delete_httpsys_binding", Endpoint="0.0.0.0:443")
-        url = session.run("delete_url_reservation", Url="https://+:443/nothing/")
+        url = session.run("delete_url_reservation", Url="https://+:8443/")
     assert (first["changed"], second["changed"]) == (True, False)
     assert second["ok"] and url == url | {"ok": True, "changed": False}
 
@@ -175,7 +184,7 @@ def test_restarting_remoteaccess_drops_users_and_brings_the_listener_back(lab):
     with _session(lab, "vpn-stopped") as session:
         before = session.probe()
         assert before["listeners"] == [] and before["vpn_connections"] == 0
-        result = session.run("restart_remoteaccess", RestartTimeoutSeconds=30)
+        result = _step(session, "restart_remoteaccess")
         after = session.probe()
     assert result["ok"] and after["services"]["RemoteAccess"]["status"] == "Running"
     assert {(x["pid"], x["port"]) for x in after["listeners"]} == {(4, 443)}
@@ -189,14 +198,14 @@ def test_binding_a_certificate_without_private_key_is_refused_untouched():
         before = twin.copy_state()
         thumb = twin.state.certificates[0].thumbprint
         with _session(lab, "vpn-nobind") as session:
-            result = session.run("bind_sstp_certificate", Thumbprint=thumb)
+            result = _step(session, "bind_sstp_certificate", Thumbprint=thumb)
         assert twin.copy_state() == before
     assert result["ok"] is False and result["changed"] is False and "private key" in result["detail"]
 
 
 def test_binding_an_unknown_certificate_is_refused(lab):
     with _session(lab, "vpn-sni") as session:
-        result = session.run("bind_sstp_certificate", Thumbprint="AB" * 20)
+        result = _step(session, "bind_sstp_certificate", Thumbprint="AB" * 20)
     assert result["ok"] is False and "is not in Cert:" in result["detail"]
 
 
@@ -204,11 +213,12 @@ def test_binding_the_bound_certificate_again_changes_nothing(lab):
     twin = lab.servers["vpn-sni"].twin
     with _session(lab, "vpn-sni") as session:
         before = session.probe()
-        result = session.run("bind_sstp_certificate", Thumbprint=before["sstp"]["sha1_hash"])
+        result = _step(session, "bind_sstp_certificate", Thumbprint=before["sstp"]["sha1_hash"])
         after = session.probe()
     assert result["ok"] is True and result["changed"] is False
     assert after["vpn_connections"] == before["vpn_connections"] > 0  # no restart, users stay
-    assert twin.actions[-1][0] == "bind_sstp_certificate"
+    assert twin.actions[-1][0] == "set_sstp_certificate"
+    assert "control_remoteaccess" not in [a for a, _ in twin.actions]  # no restart
 
 
 # --- service start times (services.<name>.started_at, used to ignore events of the previous run) ----
@@ -236,7 +246,7 @@ def test_restarting_remoteaccess_records_the_twin_clock_as_its_start(lab):
     with _session(lab, "vpn-urlacl") as session:
         before = session.probe()
         twin.clock = lambda: restart
-        assert session.run("restart_remoteaccess")["ok"]
+        assert _step(session, "restart_remoteaccess")["ok"]
         after = session.probe()
     assert _started(after, "RemoteAccess") == "2031-05-06T07:08:09Z"
     assert _started(after, "SstpSvc") == _started(before, "SstpSvc")  # running already: not restarted
@@ -247,7 +257,7 @@ def test_starting_a_stopped_remoteaccess_records_its_start(lab):
     twin = lab.servers["vpn-stopped"].twin
     twin.clock = lambda: datetime(2031, 1, 2, 3, 4, 5, tzinfo=UTC)
     with _session(lab, "vpn-stopped") as session:
-        assert session.run("restart_remoteaccess")["ok"]
+        assert _step(session, "restart_remoteaccess")["ok"]
         after = session.probe()
     assert _started(after, "RemoteAccess") == "2031-01-02T03:04:05Z"
 
@@ -258,10 +268,10 @@ def test_binding_a_certificate_restarts_remoteaccess_and_records_it_unless_nothi
         before = session.probe()
         twin.clock = lambda: datetime(2031, 2, 3, 4, 5, 6, tzinfo=UTC)
         for action, params in _plan(before):
-            assert session.run(action, **params)["ok"], action
+            assert _step(session, action, **params)["ok"], action
         fixed = session.probe()
         twin.clock = lambda: datetime(2031, 2, 3, 5, 0, 0, tzinfo=UTC)
-        again = session.run("bind_sstp_certificate", Thumbprint=_target(before))
+        again = _step(session, "bind_sstp_certificate", Thumbprint=_target(before))
         after = session.probe()
     assert _started(before, "RemoteAccess") < "2031"
     assert _started(fixed, "RemoteAccess") == "2031-02-03T04:05:06Z"
@@ -273,8 +283,57 @@ def test_events_before_the_fix_stay_in_the_log_and_predate_the_new_start():
     with Lab(["events-before-fix"]) as lab, _session(lab, "vpn-iis-events") as session:
         before = session.probe()
         for action, params in _plan(before):
-            assert session.run(action, **params)["ok"], action
+            assert _step(session, action, **params)["ok"], action
         after = session.probe()
     assert len(after["events"]) == len(before["events"]) == 2
     assert all(e["time"] < _started(after, "RemoteAccess") for e in after["events"])
     assert all(e["time"] > _started(before, "RemoteAccess") for e in before["events"])
+
+
+# --- the probe's second-release data (DESIGN 3 [2], DOMAIN 14) ---------------------------------------
+
+
+def test_events_are_capped_per_provider_and_the_rest_counted(lab):
+    twin = lab.servers["vpn-iis"].twin
+    now = datetime.now(UTC)
+    with twin.lock:
+        twin.state.events = [
+            {"provider": "Schannel", "id": 36870, "time": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "message": "key"}
+            for _ in range(150)
+        ] + [{"provider": "Microsoft-Windows-RasSstp", "id": 21, "time": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+              "message": "hash"}]
+    with _session(lab, "vpn-iis") as session:
+        capped = session.probe()
+        small = session.run("probe", MaxEvents=10)
+    assert len(capped["events"]) == 101 and capped["events_omitted"] == 50
+    assert len(small["events"]) == 11 and small["events_omitted"] == 140
+
+
+def test_a_pid_4_listener_is_not_sstp_registered_urls_tell(lab):
+    """IIS keeps listening through HTTP.sys (PID 4) while RemoteAccess is stopped: the listeners look
+    the same, the registered URLs do not (DOMAIN 14)."""
+    twin = lab.servers["vpn-iis"].twin
+    sstp_url = "HTTPS://+:443/SRA_{BA195980-CD49-458B-9E23-C84EE0ADCD75}/"
+    with _session(lab, "vpn-iis") as session:
+        running = session.probe()
+        assert session.run("control_remoteaccess", Action="Stop")["status"] == "Stopped"
+        stopped = session.probe()
+        state = session.run("remoteaccess_state")
+    assert running["http_sys"]["registered_urls"] == [sstp_url, "HTTPS://*:443/"]
+    assert stopped["listeners"] == running["listeners"] and {ln["pid"] for ln in stopped["listeners"]} == {4}
+    assert stopped["http_sys"]["registered_urls"] == ["HTTPS://*:443/"]  # IIS only
+    assert (state["status"], state["sstp_registered"]) == ("Stopped", False)
+    assert twin.copy_state().services["RemoteAccess"].status == "Stopped"
+
+
+def test_a_key_that_is_gone_reads_has_private_key_but_not_usable(lab):
+    twin = lab.servers["vpn-sni"].twin
+    with twin.lock:
+        cert = twin.state.certificates[0]
+        cert.private_key_usable = False
+    with _session(lab, "vpn-sni") as session:
+        snapshot = session.probe()
+    entry = next(c for c in snapshot["certificates"] if c["thumbprint"] == cert.thumbprint)
+    assert entry["has_private_key"] is True and entry["private_key_usable"] is False
+    assert snapshot["sstp"]["remote_access"]["directaccess"] is False
+    assert snapshot["endpoint"] is None

@@ -120,7 +120,10 @@ def test_parameters_are_validated_before_anything_is_sent(lab):
     server = lab.servers["vpn-iis"]
     server.endpoint.clear_log()
     with pytest.raises(UsageError):
-        RemoteSession(lab.server_config("vpn-iis"), LAB_PASSWORD).run("bind_sstp_certificate", Thumbprint="'; rm -rf")
+        RemoteSession(lab.server_config("vpn-iis"), LAB_PASSWORD).run("set_sstp_certificate", Thumbprint="'; rm -rf")
+    with pytest.raises(UsageError):
+        # A plan action that is an executor sequence, not a script: nothing to send.
+        RemoteSession(lab.server_config("vpn-iis"), LAB_PASSWORD).run("bind_sstp_certificate", Thumbprint="AB" * 20)
     with pytest.raises(UsageError):
         RemoteSession(lab.server_config("vpn-iis"), LAB_PASSWORD).run("probe", Evil=1)
     assert server.requests == []
@@ -134,7 +137,7 @@ def test_every_fault_maps_to_its_error_kind_and_leaves_the_twin_alone(lab, fault
     caplog.set_level(logging.DEBUG)
     password = lab.password_for(name)
     thumbprint = next(c.thumbprint for c in before.certificates if c.sha256 == before.sha256_hash)
-    for script, params in (("probe", {}), ("bind_sstp_certificate", {"Thumbprint": thumbprint})):
+    for script, params in (("probe", {}), ("set_sstp_certificate", {"Thumbprint": thumbprint})):
         with pytest.raises(RemoteError) as err, RemoteSession(lab.server_config(name), password) as session:
             session.run(script, **params)
         assert err.value.kind == kind, err.value.message

@@ -112,7 +112,7 @@ def test_volatile_changes_are_not_drift(lab_factory):
     fix = service.execute(outcome.plan_id, OPERATOR)
     assert fix.state == "SUCCEEDED", fix.error
     assert fix.after is not None and fix.after.status == "healthy"
-    assert len(twin.actions) == len(outcome.result.plan.steps)
+    assert len(twin.plan_actions()) == len(outcome.result.plan.steps)
 
 
 class ChangingInput(io.StringIO):

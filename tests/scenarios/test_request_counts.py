@@ -62,11 +62,15 @@ def test_an_execute_is_one_pool_for_probe_steps_and_reprobe(lab_factory):
     assert steps == 5
     service.approve(outcome.plan_id, OPERATOR, authorised=True)
     setup.clear_logs()
+    received = setup.server("vpn-iis").endpoint.executor.received
+    before = len(received)
 
     fix = service.execute(outcome.plan_id, OPERATOR)
     assert fix.state == "SUCCEEDED"
     actions = setup.actions("vpn-iis")
-    scripts = 1 + steps + 1  # probe, steps, re-probe
+    # probe, steps, re-probe; the bind step is a sequence of primitives and polls (DESIGN 9 [2]).
+    scripts = len(received) - before
+    assert scripts > 1 + steps + 1
     assert actions["Create"] == 1 and actions["Delete"] == 1
     assert actions["Command"] == scripts
     # New connection: 5 requests for the first script, then 2 per script on the warm pool.
@@ -79,12 +83,15 @@ def test_an_execute_is_one_pool_for_probe_steps_and_reprobe(lab_factory):
 def test_a_cli_fix_is_one_pool_for_the_check_and_one_for_the_execute(lab_factory):
     setup: LabSetup = lab_factory(["remoteaccess-stopped"])
     setup.clear_logs()
+    received = setup.server("vpn-stopped").endpoint.executor.received
+    before = len(received)
     run = setup.cli("fix", "vpn-stopped", "--yes", "--json")
     assert run.code == 0
     steps = len(run.json()["steps"])
     actions = setup.actions("vpn-stopped")
     assert actions["Create"] == 2 and actions["Delete"] == 2  # the check, then the execute
-    assert actions["Command"] == 1 + (1 + steps + 1)
+    # The restart step is control_remoteaccess + remoteaccess_state polls (DESIGN 9 [2]).
+    assert actions["Command"] == len(received) - before > 1 + (1 + steps + 1)
     assert len({r.shell_id for r in setup.server("vpn-stopped").requests if r.shell_id}) == 2
 
 

@@ -16,7 +16,7 @@ from tests.scripts.pwsh_ast import (
     script_source,
 )
 
-DEFAULTS = {"EventHours": "24", "RestartTimeoutSeconds": "120"}
+DEFAULTS = {"EventHours": "24", "MaxEvents": "100"}
 
 
 def _params(name: str) -> list[DeclaredParam]:
@@ -58,12 +58,23 @@ def test_params_match_registry(name: str) -> None:
             assert param.attributes["validaterange"] == [f"{spec.minimum}, {spec.maximum}"]
         else:
             assert "validatenotnullorempty" in param.attributes, param
-            assert len(param.attributes["validatepattern"]) == 1, param
+            # A free-form value has one pattern; a closed choice (control_remoteaccess -Action) a set.
+            assert len(param.attributes.get("validatepattern", param.attributes.get("validateset", []))) == 1, param
 
 
 def test_thumbprint_pattern_is_the_documented_one() -> None:
-    thumb = next(p for p in _params("bind_sstp_certificate") if p.name == "Thumbprint")
-    assert thumb.attributes["validatepattern"] == ["'^[0-9A-Fa-f]{40}$'"]
+    for script in ("set_sstp_certificate", "add_sstp_httpsys_binding"):
+        thumb = next(p for p in _params(script) if p.name == "Thumbprint")
+        assert thumb.attributes["validatepattern"] == ["'^[0-9A-Fa-f]{40}$'"]
+
+
+def test_control_remoteaccess_takes_only_start_or_stop() -> None:
+    action = next(p for p in _params("control_remoteaccess") if p.name == "Action")
+    assert action.attributes["validateset"] == ["'Start', 'Stop'"]
+    assert validate_params("control_remoteaccess", {"Action": "Stop"}) == {"Action": "Stop"}
+    for bad in ("Restart", "stop; calc", ""):
+        with pytest.raises(UsageError):
+            validate_params("control_remoteaccess", {"Action": bad})
 
 
 def _dotnet_pattern(param: DeclaredParam) -> re.Pattern[str]:
@@ -77,7 +88,8 @@ def _dotnet_pattern(param: DeclaredParam) -> re.Pattern[str]:
 # (script, parameter, value, other required parameters)
 SAMPLES: list[tuple[str, str, str, dict[str, str]]] = [
     *[
-        ("bind_sstp_certificate", "Thumbprint", v, {})
+        (script, "Thumbprint", v, {"Endpoint": "0.0.0.0:443"} if script == "add_sstp_httpsys_binding" else {})
+        for script in ("set_sstp_certificate", "add_sstp_httpsys_binding")
         for v in (
             "3F1C9A0B7D2E4C6F8A1B2C3D4E5F60718293A4B5",
             "3f1c9a0b7d2e4c6f8a1b2c3d4e5f60718293a4b5",
@@ -106,6 +118,10 @@ SAMPLES: list[tuple[str, str, str, dict[str, str]]] = [
         )
     ],
     *[
+        ("add_sstp_httpsys_binding", "Endpoint", v, {"Thumbprint": "3F1C9A0B7D2E4C6F8A1B2C3D4E5F60718293A4B5"})
+        for v in ("0.0.0.0:443", "[::]:8443", "10.0.0.5:443", "vpn.example.com:443", "0.0.0.0:443; rm x", "[::1]:443")
+    ],
+    *[
         ("delete_url_reservation", "Url", v, {})
         for v in (
             "https://+:443/sra_{BA195980-CD49-458b-9E23-C84EE0ADCD75}/",
@@ -120,7 +136,7 @@ SAMPLES: list[tuple[str, str, str, dict[str, str]]] = [
     ],
     *[
         ("remove_iis_binding", "Site", v, {"BindingInformation": "*:443:"})
-        for v in ("Default Web Site", "Intranet (HTTPS)", 'Bad"Site', "Line\nbreak", "")
+        for v in ("Default Web Site", "Intranet (HTTPS)", 'Bad"Site', "Line\nbreak", "", "Web Site\\", "A\\B")
     ],
     *[
         ("remove_iis_binding", "BindingInformation", v, {"Site": "Default Web Site"})
@@ -128,6 +144,7 @@ SAMPLES: list[tuple[str, str, str, dict[str, str]]] = [
             "*:443:",
             "10.0.0.5:443:vpn.example.com",
             "[::1]:443:",
+            "[fe80::1%12]:443:",
             "*:443:x']",
             "*:443:a b",
             "*:443",

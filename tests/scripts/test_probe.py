@@ -22,6 +22,8 @@ TOP_LEVEL_KEYS = [
     "certificates",
     "vpn_connections",
     "events",
+    "events_omitted",
+    "endpoint",
     "probe_errors",
 ]
 NESTED_KEYS = {
@@ -36,14 +38,15 @@ NESTED_KEYS = {
         "listener_port",
         "remote_access",
     ],
-    "remote_access": ["vpn_status", "thumbprint"],
-    "http_sys": ["ip_bindings", "sni_bindings", "url_reservations"],
+    "remote_access": ["vpn_status", "thumbprint", "directaccess"],
+    "http_sys": ["ip_bindings", "sni_bindings", "url_reservations", "ccs_bindings", "registered_urls"],
+    "endpoint": ["configuration_name", "module_version", "language_mode"],
     "binding": ["endpoint", "cert_hash", "app_id", "store", "ctl_store"],
     "url_reservation": ["url", "sddl"],
     "iis": ["installed", "https_bindings"],
     "iis_binding": ["site", "binding_information", "cert_hash", "ssl_flags"],
     "listener": ["local_address", "port", "pid", "process"],
-    "certificate": ["thumbprint", "has_private_key", "friendly_name", "der"],
+    "certificate": ["thumbprint", "has_private_key", "private_key_usable", "friendly_name", "der"],
     "event": ["provider", "id", "time", "message"],
     "probe_error": ["section", "message"],
 }
@@ -104,10 +107,35 @@ def test_uses_the_structured_cmdlets() -> None:
         "get-process",
         "get-childitem",
         "get-service",
-        "get-remoteaccessconnectionstatistics",
+        "get-remoteaccessconnectionstatisticssummary",
         "get-winevent",
         "get-ciminstance",
     } <= used
+    # DOMAIN 14: the per-connection list is slow on a busy server; the summary counts users.
+    assert "get-remoteaccessconnectionstatistics" not in used
+
+
+def test_events_are_capped_per_query_and_the_rest_counted() -> None:
+    """DOMAIN 14: thousands of Schannel 36870 events must not time the probe out or pass 10 MB."""
+    assert "[int]$MaxEvents = 100" in SOURCE
+    assert "Get-WinEvent -FilterHashtable $filter -MaxEvents $Limit -ErrorAction Stop" in SOURCE
+    assert "$records = Get-SstpEvents $query.Providers $query.Ids $since $MaxEvents" in SOURCE
+    assert "$eventsOmitted += $total - $records.Count" in SOURCE
+
+
+def test_private_key_is_opened_not_trusted_from_has_private_key() -> None:
+    """DOMAIN 14: HasPrivateKey reads true for a deleted or inaccessible key; opening it tells."""
+    assert "RSACertificateExtensions]::GetRSAPrivateKey($Certificate)" in SOURCE
+    assert "ECDsaCertificateExtensions]::GetECDsaPrivateKey($Certificate)" in SOURCE
+    assert "private_key_usable = Test-PrivateKeyUsable $certificate" in SOURCE
+
+
+def test_registered_urls_directaccess_ccs_and_endpoint_are_read() -> None:
+    assert "$httpSys.registered_urls = Get-RegisteredUrls $sstpPort" in SOURCE
+    assert "('http', 'show', 'servicestate', 'view=requestq')" in SOURCE
+    assert "Get-PropertyValue $remoteAccess 'DAStatus'" in SOURCE
+    assert "Read-SslBindings 'SslCcsBindingInfo'" in SOURCE
+    assert "Get-Variable -Name PSSenderInfo -ValueOnly" in SOURCE
 
 
 def test_event_sources() -> None:
@@ -128,9 +156,12 @@ def test_changes_nothing() -> None:
     used = set(command_names(TREE))
     writers = {n for n in used if re.match(r"(set|remove|new|restart|stop|start|clear|rename|move)-", n)}
     assert writers == {"set-strictmode"}
-    assert not used & {"netsh", "appcmd", "iisreset", "invoke-nativecommand", "start-service"}
-    for forbidden in (".SetValue(", ".DeleteValue(", ".DeleteSubKey", ".CreateSubKey(", "netsh"):
+    assert not used & {"netsh", "appcmd", "iisreset", "start-service"}
+    for forbidden in (".SetValue(", ".DeleteValue(", ".DeleteSubKey", ".CreateSubKey("):
         assert forbidden not in CODE, forbidden
+    # The one native command the probe runs is netsh's read-only servicestate view (DOMAIN 14).
+    native = re.findall(r"Invoke-NativeCommand \$\w+ (\(\[string\[\]\]@\([^)]*\)\))", CODE)
+    assert native == ["([string[]]@('http', 'show', 'servicestate', 'view=requestq'))"], native
     for call in re.findall(r"OpenSubKey\(([^)]*)\)", CODE):
         assert call.endswith("$false"), call
 

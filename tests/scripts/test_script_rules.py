@@ -7,7 +7,7 @@ import re
 import pytest
 from tree_sitter import Node, Tree
 
-from commands.scripts import FIX_ACTIONS, SCRIPTS
+from commands.scripts import FIX_SCRIPTS, SCRIPTS
 from tests.scripts.pwsh_ast import (
     body_statements,
     command_names,
@@ -46,7 +46,7 @@ FORBIDDEN_TEXT = [
 ]
 # Statements allowed in a script body without `$null =`/assignment: they write nothing to the output.
 VOID_COMMANDS = {"set-strictmode", "start-sleep", "start-service", "add-probeerror"}
-VOID_METHODS = {"Add", "Close", "Dispose", "Load"}  # on List[T], RegistryKey, HashAlgorithm, XmlDocument
+VOID_METHODS = {"Add", "Close", "Dispose", "Load", "Start", "Stop", "Refresh"}  # List[T], RegistryKey, HashAlgorithm, XmlDocument, ServiceController
 FINAL_STATEMENT = re.compile(r"^ConvertTo-Json -InputObject \$\w+ -Depth 8 -Compress$")
 
 
@@ -145,7 +145,7 @@ def test_native_commands_only_through_the_argument_array_helper(name: str) -> No
     assert not used & {"netsh", "netsh.exe", "appcmd", "appcmd.exe", "iisreset", "iisreset.exe"}
 
 
-@pytest.mark.parametrize("name", FIX_ACTIONS)
+@pytest.mark.parametrize("name", FIX_SCRIPTS)
 def test_fix_script_emits_the_result_keys(name: str) -> None:
     tree = _tree(name)
     keys = set()
@@ -158,14 +158,14 @@ def test_fix_script_emits_the_result_keys(name: str) -> None:
     assert "New-FixResult" in script_source(name)
 
 
-@pytest.mark.parametrize("name", FIX_ACTIONS)
+@pytest.mark.parametrize("name", FIX_SCRIPTS)
 def test_fix_script_checks_elevation(name: str) -> None:
     assert "test-elevated" in command_names(_tree(name))
 
 
 def test_sstp_appid_is_quoted_for_netsh() -> None:
     """DOMAIN 9 / WSDOCS#5922: a bare {...} argument is a script block; the AppId stays in a string."""
-    tree = _tree("bind_sstp_certificate")
+    tree = _tree("add_sstp_httpsys_binding")
     literals = [text(n) for n in walk(tree.root_node) if n.type == "string_literal"]
     assert "'appid={ba195980-cd49-458b-9e23-c84ee0adcd75}'" in literals
     assert "'certstorename=MY'" in literals
@@ -180,12 +180,13 @@ def test_fix_scripts_verify_by_rereading() -> None:
         "remove_iis_binding": "$after = Find-HttpsBinding",
         "delete_httpsys_binding": "$present = Test-BindingPresent",
         "delete_url_reservation": "$present = Test-ReservationPresent",
-        "bind_sstp_certificate": "$after = Get-BindState",
-        "restart_remoteaccess": "Restart-RemoteAccessService",
+        "add_sstp_httpsys_binding": "$present = Test-BindingPresent",
+        "set_sstp_certificate": "$after = Get-ConfiguredThumbprint",
+        "control_remoteaccess": "$service.Refresh()",
     }
     for name, needle in checks.items():
         assert needle in script_source(name), name
-    netsh_scripts = ["delete_httpsys_binding", "delete_url_reservation"]
+    netsh_scripts = ["delete_httpsys_binding", "delete_url_reservation", "add_sstp_httpsys_binding"]
     for name in netsh_scripts:
         assert "SYSTEM\\CurrentControlSet\\Services\\HTTP\\Parameters" in script_source(name)
 
@@ -199,45 +200,19 @@ def _function_text(name: str, function: str) -> str | None:
     return None
 
 
-RESTARTING_SCRIPTS = ["bind_sstp_certificate", "restart_remoteaccess"]
+def test_no_script_waits_for_a_service() -> None:
+    """DESIGN 9 [2], DOMAIN 14: the waiting lives in Python (commands.executor). No script waits for a
+    service, starts a background job, or sleeps more than the short registry re-read of netsh scripts."""
+    for name in SCRIPTS:
+        source = script_source(name)
+        used = set(command_names(_tree(name)))
+        assert not used & {"restart-service", "start-job", "wait-job", "stop-job", "receive-job", "remove-job"}, name
+        assert "WaitForStatus" not in source, name
+        assert not re.search(r"Start-Sleep -Seconds", source), name
 
 
-@pytest.mark.parametrize("name", RESTARTING_SCRIPTS)
-def test_only_an_http_sys_listener_counts_as_sstp_listening(name: str) -> None:
-    """DOMAIN 5 / OLDNEWTHING-2018: HTTP.sys (and so SSTP) listens as PID 4; a foreign process on the
-    port is what stops SSTP, and must not make a restart or a rebind look successful."""
-    body = _function_text(name, "Test-Listening")
-    assert body is not None
-    code = "\n".join(line for line in body.splitlines() if not line.lstrip().startswith("#"))
-    assert "Get-NetTCPConnection -State Listen -LocalPort $Port" in code
-    assert re.search(r"Where-Object \{ \[int\]\$_\.OwningProcess -eq 4 \}", code)
+def test_the_old_composite_restart_scripts_are_gone() -> None:
+    from tests.scripts.pwsh_ast import SCRIPTS_DIR
 
-
-@pytest.mark.parametrize("name", RESTARTING_SCRIPTS)
-def test_a_failure_after_the_restart_began_still_reports_changed(name: str) -> None:
-    """Once Set-RemoteAccess ran or the restart began, VPN users were dropped: changed must be true."""
-    source = script_source(name)
-    tree = _tree(name)
-    body = next(c for c in tree.root_node.children if c.type == "statement_list")
-    top_try = [n for n in body.named_children if n.type == "try_statement"][-1]
-    catch = next(n for n in walk(top_try) if n.type == "catch_clause")
-    assert re.search(r"New-FixResult \$false \$changed ", text(catch)), text(catch)
-    assert re.search(r"^\$changed = \$false$", source, re.MULTILINE)
-    restart_call = source.index("= Restart-RemoteAccessService $RestartTimeoutSeconds $port")
-    assert source.rfind("$changed = $true", 0, restart_call) > source.rfind("try {", 0, restart_call)
-    if name == "bind_sstp_certificate":
-        set_call = source.index("Set-RemoteAccess -SslCertificate $certificate")
-        assert source.index("$changed = $true", set_call) < restart_call
-
-
-@pytest.mark.parametrize("name", RESTARTING_SCRIPTS)
-def test_a_restart_that_leaves_remoteaccess_stopped_starts_it_once_more(name: str) -> None:
-    """A fix must not leave the VPN down: when the deadline passes with RemoteAccess Stopped, the
-    helper starts it once more (bounded) before it reports, and only then decides Running."""
-    body = _function_text(name, "Restart-RemoteAccessService")
-    assert body is not None
-    code = "\n".join(line for line in body.splitlines() if not line.lstrip().startswith("#"))
-    check = code.index("if ($service.Status -eq [System.ServiceProcess.ServiceControllerStatus]::Stopped)")
-    start = code.index("$service.Start()", check)
-    bounded = code.index("WaitForStatus([System.ServiceProcess.ServiceControllerStatus]::Running, [TimeSpan]::FromSeconds(60))", start)
-    assert bounded < code.index("$running = ", bounded)
+    shipped = {p.stem for p in SCRIPTS_DIR.rglob("*.ps1")}
+    assert not shipped & {"bind_sstp_certificate", "restart_remoteaccess", "remoteaccess_restart"}

@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from commands.errors import UsageError
-from commands.scripts import FIX_ACTIONS, SCRIPTS, normalise_thumbprint, script_name, validate_params
+from commands.scripts import (
+    FIX_ACTIONS,
+    FIX_SCRIPTS,
+    SCRIPTS,
+    normalise_thumbprint,
+    script_name,
+    validate_params,
+)
 
 THUMB = "3F1C9A0B7D2E4C6F8A1B2C3D4E5F60718293A4B5"
 
@@ -147,8 +154,8 @@ def test_bad_binding_information(info: str) -> None:
     [
         "https://+:443/sra_{BA195980-CD49-458b-9E23-C84EE0ADCD75}/",
         "https://*:443/",
-        "HTTP://+:80/x/",
-        "https://vpn.example.com:443/app/",
+        "HTTP://+:80/",
+        "https://vpn.example.com:443/",
     ],
 )
 def test_good_urls(url: str) -> None:
@@ -170,6 +177,10 @@ def test_good_urls(url: str) -> None:
         "https://+:443/x|y",
         "https://+:443/x/\n",
         "https://+:443/<x>",
+        # DOMAIN 14: only a port's root or SSTP's path can block SSTP; other paths are never deleted.
+        "https://+:443/C574AC30-5794-4AEE-B1BB-6651C5315029/",
+        "https://vpn.example.com:443/app/",
+        "https://+:443/sra_{BA195980-CD49-458b-9E23-C84EE0ADCD75}/extra/",
     ],
 )
 def test_bad_urls(url: str) -> None:
@@ -181,18 +192,18 @@ def test_int_parameters() -> None:
     assert validate_params("probe", {}) == {}
     assert validate_params("probe", {"EventHours": None}) == {}
     assert validate_params("probe", {"EventHours": 24}) == {"EventHours": 24}
-    assert validate_params("restart_remoteaccess", {"RestartTimeoutSeconds": 10}) == {
-        "RestartTimeoutSeconds": 10
-    }
+    assert validate_params("probe", {"MaxEvents": 100}) == {"MaxEvents": 100}
     for script, name, value in [
         ("probe", "EventHours", 0),
         ("probe", "EventHours", 721),
         ("probe", "EventHours", True),
         ("probe", "EventHours", "24"),
         ("probe", "EventHours", 2.5),
-        ("restart_remoteaccess", "RestartTimeoutSeconds", 9),
-        ("restart_remoteaccess", "RestartTimeoutSeconds", 1801),
-        ("bind_sstp_certificate", "RestartTimeoutSeconds", 5),
+        ("probe", "MaxEvents", 0),
+        ("probe", "MaxEvents", 5001),
+        # The restart deadline is the server's restart_timeout_seconds, not a plan parameter.
+        ("restart_remoteaccess", "RestartTimeoutSeconds", 120),
+        ("bind_sstp_certificate", "RestartTimeoutSeconds", 120),
     ]:
         params = {name: value}
         if script == "bind_sstp_certificate":
@@ -214,6 +225,12 @@ def test_required_unknown_and_foreign_parameters() -> None:
 
 
 def test_registry_shape() -> None:
-    assert set(FIX_ACTIONS) == set(SCRIPTS) - {"probe"}
+    # Plan actions: four scripts of the same name and two executor sequences (DESIGN 9 [2]).
+    assert set(FIX_ACTIONS) == {
+        "remove_iis_binding", "restart_iis", "delete_httpsys_binding", "delete_url_reservation",
+        "bind_sstp_certificate", "restart_remoteaccess",
+    }
+    assert {"bind_sstp_certificate", "restart_remoteaccess"}.isdisjoint(SCRIPTS)
+    assert set(FIX_SCRIPTS) == set(SCRIPTS) - {"probe", "remoteaccess_state"}
     assert script_name("\ufeff# sstp-bot-script: probe\r\nparam()") == "probe"
     assert script_name("# sstp-bot-script: Probe\n") is None

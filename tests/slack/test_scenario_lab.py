@@ -20,7 +20,7 @@ from commands.lab.endpoint import ScriptOutcome, TerminatingError
 from commands.scripts import script_name
 from tests.fakes.blockkit import all_text, buttons
 from tests.fakes.harness import APPROVER, APPROVER_GROUP, CHANNEL, GROUP_APPROVER, OPERATOR
-from tests.fakes.lab_stack import LabStack, assert_every_message_within_limits
+from tests.fakes.lab_stack import LabStack, as_plan_steps, assert_every_message_within_limits
 from tests.fakes.slack_api import FakeSlackApi
 
 SERVER = "vpn-iis"  # commands/lab/scenarios/iis-binding.toml: the classic IIS binding on 443
@@ -92,9 +92,9 @@ def test_check_approve_fix_and_recheck_healthy(stack: LabStack, slack_api: FakeS
     assert stack.ephemerals() == []
 
     # What really happened on the server, over PSRP: the probe, the plan's steps in order, the re-probe.
-    assert stack.scripts[SERVER] == ["probe", "probe", *steps, "probe"]
-    assert stack.commands(SERVER) == 3 + k
-    assert [a for a, _ in stack.lab.servers[SERVER].twin.actions] == steps
+    assert as_plan_steps(stack.scripts[SERVER]) == ["probe", "probe", *steps, "probe"]
+    assert stack.commands(SERVER) == len(stack.scripts[SERVER])
+    assert stack.lab.servers[SERVER].twin.plan_actions() == steps
     assert twin_status(stack) == ("healthy", set())
 
     plan = stack.service.get_plan(plan_id)
@@ -111,7 +111,7 @@ def test_check_approve_fix_and_recheck_healthy(stack: LabStack, slack_api: FakeS
     (eph,) = stack.ephemerals()
     assert eph["user"] == GROUP_APPROVER and "already been carried out" in eph["text"]
     assert len(slack_api.calls_to("chat.update")) == before + len(updates)
-    assert stack.scripts[SERVER] == ["probe", "probe", *steps, "probe"]
+    assert as_plan_steps(stack.scripts[SERVER]) == ["probe", "probe", *steps, "probe"]
 
     # And a new check through Slack says healthy, without buttons.
     stack.harness.command(f"check {SERVER}")
@@ -209,8 +209,8 @@ def test_twenty_concurrent_approvals_run_the_plan_once(stack: LabStack, slack_ap
     stack.harness.drain(timeout=60)
 
     # Exactly one execution on the server.
-    assert stack.scripts[SERVER] == ["probe", "probe", *steps, "probe"]
-    assert [a for a, _ in stack.lab.servers[SERVER].twin.actions] == steps
+    assert as_plan_steps(stack.scripts[SERVER]) == ["probe", "probe", *steps, "probe"]
+    assert stack.lab.servers[SERVER].twin.plan_actions() == steps
     plan = stack.service.get_plan(plan_id)
     assert plan.state == "SUCCEEDED" and plan.approver in approvers
     winner = plan.approver
@@ -241,17 +241,19 @@ def test_a_failing_step_stops_the_fix_and_the_card_says_which(stack: LabStack, s
     endpoint = stack.lab.servers[SERVER].endpoint
     run = endpoint.executor
 
-    def second_step_fails(text: str, params: dict[str, object]) -> ScriptOutcome:
+    def second_step_fails(text: str, params: dict[str, object], **options: object) -> ScriptOutcome:
         if script_name(text) == steps[1]:
             return ScriptOutcome(terminating=TerminatingError("Access is denied. (lab: injected)", "UnauthorizedAccess"))
-        return run(text, params)
+        return run(text, params, **options)
 
     endpoint.executor = second_step_fails
     stack.harness.click(plan_id, user=APPROVER)
 
     # Step 1 ran, step 2 was attempted and failed, nothing after it; the server was re-checked.
-    assert [a for a, _ in stack.lab.servers[SERVER].twin.actions] == steps[:1]
-    assert stack.commands(SERVER) == 1 + 1 + 2 + 1
+    assert stack.lab.servers[SERVER].twin.plan_actions() == steps[:1]
+    # check probe, fix probe, step 1, step 2, then (the plan binds, so RemoteAccess is checked: DESIGN
+    # 5 [2]) one remoteaccess_state, and the re-check.
+    assert stack.commands(SERVER) == 1 + 1 + 2 + 1 + 1
     plan = stack.service.get_plan(plan_id)
     assert plan.state == "FAILED"
     assert [(r["action"], r["ok"]) for r in plan.step_results] == [(steps[0], True), (steps[1], False)]
