@@ -288,9 +288,10 @@ def _issue(spec: ServerSpec, cert_id: str, c: dict[str, Any], now: datetime) -> 
         _day(now, float(c.get("not_after_days", 300))),
         bool(c.get("server_auth", True)),
         str(c.get("signature_hash", "sha256")),
-        int(c.get("key_size", 2048)),
+        int(c.get("key_size", 2048 if str(c.get("key", "rsa")) == "rsa" else 256)),
         bool(c.get("revocation_urls", True)),
         f"{spec.name}/{cert_id}",
+        str(c.get("key", "rsa")),
     )
     return Certificate(
         der=issued.der,
@@ -321,6 +322,7 @@ def _issue_cached(
     key_size: int,
     revocation_urls: bool,
     owner: str,
+    key: str = "rsa",
 ) -> pki.IssuedCertificate:
     return pki.issue_certificate(
         common_name=common_name,
@@ -329,6 +331,7 @@ def _issue_cached(
         not_after=not_after,
         server_auth=server_auth,
         signature_hash=signature_hash,  # type: ignore[arg-type]
+        key=key,  # type: ignore[arg-type]  # "rsa" or "ec", checked by pki
         key_size=key_size,
         crl_url=pki.DEFAULT_CRL_URL if revocation_urls else None,
         ocsp_url=pki.DEFAULT_OCSP_URL if revocation_urls else None,

@@ -153,7 +153,15 @@ def test_reports_show_the_client_view_in_one_line(iis: Setup):
 
     code, out, _ = iis.cli("check", server.name)
     assert code == 1
-    [line] = [x for x in out.splitlines() if x.startswith("Clients get")]
+    lines = out.splitlines()
+    [start] = [i for i, x in enumerate(lines) if x.startswith("Clients get")]
+    # One paragraph, wrapped to the terminal with a hanging indent (issue 11); a hash is never split.
+    paragraph = [lines[start]]
+    for more in lines[start + 1 :]:
+        if not more.startswith("  "):
+            break
+        paragraph.append(more.strip())
+    line = " ".join(paragraph)
     # The terminal never shortens a hash: both appear in full.
     assert f"CN=www.example.com, {iis_cert.sha256}, expires " in line
     assert f"SSTP expects {state.sha256_hash}" in line

@@ -153,6 +153,8 @@ def write_inventory(lab, path: Path, db_url: str, closed_port: int, extra: str =
             f'transport = "{srv.transport}"',
             'public_name = "vpn.example.com"',
             f'group = "{group}"',
+            # DESIGN 11 [2]: the lab serves each server's SSTP port on a port of its own.
+            f'client_endpoint = "{srv.client_endpoint}"',
         ]
         if srv.transport == "https":
             lines.append(f'ca_bundle = "{lab_ca_bundle()}"')

@@ -388,7 +388,7 @@ def test_sni_binding_on_other_port_ignored():
 # ------------------------------------------------------------------ URLACL_CONFLICT
 
 
-@pytest.mark.parametrize("url", ["https://+:443/", "https://*:443/", "https://vpn.example.com:443/", "HTTPS://+:443"])
+@pytest.mark.parametrize("url", ["https://+:443/", "https://*:443/", "https://vpn.example.com:443/", "HTTPS://+:443/"])
 def test_urlacl_conflict(url):
     snap = healthy()
     snap["http_sys"]["url_reservations"].append({"url": url, "sddl": "D:(A;;GX;;;WD)"})

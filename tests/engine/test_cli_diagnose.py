@@ -38,7 +38,7 @@ def test_healthy_json_exit_0(tmp_path: Path) -> None:
     assert set(doc) == TOP_KEYS
     assert doc["status"] == "healthy" and doc["findings"] == [] and doc["plan"] is None and doc["error"] is None
     assert doc["server"] == "VPN01"
-    assert doc["checked_at"] == "2026-11-25T12:00:00Z"
+    assert doc["checked_at"] == healthy()["collected_at"]  # DESIGN 7 [2]: the snapshot's own time
 
 
 def test_iis_binding_json_exit_1(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from commands.clientview import start_client_view
 from commands.engine import evaluate
 from commands.executor import PlanExecutor, Timing
 from commands.lab.lab import LAB_PASSWORD, Lab
@@ -31,12 +32,22 @@ def _ids(result) -> set[str]:
 FAST = Timing(restart_timeout=30, poll_interval=0.05, first_poll=0.01)
 
 
+def _check(session: RemoteSession, cfg):
+    """A probe with the client view beside it, as the bot's check makes it (DESIGN 11)."""
+
+    def now() -> datetime:
+        return datetime.now(UTC)
+
+    view = start_client_view(cfg, now)
+    return evaluate(view.attach(session.probe()), cfg, now())
+
+
 @pytest.mark.parametrize("scenario", SINGLE)
 def test_scenario_findings_and_fix(lab, scenario):
     server = next(s for s in lab.servers.values() if s.spec.scenario == scenario)
     cfg = lab.server_config(server.name)
     with RemoteSession(cfg, LAB_PASSWORD) as session:
-        before = evaluate(session.probe(), cfg, datetime.now(UTC))
+        before = _check(session, cfg)
         assert before.error_kind is None, before.error_message
         assert set(server.spec.expect) <= {f.id for f in before.findings}, _ids(before)
         if server.spec.fix_outcome is not None:
@@ -53,7 +64,7 @@ def test_scenario_findings_and_fix(lab, scenario):
         for step in before.plan.steps:
             result = executor.run_step({"action": step.action, "params": step.params}).to_json()
             assert result["ok"], (step.action, result)
-        after = evaluate(session.probe(), cfg, datetime.now(UTC))
+        after = _check(session, cfg)
     assert _ids(after) == set(), [f.id for f in after.findings]
 
 
