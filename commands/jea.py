@@ -27,6 +27,8 @@ from typing import Any
 
 from commands.errors import UsageError
 from commands.scripts import SCRIPTS, load_script
+from commands.version import is_bot_module
+from commands.version import module_version as _module_version
 
 DEFAULT_CONFIGURATION = "Microsoft.PowerShell"
 CONFIGURATION_NAME = "SstpBot"
@@ -91,14 +93,11 @@ def bot_version() -> str:
 
 
 def module_version(version: str | None = None) -> str:
-    """The `ModuleVersion` for a bot version: PowerShell wants a System.Version (2 to 4 numbers), so a
-    Python pre- or post-release suffix is dropped (`1.2.0rc1` -> `1.2.0`)."""
-    version = version or bot_version()
-    m = re.match(r"^\s*v?(\d+(?:\.\d+){0,3})", version)
-    if not m:
-        raise UsageError(f"the version {version!r} has no numeric release part for ModuleVersion")
-    parts = m.group(1).split(".")
-    return ".".join(parts + ["0"] * (2 - len(parts)))
+    """The `ModuleVersion` for a bot version (default: the installed one); see commands.version."""
+    try:
+        return _module_version(version or bot_version())
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def endpoint_outdated(endpoint: Mapping[str, Any] | None, expected_version: str | None = None) -> bool:
@@ -111,9 +110,7 @@ def endpoint_outdated(endpoint: Mapping[str, Any] | None, expected_version: str 
     if not isinstance(configuration, str) or not configuration or configuration.lower() == DEFAULT_CONFIGURATION.lower():
         return False
     reported = endpoint.get("module_version")
-    if not isinstance(reported, str) or not reported.strip():
-        return True
-    return _version_key(reported) != _version_key(module_version(expected_version))
+    return not is_bot_module(reported if isinstance(reported, str) else None, expected_version)
 
 
 def outdated_message(server: str, endpoint: Mapping[str, Any], expected_version: str | None = None) -> str:
@@ -125,14 +122,6 @@ def outdated_message(server: str, endpoint: Mapping[str, Any], expected_version:
         "Reinstall it: `sstp-bot endpoint export DIR`, copy DIR to the server and run "
         "DIR\\Install-SstpBotEndpoint.ps1 as an administrator (docs/jea.md), then check again."
     )
-
-
-def _version_key(version: str) -> tuple[int, ...]:
-    # System.Version compares 0.1 and 0.1.0 as different; for "is it the bot's version" they are one.
-    numbers = [int(part) for part in re.findall(r"\d+", version)[:4]]
-    while numbers and numbers[-1] == 0:
-        numbers.pop()
-    return tuple(numbers)
 
 
 def validate_group(group: str) -> str:

@@ -11,7 +11,7 @@ from enum import StrEnum
 
 from commands.analysis import Analysis
 from commands.rules.base import Collected, Detected, finding
-from commands.version import bot_version
+from commands.version import bot_version, is_bot_module
 
 DEFAULT_CONFIGURATION = "microsoft.powershell"
 REINSTALL = (
@@ -40,7 +40,7 @@ def detect(a: Analysis, prior: Sequence[Detected] = (), *, expected: str | None 
     if endpoint.configuration_name.strip().lower() == DEFAULT_CONFIGURATION:
         return []
     wanted = expected if expected is not None else bot_version()
-    if endpoint.module_version is not None and endpoint.module_version.strip() == wanted:
+    if is_bot_module(endpoint.module_version, wanted):
         return []
     out = Collected()
     found = endpoint.module_version or "no version"
