@@ -52,3 +52,6 @@ def test_a_command_right_after_a_disconnect_is_acked_within_a_second(
     elapsed = time.monotonic() - started
     print(f"ack after disconnect ({reason}): {elapsed * 1000:.0f} ms")
     assert elapsed < 1.5  # the built-in client took 3.08 s (its pending 3 s read)
+    # One new connection per disconnect: no reconnect storm (the websocket-client adapter's old
+    # session's on_close replaced the new session again and again).
+    assert len(slack_api.calls_to("apps.connections.open")) == 2
