@@ -30,10 +30,8 @@ import socket
 import ssl
 import tempfile
 import threading
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -49,12 +47,6 @@ SSTP_URL_UPPER = "/SRA_{BA195980-CD49-458B-9E23-C84EE0ADCD75}/"
 
 # --- accessors on the twin (read only) ----------------------------------------------------------
 
-def twin_snapshot(twin: RrasTwin) -> dict[str, Any]:
-    """What the twin's probe would report now (the probe is pure: reading changes nothing)."""
-    snapshot: dict[str, Any] = twin.probe()
-    return snapshot
-
-
 def twin_certificate(twin: RrasTwin, thumbprint: str) -> tuple[bytes, bool] | None:
     """(DER, has a private key) of a certificate in the twin's LocalMachine\\My, or None."""
     with twin.lock:
@@ -66,28 +58,11 @@ def twin_certificate(twin: RrasTwin, thumbprint: str) -> tuple[bytes, bool] | No
     return None
 
 
-def twin_sstp_registered(twin: RrasTwin, snapshot: Mapping[str, Any]) -> bool:
-    """SSTP has its URL registered in HTTP.sys: from `http_sys.registered_urls` when the twin reports
-    it (DESIGN 3 [2]), else RemoteAccess running and the twin's SSTP listener flag."""
-    port = _port(snapshot)
-    urls = (snapshot.get("http_sys") or {}).get("registered_urls")
-    if isinstance(urls, list):
-        wanted = f"HTTPS://+:{port}{SSTP_URL_UPPER}"
-        return any(str(u).upper() == wanted for u in urls)
-    service = (snapshot.get("services") or {}).get("RemoteAccess") or {}
-    return service.get("status") == "Running" and bool(getattr(twin.state, "sstp_listening", False))
-
-
 def twin_listening(twin: RrasTwin) -> bool:
     """Something accepts TCP on the twin's SSTP port (the twin's listener table, else its probe)."""
     with twin.lock:
         port = twin.state.listener_port
         return any(x.get("port") == port for x in twin.listeners())
-
-
-def _port(snapshot: Mapping[str, Any]) -> int:
-    port = (snapshot.get("sstp") or {}).get("listener_port")
-    return port if isinstance(port, int) else 443
 
 
 # --- HTTP.sys's choice --------------------------------------------------------------------------
@@ -105,18 +80,25 @@ class PortView:
 
 
 def port_view(twin: RrasTwin) -> PortView:
-    """Read the twin once: who listens on its SSTP port and which bindings HTTP.sys holds."""
-    snapshot = twin_snapshot(twin)
-    port = _port(snapshot)
-    listeners = [x for x in snapshot.get("listeners") or [] if x.get("port") == port]
-    http_sys = snapshot.get("http_sys") or {}
+    """Read the twin once: who listens on its SSTP port and which bindings HTTP.sys holds.
+
+    SSTP answers while its URL is registered in HTTP.sys (DESIGN 3 [2] `registered_urls`); with TLS
+    offloaded (no registered URLs reported) while RemoteAccess runs with SSTP listening."""
+    state = twin.port_state()
+    port = int(state["listener_port"])
+    listeners = [x for x in state["listeners"] if x.get("port") == port]
+    urls = state["registered_urls"]
+    if isinstance(urls, list):
+        sstp = f"HTTPS://+:{port}{SSTP_URL_UPPER}" in (str(u).upper() for u in urls)
+    else:
+        sstp = bool(state["sstp_listening"])
     return PortView(
         listening=bool(listeners),
         http_sys=bool(listeners) and all(x.get("pid") == 4 for x in listeners),
-        sstp=twin_sstp_registered(twin, snapshot),
+        sstp=sstp,
         port=port,
-        ip_bindings=tuple((str(b["endpoint"]), str(b["cert_hash"])) for b in http_sys.get("ip_bindings") or []),
-        sni_bindings=tuple((str(b["endpoint"]), str(b["cert_hash"])) for b in http_sys.get("sni_bindings") or []),
+        ip_bindings=tuple((str(e), str(c)) for e, c in state["ip_bindings"]),
+        sni_bindings=tuple((str(e), str(c)) for e, c in state["sni_bindings"]),
     )
 
 

@@ -275,6 +275,22 @@ class RrasTwin:
             urls.append(IIS_REGISTERED_URL_TEMPLATE.format(port=s.listener_port))
         return urls
 
+    def port_state(self) -> dict[str, Any]:
+        """What a client can tell about the SSTP port right now, read without a probe (the lab's TLS
+        view polls this): listener port, listeners, registered URLs and the port's HTTP.sys bindings."""
+        with self.lock:
+            self._advance()
+            s = self.state
+            port = s.listener_port
+            return {
+                "listener_port": port,
+                "listeners": self.listeners(),
+                "registered_urls": self.registered_urls(),
+                "sstp_listening": s.sstp_listening and self._service_running("RemoteAccess"),
+                "ip_bindings": [(b.endpoint, b.cert_hash) for b in s.ip_bindings if _port_of(b.endpoint) == port],
+                "sni_bindings": [(b.endpoint, b.cert_hash) for b in s.sni_bindings if _port_of(b.endpoint) == port],
+            }
+
     def probe(self, event_hours: int = 24, max_events: int = 100) -> dict[str, Any]:
         """Snapshot v1 (DESIGN 3) of the current state."""
         with self.lock:

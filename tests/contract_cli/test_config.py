@@ -202,6 +202,7 @@ def _tls_config(cli, tmp_path, name: str, extra: str) -> Path:
         f'host = "{srv.host}"\n'
         f"port = {srv.port}\n"
         'transport = "https"\n'
+        f'client_endpoint = "{srv.client_endpoint}"\n'  # DESIGN 11 [2]: the lab's SSTP port
         f"{extra}\n",
         encoding="utf-8")
     return cfg

@@ -172,14 +172,14 @@ def test_fix_aborts_when_state_changed_since_plan(cli):
 
     def probe(*a, **kw):
         calls["n"] += 1
-        snap = original(*a, **kw)
-        if calls["n"] == 1:
-            # after the plan's probe, someone rebinds IIS (site and HTTP.sys) with the SSTP certificate
+        if calls["n"] == 2:
+            # between the plan's check (probe and client view) and the fix's re-probe, someone rebinds
+            # IIS (site and HTTP.sys) with the SSTP certificate
             for b in twin.state.ip_bindings:
                 b.cert_hash = twin.state.sha1_hash
             for b in twin.state.iis_bindings:
                 b.cert_hash = twin.state.sha1_hash
-        return snap
+        return original(*a, **kw)
 
     twin.probe = probe
     try:

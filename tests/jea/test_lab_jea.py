@@ -20,7 +20,6 @@ import pytest
 from pypsrp.powershell import PowerShell, RunspacePool
 from pypsrp.wsman import WSMan
 
-import commands.model as model
 from bot.cli import Environment, main
 from bot.config import load_config
 from bot.service import Actor, build_service
@@ -30,11 +29,15 @@ from commands.lab.jea import NO_LANGUAGE_MESSAGE, NOT_RECOGNIZED_MESSAGE
 from commands.lab.lab import LAB_PASSWORD, LAB_USERNAME, Lab
 from commands.lab.scenarios import load_scenario, scenario_names
 from commands.psrp import RemoteSession
+from tests.fakes.lab_stack import fold_sequences
 
 SINGLE = [n for n in scenario_names() if not load_scenario(n).is_fleet]
-FIXABLE = [n for n in SINGLE if load_scenario(n).servers[0].fixable and load_scenario(n).servers[0].expect]
-# The engine's rule (DESIGN 4) lands with the rule families; until then only the fix path is asserted.
-ENGINE_HAS_ENDPOINT_OUTDATED = "ENDPOINT_OUTDATED" in getattr(getattr(model, "FindingId", None), "__members__", {})
+# Scenarios a plan heals (those with a RemoteAccess fault or DirectAccess end otherwise: test_fix_faults.py).
+FIXABLE = [
+    n
+    for n in SINGLE
+    if (spec := load_scenario(n).servers[0]).fixable and spec.expect and spec.fix_outcome is None
+]
 
 
 @dataclass
@@ -95,7 +98,10 @@ def test_check_and_fix_heal_every_fixable_scenario_with_no_script_text(tmp_path:
             log = server.jea.invocations
             assert server.jea.scripts_received == 0 and all(i.accepted for i in log), name
             ran = [i.script for i in log if i.script != "probe"]
-            assert ran == [step["action"] for step in check["plan"]["steps"]], name
+            # The executor carries out bind/restart steps as sequences of primitives (DESIGN 9 [2]).
+            assert fold_sequences(ran) == [
+                step["action"] for step in check["plan"]["steps"]
+            ], name
             assert {i.command for i in log} == {function_name(s) for s in {"probe", *ran}}
     finally:
         setup.lab.stop()
@@ -180,16 +186,14 @@ def test_an_outdated_endpoint_is_checked_never_fixed_and_heals_after_reinstall(t
             assert session.probe()["endpoint"]["module_version"] == server.jea.module_version
         code, check, _ = setup.cli("check", "vpn-iis", "--json")
         assert check["status"] == "unhealthy"  # the check runs
-        if ENGINE_HAS_ENDPOINT_OUTDATED:
-            assert "ENDPOINT_OUTDATED" in {f["id"] for f in check["findings"]} and check["plan"] is None
+        assert "ENDPOINT_OUTDATED" in {f["id"] for f in check["findings"]} and check["plan"] is None
         server.jea.clear_log()
         code, fix, err = setup.cli("fix", "vpn-iis", "--yes", "--json")
         assert code != 0 and fix["steps"] == [] and fix["after"] is None, fix
         # Probes only: no fix function reached the server, and its state is untouched.
         assert {i.script for i in server.jea.invocations} == {"probe"}
         assert server.twin.actions == []
-        if not ENGINE_HAS_ENDPOINT_OUTDATED:
-            assert fix["state"] == "FAILED" and "Install-SstpBotEndpoint.ps1" in err
+        assert "Install-SstpBotEndpoint.ps1" in json.dumps(fix["before"])  # the guidance says how to mend it
 
         server.jea.reinstall()
         code, check, _ = setup.cli("check", "vpn-iis", "--json")

@@ -104,8 +104,8 @@ def test_a_directaccess_server_gets_no_certificate_change(lab_factory):
     # The script refuses on its own even when a plan asks (defence in depth).
     assert after.sha1_hash == before.sha1_hash and after.remote_access_thumbprint == before.remote_access_thumbprint
     assert after.url_reservations == before.url_reservations
-    if "set_sstp_certificate" in touched or "delete_url_reservation" in touched:
-        pytest.xfail("needs the DirectAccess rule (engine): the plan still asks to change the certificate")
+    # The engine's rule: the plan never asks (the findings stay, with guidance).
+    assert "set_sstp_certificate" not in touched and "delete_url_reservation" not in touched, touched
     assert run.code in (0, 1), (run.stdout, run.stderr)
 
 

@@ -52,10 +52,10 @@ class DatabaseLocker:
         self.locked_at: float | None = None
         self.released = threading.Event()
         endpoint = lab.servers[SERVER].endpoint
-        inner: Callable[[str, dict[str, Any]], Any] = endpoint.executor
+        inner: Callable[..., Any] = endpoint.executor
 
-        def run(text: str, params: dict[str, Any]) -> Any:
-            result = inner(text, params)
+        def run(text: str, params: dict[str, Any], **options: Any) -> Any:
+            result = inner(text, params, **options)
             if script_name(text) == self.script and self.locked_at is None:
                 self._lock()
             return result
