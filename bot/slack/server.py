@@ -256,13 +256,7 @@ class SlackWsgiApp:
             self.routes[METRICS_PATH] = self.metrics.wsgi_app  # DESIGN 13: /metrics beside /healthz
 
     def _health(self, start_response: Callable[..., Any]) -> Iterable[bytes]:
-        ok, body = self.health.report()
-        data = json.dumps(body).encode()
-        start_response(
-            "200 OK" if ok else "503 Service Unavailable",
-            [("Content-Type", "application/json"), ("Content-Length", str(len(data))), ("Cache-Control", "no-store")],
-        )
-        return [data]
+        return health_response(self.health, start_response)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO")
@@ -441,14 +435,19 @@ class HealthWsgiApp:
         if path == METRICS_PATH and self.metrics is not None and method == "GET":
             return self.metrics.wsgi(start_response)
         if path == HEALTH_PATH and method in ("GET", "HEAD"):
-            ok, body = self.health.report()
-            data = json.dumps(body).encode()
-            start_response(
-                "200 OK" if ok else "503 Service Unavailable",
-                [("Content-Type", "application/json"), ("Content-Length", str(len(data))), ("Cache-Control", "no-store")],
-            )
-            return [data]
+            return health_response(self.health, start_response)
         return _plain(start_response, "404 Not Found", b"not found")
+
+
+def health_response(health: HealthCheck, start_response: Callable[..., Any]) -> Iterable[bytes]:
+    """`/healthz`: 200 with the report while everything answers, else 503 (never cached)."""
+    ok, body = health.report()
+    data = json.dumps(body).encode()
+    start_response(
+        "200 OK" if ok else "503 Service Unavailable",
+        [("Content-Type", "application/json"), ("Content-Length", str(len(data))), ("Cache-Control", "no-store")],
+    )
+    return [data]
 
 
 def health_server(app: App, service: ServicePort, host: str, port: int) -> HttpServer:
