@@ -305,17 +305,19 @@ class Service:
         *,
         progress: ProgressCallback | None = None,
         waiting: WaitCallback | None = None,
+        step_done: Callable[[StepResult], None] | None = None,
     ) -> FixOutcome:
         """Run an APPROVED plan: re-probe, refuse on drift, run the steps, re-probe. One session throughout.
 
         `waiting(other)` is called once if the plan must first wait for plan `other`, which another
-        process is running on the same server."""
+        process is running on the same server. `step_done(result)` is called as each step's result is
+        recorded (rollback steps included), before the next step starts."""
         # Wait for any other operation on this server *before* the plan becomes RUNNING: a second plan
         # approved while a fix runs then queues behind it (and finds the server changed) instead of
         # failing on the database's one-RUNNING-plan-per-server rule and staying APPROVED.
         server = self.repo.get_plan(plan_id).server
         with exclusive(server):
-            return self._execute(plan_id, server, actor, progress, waiting)
+            return self._execute(plan_id, server, actor, progress, waiting, step_done)
 
     def _start(self, plan_id: int, server: str, actor: Actor, waiting: WaitCallback | None) -> PlanRecord:
         """APPROVED -> RUNNING, once no other process runs a plan of the same server.
@@ -350,7 +352,13 @@ class Service:
                     raise
 
     def _execute(
-        self, plan_id: int, server_name: str, actor: Actor, progress: ProgressCallback | None, waiting: WaitCallback | None
+        self,
+        plan_id: int,
+        server_name: str,
+        actor: Actor,
+        progress: ProgressCallback | None,
+        waiting: WaitCallback | None,
+        step_done: Callable[[StepResult], None] | None = None,
     ) -> FixOutcome:
         plan = self._start(plan_id, server_name, actor, waiting)
         outcome = FixOutcome(plan=plan, state=PlanState.RUNNING)
@@ -381,6 +389,8 @@ class Service:
                     if result.rollback:
                         recorded["rollback"] = True
                     self.repo.record_step_result(plan_id, recorded)
+                    if step_done is not None:
+                        step_done(result)
 
                 timing = replace(self.step_timing, restart_timeout=float(server.restart_timeout_seconds))
                 outcome.error = PlanExecutor(session, timing=timing, record=record).run(plan.steps, progress)

@@ -90,7 +90,7 @@ def _run(args: argparse.Namespace, env: Environment, cleanup: contextlib.ExitSta
         say(console, f"Waiting for plan {other}, which another sstp-bot process is running on {server.name}...")
 
     try:
-        fix = service.execute(plan_id, actor, progress=steps.starting, waiting=waiting)
+        fix = service.execute(plan_id, actor, progress=steps.starting, waiting=waiting, step_done=steps.ended)
     except PlanStateError as exc:  # it could not start: another fix of the server is still running
         if args.json:
             print(_not_run(server.name, before, plan_id, exc.state), file=env.stdout)
@@ -114,7 +114,7 @@ def _run(args: argparse.Namespace, env: Environment, cleanup: contextlib.ExitSta
 
 
 class StepReport:
-    """Prints each step as it starts and its result as soon as it ended (flushed, so the record on the
+    """Prints each step as it starts and its result as soon as it is recorded (flushed, so the record on the
     screen survives a killed process), and knows which step was running when Ctrl-C came."""
 
     def __init__(self, service: Service, plan_id: int, console: Console) -> None:
@@ -130,16 +130,23 @@ class StepReport:
         self.current = (index, total, step)
         say(self.console, f"[{index}/{total}] {step.get('description') or step.get('action')}", hang=4)
 
+    def ended(self, result: StepResult) -> None:
+        """A step's result, printed (and flushed) the moment the service has recorded it."""
+        self._print(result.to_json())
+
+    def _print(self, result: dict[str, Any]) -> None:
+        mark = Text("  ok  ", style="green") if result.get("ok") else Text("  FAILED  ", style="bold red")
+        mark.append(f"{result.get('action')}: {result.get('detail') or ''}")
+        say(self.console, mark, hang=4)
+        self.printed += 1
+
     def catch_up(self, results: list[StepResult] | None) -> None:
         """Print the results not printed yet: from the plan's record, or the outcome's own list."""
         recorded: list[dict[str, Any]] = (
             [r.to_json() for r in results] if results is not None else list(self.service.get_plan(self.plan_id).step_results)
         )
         for result in recorded[self.printed:]:
-            mark = Text("  ok  ", style="green") if result.get("ok") else Text("  FAILED  ", style="bold red")
-            mark.append(f"{result.get('action')}: {result.get('detail') or ''}")
-            say(self.console, mark, hang=4)
-            self.printed += 1
+            self._print(result)
 
     def interrupted(self, server: str, actor: Actor) -> None:
         """Ctrl-C during the fix: say where it stopped, record it in the plan's audit trail, suggest check."""

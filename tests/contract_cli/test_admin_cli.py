@@ -178,6 +178,39 @@ def test_progress_shows_only_on_a_terminal(fleet: Fleet) -> None:
 # -- 2. Ctrl-C ----------------------------------------------------------------------------------
 
 
+def test_each_step_result_is_printed_as_the_step_ends_before_the_re_check(fleet: Fleet) -> None:
+    """Issue 11: a step's result is on the screen when it ends, the last one included (not only after
+    the re-check): each line is stamped with how many probes the server has answered by then."""
+    twin = fleet.lab.servers["vpn-stopped"].twin
+    original = twin.probe
+    probes = {"n": 0}
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        probes["n"] += 1
+        return original(*args, **kwargs)
+
+    class Stamped(io.StringIO):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stamps: list[tuple[int, str]] = []
+
+        def write(self, text: str) -> int:
+            self.stamps.append((probes["n"], text))
+            return super().write(text)
+
+    out = Stamped()
+    twin.probe = counting  # type: ignore[method-assign]
+    try:
+        code = main(["--config", str(fleet.config), "fix", "vpn-stopped", "--yes"],
+                    Environment(stdout=out, stderr=io.StringIO(), stdin=io.StringIO(), environ={"COLUMNS": "80"}))
+    finally:
+        twin.probe = original  # type: ignore[method-assign]
+    assert code == ExitStatus.OK, out.getvalue()
+    # The check's probe, then the fix's drift probe; the re-check's probe comes after the step ended.
+    [stamp] = [n for n, text in out.stamps if "ok  restart_remoteaccess" in text]
+    assert stamp == 2 and probes["n"] == 3, (stamp, probes, out.getvalue())
+
+
 def test_ctrl_c_at_the_confirmation_prompt_is_recorded_as_a_no(fleet: Fleet) -> None:
     before = fleet.lab.servers["vpn05"].twin.copy_state()
     run = fleet.cli("fix", "vpn05", stdin=InterruptingInput())
