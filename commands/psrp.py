@@ -158,6 +158,11 @@ class _GuardedAdapter(requests.adapters.BaseAdapter):
         self.inner.close()
 
 
+#: pypsrp's WSMan() re-registers its XML namespaces in ElementTree's process-wide map (delete, then
+#: add): built in two threads at once, one could fail with "dictionary keys changed during iteration"
+#: (seen ending a 25-worker cold sweep). Sessions are built one at a time; their requests are not.
+_WSMAN_BUILD_LOCK = threading.Lock()
+
 #: Strings at least this long (script texts) have their CLIXML form remembered (`_ScriptSerializer`).
 _REMEMBERED_STRING_CHARS = 1024
 
@@ -275,7 +280,13 @@ class RemoteSession:
         if s.auth == "credssp":
             _require_credssp(s.name)
         op_timeout = max(1, min(MAX_WSMAN_POLL, math.ceil(s.operation_timeout)))
-        wsman = WSMan(
+        with _WSMAN_BUILD_LOCK:
+            wsman = self._new_wsman(s, ssl_on, cert_validation, op_timeout)
+        self._guard(wsman)
+        return wsman
+
+    def _new_wsman(self, s: ServerConfig, ssl_on: bool, cert_validation: bool | str, op_timeout: int) -> WSMan:
+        return WSMan(
             s.host,
             port=s.port,
             username=s.username,
@@ -291,8 +302,6 @@ class RemoteSession:
             encryption="auto",
             no_proxy=True,
         )
-        self._guard(wsman)
-        return wsman
 
     def _guard(self, wsman: WSMan) -> None:
         """Mount the deadline and byte-budget wrapper on the requests session pypsrp will use."""

@@ -100,3 +100,48 @@ def test_a_writer_past_its_turn_still_meets_sqlites_busy_timeout(tmp_path: Path)
     assert waited < 5
     assert _record(repo, "srv") > 0  # the turn was given back
     repo.close()
+
+
+
+def test_sessions_built_in_many_threads_register_namespaces_one_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pypsrp's WSMan() re-registers its XML namespaces in ElementTree's global map (delete, then add);
+    two built at once failed a cold sweep with "dictionary keys changed during iteration". Sessions
+    built by 8 threads at once must never be inside that registration together."""
+    import xml.etree.ElementTree as ET
+
+    with Lab(["healthy"]) as lab:
+        server = lab.server_config("vpn-healthy")
+    original = ET.register_namespace
+    inside, most = [0], [0]
+    count_lock = threading.Lock()
+
+    def watched(prefix: str, uri: str) -> None:
+        with count_lock:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        time.sleep(0.0005)  # widen the window a race needs
+        try:
+            original(prefix, uri)
+        finally:
+            with count_lock:
+                inside[0] -= 1
+
+    monkeypatch.setattr(ET, "register_namespace", watched)
+    start = threading.Barrier(8)
+    errors: list[BaseException] = []
+
+    def build() -> None:
+        start.wait()
+        try:
+            for _ in range(3):
+                RemoteSession(server, LAB_PASSWORD)._build_wsman().close()
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=build) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert most[0] == 1
