@@ -11,6 +11,7 @@ No pypsrp type leaves this module.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import math
@@ -26,7 +27,8 @@ from typing import Any
 import requests
 import requests.adapters
 from pypsrp.exceptions import AuthenticationError, WinRMError, WinRMTransportError, WSManFaultError
-from pypsrp.powershell import PowerShell, PSInvocationState, RunspacePool
+from pypsrp.powershell import Fragmenter, PowerShell, PSInvocationState, RunspacePool
+from pypsrp.serializer import Serializer
 from pypsrp.wsman import WSMan
 
 from commands.errors import ConfigError, RemoteError, RemoteErrorKind
@@ -156,6 +158,38 @@ class _GuardedAdapter(requests.adapters.BaseAdapter):
         self.inner.close()
 
 
+#: pypsrp's WSMan() re-registers its XML namespaces in ElementTree's process-wide map (delete, then
+#: add): built in two threads at once, one could fail with "dictionary keys changed during iteration"
+#: (seen ending a 25-worker cold sweep). Sessions are built one at a time; their requests are not.
+_WSMAN_BUILD_LOCK = threading.Lock()
+
+#: Strings at least this long (script texts) have their CLIXML form remembered (`_ScriptSerializer`).
+_REMEMBERED_STRING_CHARS = 1024
+
+
+_PLAIN_SERIALIZER = Serializer()  # only its string escaping is used: no cipher, no state
+
+
+@functools.lru_cache(maxsize=64)
+def _clixml_string(value: str) -> str | None:
+    return _PLAIN_SERIALIZER._serialize_string(value)
+
+
+class _ScriptSerializer(Serializer):
+    """pypsrp's serializer, remembering the CLIXML escaping of long strings.
+
+    pypsrp escapes every control character of a string (each newline of a script) through a Python
+    callback, on every Command: for the ~500-line probe that was a fifth of a warm check's CPU. The
+    escaped form is a pure function of the text (no key, no server, no session in it), so the shipped
+    scripts are escaped once per process. Short strings (parameter values) are not remembered.
+    """
+
+    def _serialize_string(self, value: str | None) -> str | None:
+        if value is None or len(value) < _REMEMBERED_STRING_CHARS:
+            return super()._serialize_string(value)
+        return _clixml_string(value)
+
+
 class RemoteSession:
     """One authenticated connection and runspace pool on one server; a context manager."""
 
@@ -186,6 +220,9 @@ class RemoteSession:
             return
         self._wsman = self._build_wsman()
         pool = RunspacePool(self._wsman, configuration_name=self.server.configuration_name)
+        # The same serializer, remembering the escaped script texts (its cipher stays this pool's own).
+        pool._serializer = _ScriptSerializer()
+        pool._fragmenter = Fragmenter(self._wsman.max_payload_size, pool._serializer)
         self._start_operation()
         try:
             self._call(pool.open)
@@ -243,7 +280,13 @@ class RemoteSession:
         if s.auth == "credssp":
             _require_credssp(s.name)
         op_timeout = max(1, min(MAX_WSMAN_POLL, math.ceil(s.operation_timeout)))
-        wsman = WSMan(
+        with _WSMAN_BUILD_LOCK:
+            wsman = self._new_wsman(s, ssl_on, cert_validation, op_timeout)
+        self._guard(wsman)
+        return wsman
+
+    def _new_wsman(self, s: ServerConfig, ssl_on: bool, cert_validation: bool | str, op_timeout: int) -> WSMan:
+        return WSMan(
             s.host,
             port=s.port,
             username=s.username,
@@ -259,8 +302,6 @@ class RemoteSession:
             encryption="auto",
             no_proxy=True,
         )
-        self._guard(wsman)
-        return wsman
 
     def _guard(self, wsman: WSMan) -> None:
         """Mount the deadline and byte-budget wrapper on the requests session pypsrp will use."""
@@ -272,6 +313,10 @@ class RemoteSession:
             inner = session.get_adapter(prefix + "x")
             if isinstance(inner, requests.adapters.HTTPAdapter):
                 session.mount(prefix, _GuardedAdapter(inner, self._seconds_left, self._count))
+        # pypsrp read the environment's settings into the session above (and no_proxy=True turned
+        # proxies off); left on, requests would re-read every environment variable and ~/.netrc on
+        # each WS-Man request, for nothing.
+        session.trust_env = False
         transport.session = session
 
     def _start_operation(self) -> None:

@@ -74,6 +74,8 @@ class RepositoryBase:
         self._abandoned: dict[int, str] = {}
         self._unrecorded: dict[int, list[dict[str, Any]]] = {}
         self._pending_lock = threading.Lock()
+        #: This process's writers take turns here before asking SQLite for its write lock (see `_write`).
+        self._write_turn = threading.RLock()
         try:
             self._engine = build_engine(url, busy_timeout_ms=busy_timeout_ms)
         except (SQLAlchemyError, OSError, ValueError) as exc:
@@ -121,10 +123,20 @@ class RepositoryBase:
     @contextmanager
     def _write(self) -> Iterator[Session]:
         """A write transaction that holds the write lock from its first statement, committed on exit."""
-        with self._sessions() as session:
-            session.connection(execution_options={IMMEDIATE: True})
-            yield session
-            session.commit()
+        # SQLite has one writer; a thread refused the lock polls for it with growing sleeps (1 ms up
+        # to 100 ms), so 25 sweep workers recording at once spent more time asleep than writing. The
+        # threads of one process queue on a lock of their own instead and are woken as soon as the
+        # writer commits. Other processes still meet SQLite's busy_timeout; so does a thread that
+        # waited busy_timeout here without its turn (a database locked from outside).
+        turn = self._engine.dialect.name == "sqlite" and self._write_turn.acquire(timeout=self._busy_timeout_ms / 1000)
+        try:
+            with self._sessions() as session:
+                session.connection(execution_options={IMMEDIATE: True})
+                yield session
+                session.commit()
+        finally:
+            if turn:
+                self._write_turn.release()
 
     @property
     def _database_key(self) -> str:
