@@ -22,6 +22,9 @@ plus the lines whose allocations grew most from the middle of the run to the end
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
+import gc
 import itertools
 import logging
 import multiprocessing
@@ -62,6 +65,42 @@ def rss_mib() -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def malloc_mib() -> tuple[float, float]:
+    """(in use, free but kept) by the C allocator (glibc's mallinfo2): SQLite's page caches, OpenSSL,
+    large Python objects. RSS alone cannot tell a leak from freed memory the allocator keeps."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallinfo2.restype = _MallInfo2
+        info = libc.mallinfo2()
+    except (OSError, AttributeError):
+        return float("nan"), float("nan")
+    return (info.uordblks + info.hblkhd) / 2**20, info.fordblks / 2**20
+
+
+def malloc_trim() -> bool:
+    """Ask glibc to give freed memory back to the system: what RSS then loses was not in use."""
+    try:
+        return bool(ctypes.CDLL("libc.so.6").malloc_trim(0))
+    except (OSError, AttributeError):
+        return False
+
+
+def sqlite_mib() -> float:
+    """Memory SQLite itself holds now (sqlite3_memory_used: page caches, statements, schema), part of
+    'C malloc in use'. The same libsqlite3 the sqlite3 module loaded, so the same counters."""
+    try:
+        lib = ctypes.CDLL(ctypes.util.find_library("sqlite3") or "libsqlite3.so.0")
+        lib.sqlite3_memory_used.restype = ctypes.c_int64
+        return int(lib.sqlite3_memory_used()) / 2**20
+    except (OSError, AttributeError):
+        return float("nan")
 
 
 def slope_per_minute(points: list[tuple[float, float]]) -> float:
@@ -202,7 +241,7 @@ def run(args: argparse.Namespace, fakes_conn: Connection, tmp: str, db: Path, rs
     rss_rounds: list[float] = []
     began = time.monotonic()
     end = began + args.seconds
-    samples: list[tuple[float, float, float]] = []  # (seconds into the run, RSS MiB, traced MiB)
+    samples: list[tuple[float, float, float, float, float]] = []  # (seconds into the run, RSS, traced, malloc in use, SQLite) MiB
     middle: tracemalloc.Snapshot | None = None
     with ThreadPoolExecutor(60) as pool:
         while time.monotonic() < end:
@@ -222,8 +261,9 @@ def run(args: argparse.Namespace, fakes_conn: Connection, tmp: str, db: Path, rs
                 codes[code] = codes.get(code, 0) + 1
             rounds += 1
             rss_rounds.append(rss_mib())
+            gc.collect()  # count live objects only, not cycles waiting for the collector
             now = time.monotonic() - began
-            samples.append((now, rss_rounds[-1], tracemalloc.get_traced_memory()[0] / 2**20))
+            samples.append((now, rss_rounds[-1], tracemalloc.get_traced_memory()[0] / 2**20, malloc_mib()[0], sqlite_mib()))
             if middle is None and now >= args.seconds / 2:
                 middle = tracemalloc.take_snapshot()
             time.sleep(1.0)
@@ -238,7 +278,10 @@ def run(args: argparse.Namespace, fakes_conn: Connection, tmp: str, db: Path, rs
         s = service.get_plan(i).state
         states[s] = states.get(s, 0) + 1
     rss_end = rss_mib()  # the bot still up, its work done
+    gc.collect()
     traced_end = tracemalloc.get_traced_memory()[0] / 2**20
+    malloc_end = malloc_mib()
+    rss_trimmed = rss_mib() if malloc_trim() else float("nan")
     final = tracemalloc.take_snapshot()
     server.stop()
     app.sstp.close()
@@ -249,17 +292,21 @@ def run(args: argparse.Namespace, fakes_conn: Connection, tmp: str, db: Path, rs
     print(f"/healthz: max {max(health) * 1000:.0f} ms over {len(health)} polls")
     print(f"plans approved: {len(approved)}, by final state: {states}; left RUNNING: {len(running)}; work drained: {drained}")
     print(f"bot process memory (RSS): {rss_start:.0f} MiB at start, {rss_loaded:.0f} MiB with the bot up, {rss_end:.0f} MiB "
-          "after the load and the drain (the lab and the fake Slack API run in a child process)")
+          f"after the load and the drain, {rss_trimmed:.0f} MiB once glibc returned its free memory (malloc_trim); "
+          "the lab and the fake Slack API run in a child process")
     quarter = max(1, len(samples) // 4)
     picked = samples[quarter - 1 :: quarter]
-    print("  over the rounds, every quarter (s: RSS MiB / traced MiB): "
-          + ", ".join(f"{t:.0f}: {r:.0f} / {m:.1f}" for t, r, m in picked) + f"; after the drain: traced {traced_end:.1f}")
+    print("  over the rounds, every quarter (s: RSS / Python traced / C malloc in use / of which SQLite, MiB): "
+          + ", ".join(f"{t:.0f}: {r:.0f} / {m:.1f} / {c:.1f} / {q:.1f}" for t, r, m, c, q in picked)
+          + f"; after the drain: traced {traced_end:.1f}, malloc in use {malloc_end[0]:.1f}, malloc free but kept {malloc_end[1]:.1f}")
     half = [x for x in samples if x[0] >= args.seconds / 2]
-    print(f"  last half of the run ({len(half)} rounds): RSS slope {slope_per_minute([(t, r) for t, r, _ in half]):+.2f} MiB/min, "
-          f"traced (Python allocations) slope {slope_per_minute([(t, m) for t, _, m in half]):+.2f} MiB/min")
+    print(f"  last half of the run ({len(half)} rounds), slope in MiB/min: RSS {slope_per_minute([(x[0], x[1]) for x in half]):+.2f}, "
+          f"Python traced {slope_per_minute([(x[0], x[2]) for x in half]):+.2f}, C malloc in use {slope_per_minute([(x[0], x[3]) for x in half]):+.2f}, "
+          f"of which SQLite {slope_per_minute([(x[0], x[4]) for x in half]):+.2f}")
     if middle is not None:
         print(f"  largest growth of allocations from the middle of the run to the end (by line, top {args.top}):")
-        for stat in final.compare_to(middle, "lineno")[: args.top]:
+        own = [tracemalloc.Filter(False, tracemalloc.__file__), tracemalloc.Filter(False, __file__)]  # the measuring itself
+        for stat in final.filter_traces(own).compare_to(middle.filter_traces(own), "lineno")[: args.top]:
             frame = stat.traceback[0]
             print(f"    {stat.size_diff / 1024:+9.1f} KiB {stat.count_diff:+7d} blocks  {frame.filename}:{frame.lineno}")
     ok = max(latencies) < 3.0 and max(health) < 3.0 and not running
