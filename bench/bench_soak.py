@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import ctypes.util
+import functools
 import gc
 import itertools
 import logging
@@ -72,11 +73,17 @@ class _MallInfo2(ctypes.Structure):
                 ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
 
 
+@functools.cache
+def _library(name: str) -> ctypes.CDLL:
+    """A C library already loaded in this process (looked up once: find_library runs ldconfig)."""
+    return ctypes.CDLL(ctypes.util.find_library(name) or f"lib{name}.so.{'6' if name == 'c' else '0'}")
+
+
 def malloc_mib() -> tuple[float, float]:
     """(in use, free but kept) by the C allocator (glibc's mallinfo2): SQLite's page caches, OpenSSL,
     large Python objects. RSS alone cannot tell a leak from freed memory the allocator keeps."""
     try:
-        libc = ctypes.CDLL("libc.so.6")
+        libc = _library("c")
         libc.mallinfo2.restype = _MallInfo2
         info = libc.mallinfo2()
     except (OSError, AttributeError):
@@ -87,7 +94,7 @@ def malloc_mib() -> tuple[float, float]:
 def malloc_trim() -> bool:
     """Ask glibc to give freed memory back to the system: what RSS then loses was not in use."""
     try:
-        return bool(ctypes.CDLL("libc.so.6").malloc_trim(0))
+        return bool(_library("c").malloc_trim(0))
     except (OSError, AttributeError):
         return False
 
@@ -96,7 +103,7 @@ def sqlite_mib() -> float:
     """Memory SQLite itself holds now (sqlite3_memory_used: page caches, statements, schema), part of
     'C malloc in use'. The same libsqlite3 the sqlite3 module loaded, so the same counters."""
     try:
-        lib = ctypes.CDLL(ctypes.util.find_library("sqlite3") or "libsqlite3.so.0")
+        lib = _library("sqlite3")
         lib.sqlite3_memory_used.restype = ctypes.c_int64
         return int(lib.sqlite3_memory_used()) / 2**20
     except (OSError, AttributeError):
@@ -243,6 +250,7 @@ def run(args: argparse.Namespace, fakes_conn: Connection, tmp: str, db: Path, rs
     end = began + args.seconds
     samples: list[tuple[float, float, float, float, float]] = []  # (seconds into the run, RSS, traced, malloc in use, SQLite) MiB
     middle: tracemalloc.Snapshot | None = None
+    threads_peak = 0
     with ThreadPoolExecutor(60) as pool:
         while time.monotonic() < end:
             bodies = [
@@ -261,6 +269,7 @@ def run(args: argparse.Namespace, fakes_conn: Connection, tmp: str, db: Path, rs
                 codes[code] = codes.get(code, 0) + 1
             rounds += 1
             rss_rounds.append(rss_mib())
+            threads_peak = max(threads_peak, threading.active_count())
             gc.collect()  # count live objects only, not cycles waiting for the collector
             now = time.monotonic() - began
             samples.append((now, rss_rounds[-1], tracemalloc.get_traced_memory()[0] / 2**20, malloc_mib()[0], sqlite_mib()))
@@ -300,6 +309,7 @@ def run(args: argparse.Namespace, fakes_conn: Connection, tmp: str, db: Path, rs
           + ", ".join(f"{t:.0f}: {r:.0f} / {m:.1f} / {c:.1f} / {q:.1f}" for t, r, m, c, q in picked)
           + f"; after the drain: traced {traced_end:.1f}, malloc in use {malloc_end[0]:.1f}, malloc free but kept {malloc_end[1]:.1f}")
     half = [x for x in samples if x[0] >= args.seconds / 2]
+    print(f"  threads in the bot's process: {threads_peak} at most during the rounds, {threading.active_count()} once it is shut down")
     print(f"  last half of the run ({len(half)} rounds), slope in MiB/min: RSS {slope_per_minute([(x[0], x[1]) for x in half]):+.2f}, "
           f"Python traced {slope_per_minute([(x[0], x[2]) for x in half]):+.2f}, C malloc in use {slope_per_minute([(x[0], x[3]) for x in half]):+.2f}, "
           f"of which SQLite {slope_per_minute([(x[0], x[4]) for x in half]):+.2f}")

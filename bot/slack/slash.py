@@ -330,20 +330,20 @@ class SlashCommands:
             unfinished.discard(server.name)
             self.queue.finish(server.name, NoResult(text, busy=True))
 
-        failure = messages.check_failed(what, messages.INTERNAL_ERROR)
+        reason = messages.INTERNAL_ERROR
         try:
             if mine:
                 self.bot.service.check(mine, actor, on_result=on_result, wait=False, on_busy=on_busy)
         except SstpBotError as exc:
-            failure = messages.check_failed(what, str(exc))
-            cards.post_quietly(channel, blocks.notice(failure), summary_ts)
+            reason = str(exc)
+            cards.post_quietly(channel, blocks.notice(messages.check_failed(what, reason)), summary_ts)
         except Exception:
-            cards.post_quietly(channel, blocks.notice(failure), summary_ts)
+            cards.post_quietly(channel, blocks.notice(messages.check_failed(what, reason)), summary_ts)
             raise
         finally:
             for name in list(unfinished):  # no result (the check failed): its line and its joiners say so
                 settle(name, FleetLine(name, "error", 0, "error"))
-                self.queue.finish(name, NoResult(failure))
+                self.queue.finish(name, NoResult(messages.check_failed(name, reason)))
 
 
 def attempted_target(command: grammar.Command) -> dict[str, Any]:
