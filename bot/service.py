@@ -29,7 +29,7 @@ from commands.errors import (
 )
 from commands.executor import PlanExecutor, Timing
 from commands.executor import StepResult as StepResult  # re-exported: Slack and the CLI read step results
-from commands.fleet import exclusive, run_fleet
+from commands.fleet import ServerBusy, exclusive, run_fleet
 from commands.jea import endpoint_outdated, outdated_message
 from commands.model import CheckResult
 from commands.psrp import RemoteSession
@@ -177,22 +177,33 @@ class Service:
         actor: Actor,
         *,
         on_result: Callable[[CheckOutcome], None] | None = None,
+        wait: bool = True,
+        on_busy: Callable[[ServerConfig], None] | None = None,
     ) -> list[CheckOutcome]:
-        """Probe each server once (bounded pool), diagnose, record, and propose a plan where one exists."""
+        """Probe each server once (bounded pool), diagnose, record, and propose a plan where one exists.
+
+        With `wait=False` a server that another operation of this process holds (a fix, another
+        check) is skipped, not waited for: `on_busy(server)` is called and it has no outcome.
+        """
         self.repo.expire_due()
 
-        def report(_server: ServerConfig, outcome: CheckOutcome | None, _error: BaseException | None) -> None:
+        def report(server: ServerConfig, outcome: CheckOutcome | None, error: BaseException | None) -> None:
             if outcome is not None and on_result is not None:
                 on_result(outcome)
+            elif isinstance(error, ServerBusy) and on_busy is not None:
+                on_busy(server)
 
         results = run_fleet(
             list(servers),
             lambda server: self._check_one(server, actor),
             max_workers=self.max_workers,
             on_result=report,
+            wait=wait,
         )
         outcomes: list[CheckOutcome] = []
         for item in results:
+            if isinstance(item, ServerBusy):
+                continue
             if isinstance(item, BaseException):
                 # Remote and configuration problems are results; anything else is a bug: surface it.
                 raise item

@@ -39,6 +39,14 @@ def exclusive(name: str) -> Iterator[None]:
         yield
 
 
+class ServerBusy(Exception):
+    """The server's lock was held by another operation and the caller asked not to wait for it."""
+
+    def __init__(self, server: str) -> None:
+        super().__init__(f"{server} is busy with another operation")
+        self.server = server
+
+
 def _name_of(server: Any) -> str:
     return str(getattr(server, "name", server))
 
@@ -49,21 +57,30 @@ def run_fleet(
     *,
     max_workers: int = 8,
     on_result: Callable[[S, T | None, BaseException | None], None] | None = None,
+    wait: bool = True,
 ) -> list[T | BaseException]:
     """`fn(server)` for every server, at most `max_workers` at a time, one at a time per server.
 
     Returns the results in input order; a server whose `fn` raised gets the exception in its place
     (one broken server never hides the others). `on_result(server, result, error)` is called as each
-    finishes, from the worker thread.
+    finishes, from the worker thread. With `wait=False` a server whose lock another operation holds
+    is not waited for: its place gets `ServerBusy` at once (callers that must never park a thread
+    behind a fix, such as the Slack workers, issue 14 item 5).
     """
     items = list(servers)
     if not items:
         return []
 
     def one(server: S) -> T | BaseException:
+        name = _name_of(server)
         try:
-            with exclusive(_name_of(server)):
+            lock = server_lock(name)
+            if not lock.acquire(blocking=wait):
+                raise ServerBusy(name)
+            try:
                 result = fn(server)
+            finally:
+                lock.release()
         except Exception as exc:
             if on_result is not None:
                 on_result(server, None, exc)

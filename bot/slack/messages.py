@@ -247,6 +247,15 @@ def too_many_checks(limit: int) -> str:
     )
 
 
+def server_busy(server: str) -> str:
+    """A check of a server that a fix (or another operation of the bot) holds: not queued behind it."""
+    return (
+        f":hourglass: *{escape(server)}* is busy: a fix or another operation is running on it, so it was "
+        "not probed now. A fix reports on its own card (it re-checks the server at its end); "
+        "otherwise check again in a minute."
+    )
+
+
 BUSY = ":hourglass: The bot has as many checks waiting as it takes; try again in a minute."
 REFUSED_MALFORMED_CLICK = ":no_entry: That click could not be read; nothing was done."
 REFUSED_NOT_THE_CARD = (

@@ -30,6 +30,8 @@ class ServicePort(Protocol):
         actor: Any,
         *,
         on_result: Callable[[CheckOutcome], None] | None = None,
+        wait: bool = True,
+        on_busy: Callable[[ServerConfig], None] | None = None,
     ) -> Sequence[CheckOutcome]: ...
 
     def attach_message(self, plan_id: int, channel: str, ts: str) -> None: ...

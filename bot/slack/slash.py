@@ -1,8 +1,11 @@
 """`/sstp`: parse and answer in the ack (usage errors), then run on the bot's queues.
 
-Checks go through `CheckQueue` (issue 14, item 5): one check per server at a time (a second request
-for the same server joins the first and gets its result on its own card, without taking a worker),
-and at most `per_user` checks waiting or running per user (a clear answer in the ack beyond that).
+Checks go through `CheckQueue` (issue 14, item 5): one check per server at a time, whoever asked for
+it (a single check, `check all`, a group, several names): a request for a server whose check is under
+way joins it and gets its result on its own card, without taking a worker. A server that another
+operation holds (a fix, a CLI or scheduled check) is not waited for: its card says it is busy, so no
+worker ever parks behind a server's lock. At most `per_user` checks wait or run per user (a clear
+ephemeral answer in the ack beyond that).
 """
 
 from __future__ import annotations
@@ -34,11 +37,23 @@ MAX_CHECKS_PER_USER = 5
 MAX_CHECKS_QUEUED = 64  # all users together: the check queue is bounded, beyond it the answer is "busy"
 
 
+@dataclass(frozen=True)
+class NoResult:
+    """Why a check has no outcome to share: it could not run, or the server was busy."""
+
+    text: str
+    busy: bool = False
+
+
+#: What a check that was joined hands its joiners: its outcome, or why there is none.
+Joined = Callable[["CheckOutcome | NoResult"], None]
+
+
 @dataclass
 class _InFlight:
-    """Cards waiting for the result of the check of one server that is under way."""
+    """Whoever waits for the result of the check of one server that is under way."""
 
-    joined: list[tuple[str, str]] = field(default_factory=list)  # (channel, ts)
+    joined: list[Joined] = field(default_factory=list)
 
 
 class CheckQueue:
@@ -67,22 +82,32 @@ class CheckQueue:
             if self._users[user] <= 0:
                 del self._users[user]
 
-    def start_or_join(self, server: str, card: tuple[str, str]) -> bool:
-        """True: nobody checks `server`, the caller does now. False: the card joined the check under way."""
+    def start_or_join(self, server: str, on_done: Joined) -> bool:
+        """True: nobody checks `server`, the caller does now and must call `finish`.
+        False: a check of it is under way; `on_done` gets its result when it ends."""
         key = server.lower()
         with self._lock:
             inflight = self._servers.get(key)
             if inflight is not None:
-                inflight.joined.append(card)
+                inflight.joined.append(on_done)
                 return False
             self._servers[key] = _InFlight()
             return True
 
-    def finish(self, server: str) -> list[tuple[str, str]]:
-        """The check of `server` is over: the cards that joined it."""
+    def finish(self, server: str, result: CheckOutcome | NoResult) -> None:
+        """The check of `server` is over: hand `result` to everyone who joined it."""
         with self._lock:
             inflight = self._servers.pop(server.lower(), None)
-        return inflight.joined if inflight is not None else []
+        for on_done in inflight.joined if inflight is not None else []:
+            try:
+                on_done(result)
+            except Exception:  # one joiner's card failing must not lose the others'
+                logger.exception("could not report a joined check of %s", server)
+
+    def in_flight(self) -> int:
+        """How many servers are being checked now (tests, the soak)."""
+        with self._lock:
+            return len(self._servers)
 
 
 class SlashCommands:
@@ -196,20 +221,31 @@ class SlashCommands:
         ts = self._first_post(channel, blocks.checking(server.name), respond)
         if ts is None:
             return  # cannot report anywhere, so do not probe
-        if not self.queue.start_or_join(server.name, (channel, ts)):
+
+        def joined(result: CheckOutcome | NoResult) -> None:
+            if isinstance(result, NoResult):
+                cards.final(channel, ts, blocks.notice(result.text))
+            else:  # the plan has one card, the owner's: joined cards show the findings, not the buttons
+                cards.final(channel, ts, self._report(result, buttons=False))
+
+        if not self.queue.start_or_join(server.name, joined):
             return  # joined: the check under way updates this card too; this worker is free again
-        joined: list[tuple[str, str]] = []
-        final: SlackMessage | None = None
+        shared: CheckOutcome | NoResult = NoResult(messages.check_failed(server.name, messages.INTERNAL_ERROR))
+
+        def busy(_server: Any) -> None:
+            nonlocal shared
+            shared = NoResult(messages.server_busy(server.name), busy=True)
+            cards.final(channel, ts, blocks.notice(shared.text))
+
         try:
             try:
-                outcomes = self.bot.service.check([server], actor)
+                outcomes = self.bot.service.check([server], actor, wait=False, on_busy=busy)
             except SstpBotError as exc:
-                final = blocks.notice(messages.check_failed(server.name, str(exc)))
-                cards.update(channel, ts, final)
+                shared = NoResult(messages.check_failed(server.name, str(exc)))
+                cards.update(channel, ts, blocks.notice(shared.text))
                 return
             except Exception:
-                final = blocks.notice(messages.check_failed(server.name, messages.INTERNAL_ERROR))
-                cards.update(channel, ts, final)
+                cards.update(channel, ts, blocks.notice(messages.check_failed(server.name, messages.INTERNAL_ERROR)))
                 raise
             for outcome in outcomes:
                 report = self._report(outcome)
@@ -217,13 +253,9 @@ class SlashCommands:
                 if outcome.plan_id is not None and where is not None:
                     self.bot.service.attach_message(outcome.plan_id, channel, where)
                 cards.retire(outcome)
-                # Cards that joined show the findings, not the buttons: the plan has one card.
-                final = self._report(outcome, buttons=False)
+                shared = outcome
         finally:
-            joined = self.queue.finish(server.name)
-            for joined_channel, joined_ts in joined:
-                message = final or blocks.notice(messages.check_failed(server.name, messages.INTERNAL_ERROR))
-                cards.final(joined_channel, joined_ts, message)
+            self.queue.finish(server.name, shared)
 
     def _report(self, outcome: Any, *, buttons: bool = True) -> SlackMessage:
         expires_at = None
@@ -247,31 +279,71 @@ class SlashCommands:
 
         progress = ThrottledSummary(send_summary, self.bot.fleet_update_interval, self.bot.monotonic)
         index = {t.name: n for n, t in enumerate(targets)}
+        remaining = [len(targets)]  # lines still without a result; the last one flushes the summary
 
-        def on_result(outcome: CheckOutcome) -> None:
+        def settle(server: str, line: FleetLine) -> None:
+            with progress.lock:
+                n = index.get(server)
+                if n is not None:
+                    lines[n] = line
+                remaining[0] -= 1
+                last = remaining[0] == 0
+            progress.changed()
+            if last:
+                progress.flush()
+
+        def post_detail(outcome: CheckOutcome, *, buttons: bool) -> None:
+            result = outcome.result
             try:
-                result = outcome.result
-                detail_ts = cards.post_quietly(channel, self._report(outcome), summary_ts)
-                if detail_ts is not None and outcome.plan_id is not None:
-                    self.bot.service.attach_message(outcome.plan_id, channel, detail_ts)
-                cards.retire(outcome)
-                with progress.lock:
-                    n = index.get(result.server)
-                    if n is not None:
-                        lines[n] = FleetLine(result.server, result.status, len(result.findings), result.error_kind)
-                progress.changed()
+                detail_ts = cards.post_quietly(channel, self._report(outcome, buttons=buttons), summary_ts)
+                if buttons:
+                    if detail_ts is not None and outcome.plan_id is not None:
+                        self.bot.service.attach_message(outcome.plan_id, channel, detail_ts)
+                    cards.retire(outcome)
             except Exception:
                 logger.exception("could not report the result of one server")
+            settle(result.server, FleetLine(result.server, result.status, len(result.findings), result.error_kind))
 
+        def joiner(name: str) -> Joined:
+            def on_done(result: CheckOutcome | NoResult) -> None:
+                if isinstance(result, NoResult):  # the check we joined could not run or found the server busy
+                    cards.post_quietly(channel, blocks.notice(result.text), summary_ts)
+                    settle(name, FleetLine(name, "error", 0, "busy" if result.busy else "error"))
+                else:
+                    post_detail(result, buttons=False)
+
+            return on_done
+
+        # Servers already being checked (by a single check or another fleet) are joined, not re-probed.
+        mine = [t for t in targets if self.queue.start_or_join(t.name, joiner(t.name))]
+        unfinished = {t.name for t in mine}
+
+        def on_result(outcome: CheckOutcome) -> None:
+            post_detail(outcome, buttons=True)
+            unfinished.discard(outcome.result.server)
+            self.queue.finish(outcome.result.server, outcome)
+
+        def on_busy(server: Any) -> None:
+            text = messages.server_busy(server.name)
+            cards.post_quietly(channel, blocks.notice(text), summary_ts)
+            settle(server.name, FleetLine(server.name, "error", 0, "busy"))
+            unfinished.discard(server.name)
+            self.queue.finish(server.name, NoResult(text, busy=True))
+
+        reason = messages.INTERNAL_ERROR
         try:
-            self.bot.service.check(targets, actor, on_result=on_result)
+            if mine:
+                self.bot.service.check(mine, actor, on_result=on_result, wait=False, on_busy=on_busy)
         except SstpBotError as exc:
-            cards.post_quietly(channel, blocks.notice(messages.check_failed(what, str(exc))), summary_ts)
+            reason = str(exc)
+            cards.post_quietly(channel, blocks.notice(messages.check_failed(what, reason)), summary_ts)
         except Exception:
-            cards.post_quietly(channel, blocks.notice(messages.check_failed(what, messages.INTERNAL_ERROR)), summary_ts)
+            cards.post_quietly(channel, blocks.notice(messages.check_failed(what, reason)), summary_ts)
             raise
         finally:
-            progress.flush()
+            for name in list(unfinished):  # no result (the check failed): its line and its joiners say so
+                settle(name, FleetLine(name, "error", 0, "error"))
+                self.queue.finish(name, NoResult(messages.check_failed(name, reason)))
 
 
 def attempted_target(command: grammar.Command) -> dict[str, Any]:

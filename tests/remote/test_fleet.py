@@ -6,7 +6,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from commands.fleet import exclusive, run_fleet
+from commands.fleet import ServerBusy, exclusive, run_fleet
 from commands.lab.lab import LAB_PASSWORD, Lab
 from commands.psrp import RemoteSession
 
@@ -85,3 +85,23 @@ def test_fleet_check_of_the_lab():
 
         results = run_fleet(configs, check, max_workers=4)
     assert results == [n.upper() for n in lab.servers]
+
+
+def test_without_wait_a_busy_server_is_reported_at_once_and_the_others_run():
+    ran: list[str] = []
+    reported: list[tuple[str, object]] = []
+    with exclusive("busy01"):  # another operation (a fix) holds this server
+        started = time.monotonic()
+        results = run_fleet(
+            [Srv("busy01"), Srv("free01")],
+            lambda s: ran.append(s.name) or s.name,
+            wait=False,
+            on_result=lambda s, result, error: reported.append((s.name, type(error).__name__ if error else result)),
+        )
+        took = time.monotonic() - started
+    assert took < 1.0
+    assert ran == ["free01"]
+    assert isinstance(results[0], ServerBusy) and results[0].server == "busy01" and results[1] == "free01"
+    assert sorted(reported) == [("busy01", "ServerBusy"), ("free01", "free01")]
+    # The lock was never taken by the busy attempt: it is free again once its holder lets go.
+    assert run_fleet([Srv("busy01")], lambda s: s.name, wait=False) == ["busy01"]

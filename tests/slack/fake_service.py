@@ -120,7 +120,15 @@ class FakeService:
             return self.config.group(group)
         return [self.config.server(n) for n in names]
 
-    def check(self, servers: Sequence[ServerConfig], actor: Any, *, on_result: Callable[[CheckOutcome], None] | None = None) -> list[CheckOutcome]:
+    def check(
+        self,
+        servers: Sequence[ServerConfig],
+        actor: Any,
+        *,
+        on_result: Callable[[CheckOutcome], None] | None = None,
+        wait: bool = True,  # the fake has no server locks: nothing is ever busy
+        on_busy: Callable[[ServerConfig], None] | None = None,
+    ) -> list[CheckOutcome]:
         self._call("check", tuple(s.name for s in servers), actor)
         from concurrent.futures import ThreadPoolExecutor
 

@@ -185,7 +185,7 @@ def test_held_back_summary_edit_is_sent_after_the_interval(service: FakeService,
 def test_a_check_that_cannot_run_replaces_the_checking_message(harness: Harness, service: FakeService, slack_api: FakeSlackApi) -> None:
     from commands.errors import ConfigError
 
-    def broken(servers, actor, *, on_result=None):  # type: ignore[no-untyped-def]
+    def broken(servers, actor, **_options):  # type: ignore[no-untyped-def]
         raise ConfigError("the WinRM password is missing: set SSTP_BOT_WINRM_PASSWORD")
 
     service.check = broken  # type: ignore[method-assign]

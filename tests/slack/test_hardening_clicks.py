@@ -159,6 +159,24 @@ def test_one_check_per_server_at_a_time_the_second_request_joins(harness: Harnes
     assert sum(1 for c in slack_api.calls_to("chat.update") if "sstp_approve" in str(c.body)) == 1
 
 
+def test_a_fleet_check_joins_a_single_check_under_way_and_its_failure_names_the_server(
+    harness: Harness, service: FakeService, slack_api: FakeSlackApi
+) -> None:
+    service.check_delay = 1.0
+    harness.command("check vpn01", user="U0OPER001", wait=False)
+    deadline = time.monotonic() + 5
+    while service.count("check") < 1 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    harness.command("check vpn01 vpn02", user="U0OPER002", wait=False)
+    harness.drain()
+    checked = [args[0] for name, args in service.calls if name == "check"]
+    assert checked == [("vpn01",), ("vpn02",)]  # vpn01 once: the fleet joined the single check
+    summary = [c for c in slack_api.calls_to("chat.update") if "fleet check" in all_text(c.body)]
+    assert "2 checked" in all_text(summary[-1].body)
+    replies = [c for c in slack_api.calls_to("chat.postMessage") if c.body.get("thread_ts")]
+    assert sorted(n for n in ("vpn01", "vpn02") for r in replies if f"SSTP check: {n}" in all_text(r.body)) == ["vpn01", "vpn02"]
+
+
 def test_a_per_user_limit_with_a_clear_answer(service: FakeService, config: Config, slack_api: FakeSlackApi) -> None:
     harness = build_harness(service, config, slack_api, checks_per_user=2)
     try:
