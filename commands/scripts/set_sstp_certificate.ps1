@@ -12,7 +12,8 @@
 param(
     [Parameter(Mandatory = $true)]
     [ValidateNotNullOrEmpty()]
-    [ValidatePattern('^[0-9A-Fa-f]{40}$')]
+    # \z, not $: .NET's $ also matches before a final newline, which would reach netsh/Cert: paths.
+    [ValidatePattern('^[0-9A-Fa-f]{40}\z')]
     [string]$Thumbprint
 )
 
