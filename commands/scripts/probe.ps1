@@ -226,9 +226,8 @@ function Measure-SstpEvents([string[]]$ProviderNames, [int[]]$Ids, [datetime]$Si
     foreach ($provider in $ProviderNames) {
         $filter = @{ LogName = 'System'; ProviderName = $provider; Id = $Ids; StartTime = $Since }
         try {
-            foreach ($record in @(Get-WinEvent -FilterHashtable $filter -MaxEvents 100000 -ErrorAction Stop)) {
-                $seen[[string]$record.RecordId] = $true
-            }
+            # Streamed, not collected with @(): up to 100000 records are never held in memory at once.
+            Get-WinEvent -FilterHashtable $filter -MaxEvents 100000 -ErrorAction Stop | ForEach-Object { $seen[[string]$_.RecordId] = $true }
         } catch {
             continue
         }
