@@ -16,7 +16,8 @@ param(
 
     [Parameter(Mandatory = $true)]
     [ValidateNotNullOrEmpty()]
-    [ValidatePattern('^[0-9A-Fa-f]{40}$')]
+    # \z, not $: .NET's $ also matches before a final newline, which would reach netsh/Cert: paths.
+    [ValidatePattern('^[0-9A-Fa-f]{40}\z')]
     [string]$Thumbprint
 )
 
@@ -40,7 +41,13 @@ try {
         # DOMAIN 9 / WSDOCS#5922: the AppId stays inside a string (a bare {...} is a script block).
         $arguments = [string[]]@('http', 'add', 'sslcert', ('ipport=' + $Endpoint), ('certhash=' + $Thumbprint), 'appid={ba195980-cd49-458b-9e23-c84ee0adcd75}', 'certstorename=MY')
         $run = Invoke-NativeCommand $netsh $arguments
-        $present = Test-BindingPresent 'SslBindingInfo' $Endpoint
+        # As in delete_httpsys_binding: allow HTTP.sys a moment to persist the binding before judging.
+        $present = $false
+        for ($attempt = 0; $attempt -lt 5; $attempt++) {
+            $present = Test-BindingPresent 'SslBindingInfo' $Endpoint
+            if ($present) { break }
+            Start-Sleep -Milliseconds 500
+        }
         if ($present) {
             $result = New-FixResult $true $true ('added the SSTP binding {0} with certificate {1}' -f $Endpoint, $Thumbprint) $run.ExitCode
         } else {

@@ -6,7 +6,9 @@
 # executor polls remoteaccess_state until the status it needs, with its own deadline (DESIGN 9), so no
 # WinRM operation outlasts operation_timeout and nothing is left running in a shell about to close.
 # Stop is a no-op when already Stopped or StopPending; Start is a no-op when Running or StartPending,
-# and refuses while StopPending (the executor waits for Stopped first). Stopping drops every VPN user.
+# and refuses while StopPending (the executor waits for Stopped first). Stop refuses while a service that
+# depends on RemoteAccess runs (it would be stopped, waited for, and never restarted). Stopping drops
+# every VPN user.
 # Writes exactly one JSON document: {"ok", "changed", "detail", "exit_code", "status", "sstp_registered"}.
 [CmdletBinding()]
 param(
@@ -34,8 +36,15 @@ try {
         $before = $service.Status.ToString()
         $status = $before
         if ($Action -eq 'Stop') {
+            # ServiceController.Stop() first stops every running dependent service and waits up to 30 s
+            # for each (.NET Framework reference source, ServiceController.Stop), and Start() never brings
+            # them back: stopping them would wait here (DESIGN 9) and leave other services stopped
+            # (DESIGN 5, never worse off). Refuse instead and name them.
+            $dependents = @($service.DependentServices | Where-Object { $_.Status.ToString() -ne 'Stopped' } | ForEach-Object { [string]$_.ServiceName })
             if ($before -eq 'Stopped' -or $before -eq 'StopPending') {
                 $result = New-FixResult $true $false ('RemoteAccess is already {0}' -f $before) $null
+            } elseif ($dependents.Length -gt 0) {
+                $result = New-FixResult $false $false ('RemoteAccess was not stopped: services that depend on it are running ({0}); stop them first' -f ($dependents -join ', ')) $null
             } else {
                 $service.Stop()
                 $service.Refresh()

@@ -218,17 +218,21 @@ function Get-SstpEvents([string[]]$ProviderNames, [int[]]$Ids, [datetime]$Since,
 function Measure-SstpEvents([string[]]$ProviderNames, [int[]]$Ids, [datetime]$Since) {
     # How many events match in all (at most 100000 per name): only run when a query hit its cap. The
     # records are counted, never formatted (EventLogRecord.Message is computed on demand).
-    $count = 0
+    # A name that fails here failed in Get-SstpEvents too (DOMAIN 7: one of the two provider names may
+    # not exist [M]) and contributed no record: skip it like Get-SstpEvents does, so a capped query
+    # never loses the events it did read.
+    # Counted by RecordId, as Get-SstpEvents merges them, so two names of one provider count once.
+    $seen = @{}
     foreach ($provider in $ProviderNames) {
         $filter = @{ LogName = 'System'; ProviderName = $provider; Id = $Ids; StartTime = $Since }
         try {
-            $count += @(Get-WinEvent -FilterHashtable $filter -MaxEvents 100000 -ErrorAction Stop).Count
+            # Streamed, not collected with @(): up to 100000 records are never held in memory at once.
+            Get-WinEvent -FilterHashtable $filter -MaxEvents 100000 -ErrorAction Stop | ForEach-Object { $seen[[string]$_.RecordId] = $true }
         } catch {
-            if ($_.FullyQualifiedErrorId -like 'NoMatchingEventsFound*') { continue }
-            throw
+            continue
         }
     }
-    return $count
+    return $seen.Count
 }
 
 function Test-PrivateKeyUsable($Certificate) {
@@ -565,7 +569,9 @@ try {
     # DOMAIN 14: the summary counts users cheaply; Get-RemoteAccessConnectionStatistics lists every
     # connection and is slow on a busy server.
     $summary = Get-RemoteAccessConnectionStatisticsSummary -ErrorAction Stop
-    $vpnConnections = [int](Get-PropertyValue $summary 'TotalVpnConnections')
+    # [int]$null is 0: a summary without the property is "unknown" (null), never "no users".
+    $vpnTotal = Get-PropertyValue $summary 'TotalVpnConnections'
+    if ($null -ne $vpnTotal) { $vpnConnections = [int]$vpnTotal }
 } catch {
     # Expected to fail while RemoteAccess is stopped; only a running service makes it a probe error.
     $remoteAccessState = $services['RemoteAccess']

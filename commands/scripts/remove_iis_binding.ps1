@@ -63,8 +63,11 @@ try {
         } elseif (-not (Test-Path -LiteralPath $appcmd -PathType Leaf)) {
             $result = New-FixResult $false $false ('appcmd.exe not found at {0}' -f $appcmd) $null
         } else {
-            # appcmd syntax: set site /site.name:NAME /-bindings.[protocol='https',bindingInformation='...'].
-            # Both values passed as single arguments; the validation patterns exclude quotes.
+            # appcmd syntax: set site /site.name:NAME /-bindings.[protocol='https',bindingInformation='...']
+            # (MSDOC-IIS-bindings shows the '/+bindings.[...]' form; '/-' removes the matching element).
+            # Both values passed as single arguments; the validation patterns exclude quotes. Windows
+            # PowerShell 5.1 wraps an argument containing a space in "..." (a site name such as 'Default
+            # Web Site'); appcmd reads it back as one argument (hence no trailing backslash, SITE_RE).
             $arguments = [string[]]@(
                 'set', 'site',
                 ('/site.name:{0}' -f $Site),

@@ -1,8 +1,10 @@
 # sstp-bot-script: restart_iis
 #
-# Restarts IIS with 'iisreset /restart' so it drops the https binding it had pushed into HTTP.sys
+# Restarts IIS with 'iisreset /restart /timeout:60' so it drops the https binding it had pushed into HTTP.sys
 # (RH-BIND: remove the IIS binding, then run iisreset; DOMAIN 4). Captures iisreset's output with 2>&1
 # and its $LASTEXITCODE, then re-reads the W3SVC state. Disrupts web sites on the server, not VPN users.
+# /timeout:60 bounds the stop phase so the script returns within about a minute (DESIGN 9: no script
+# waits without a bound; a PSRP call must not outlast operation_timeout).
 # Writes exactly one JSON document: {"ok", "changed", "detail", "exit_code"}.
 [CmdletBinding()]
 param()
@@ -21,14 +23,14 @@ try {
     } elseif (-not (Test-Path -LiteralPath $iisreset -PathType Leaf)) {
         $result = New-FixResult $true $false 'iisreset.exe not found: IIS is not installed; nothing to restart' $null
     } else {
-        $run = Invoke-NativeCommand $iisreset ([string[]]@('/restart'))
+        $run = Invoke-NativeCommand $iisreset ([string[]]@('/restart', '/timeout:60'))
         $w3svc = Get-Service -Name W3SVC -ErrorAction SilentlyContinue
         $state = 'absent'
         if ($null -ne $w3svc) { $state = $w3svc.Status.ToString() }
         if ($run.ExitCode -eq 0) {
-            $result = New-FixResult $true $true ('iisreset /restart succeeded; W3SVC is {0}. {1}' -f $state, $run.Output) $run.ExitCode
+            $result = New-FixResult $true $true ('iisreset /restart /timeout:60 succeeded; W3SVC is {0}. {1}' -f $state, $run.Output) $run.ExitCode
         } else {
-            $result = New-FixResult $false $true ('iisreset /restart failed (exit {0}); W3SVC is {1}. {2}' -f $run.ExitCode, $state, $run.Output) $run.ExitCode
+            $result = New-FixResult $false $true ('iisreset /restart /timeout:60 failed (exit {0}); W3SVC is {1}. {2}' -f $run.ExitCode, $state, $run.Output) $run.ExitCode
         }
     }
 } catch {

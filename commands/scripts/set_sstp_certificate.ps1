@@ -12,7 +12,8 @@
 param(
     [Parameter(Mandatory = $true)]
     [ValidateNotNullOrEmpty()]
-    [ValidatePattern('^[0-9A-Fa-f]{40}$')]
+    # \z, not $: .NET's $ also matches before a final newline, which would reach netsh/Cert: paths.
+    [ValidatePattern('^[0-9A-Fa-f]{40}\z')]
     [string]$Thumbprint
 )
 
@@ -23,11 +24,16 @@ $ProgressPreference = 'SilentlyContinue'
 # sstp-bot-include: fix_common
 
 function Get-ConfiguredThumbprint($RemoteAccess) {
-    # Windows PowerShell 5.1 returns SslCertificate as an X509Certificate2 (DOMAIN 1.2, 11).
+    # Windows PowerShell 5.1 returns SslCertificate as an X509Certificate2, PowerShell 7 as the CIM
+    # uint8[] (DOMAIN 1.2, 11; AOVPNTOOLS Get-VpnServerTlsCertificate): read both, as the probe does, so
+    # a successful Set-RemoteAccess is never reported as a mismatch.
     $property = $RemoteAccess.PSObject.Properties['SslCertificate']
     if ($null -eq $property -or $null -eq $property.Value) { return $null }
     $value = $property.Value
     if ($value -is [System.Security.Cryptography.X509Certificates.X509Certificate2]) { return $value.Thumbprint.ToUpperInvariant() }
+    if ($value -is [byte[]] -and $value.Length -gt 0) {
+        return ([System.Security.Cryptography.X509Certificates.X509Certificate2]::new([byte[]]$value)).Thumbprint.ToUpperInvariant()
+    }
     return $null
 }
 
@@ -41,6 +47,7 @@ try {
     } else {
         $certificate = Get-Item -LiteralPath ('Cert:\LocalMachine\My\' + $Thumbprint) -ErrorAction SilentlyContinue
         $remoteAccess = Get-RemoteAccess -ErrorAction Stop
+        # DAStatus is a CIM string, 'Installed' or 'Uninstalled' (MSDOC-RemoteAccessCommon, DOMAIN 1.2).
         $daStatus = $remoteAccess.PSObject.Properties['DAStatus']
         if ($null -eq $certificate) {
             $result = New-FixResult $false $false ('certificate {0} is not in Cert:\LocalMachine\My' -f $Thumbprint) $null

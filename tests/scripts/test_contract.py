@@ -65,7 +65,7 @@ def test_params_match_registry(name: str) -> None:
 def test_thumbprint_pattern_is_the_documented_one() -> None:
     for script in ("set_sstp_certificate", "add_sstp_httpsys_binding"):
         thumb = next(p for p in _params(script) if p.name == "Thumbprint")
-        assert thumb.attributes["validatepattern"] == ["'^[0-9A-Fa-f]{40}$'"]
+        assert thumb.attributes["validatepattern"] == ["'^[0-9A-Fa-f]{40}\\z'"]
 
 
 def test_control_remoteaccess_takes_only_start_or_stop() -> None:
