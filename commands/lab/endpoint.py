@@ -509,8 +509,7 @@ class WinRMEndpoint:
             try:
                 outcome = self.executor(command.command_text, command_params(command), local_scope=command.use_local_scope)
             except Exception as exc:  # the twin must never take the endpoint down
-                log.exception("lab server %s: script execution crashed", self.name)
-                outcome = ScriptOutcome(terminating=TerminatingError(f"lab runtime error: {exc}", "LabRuntimeError"))
+                outcome = self._crashed("script execution", exc)
         for value in outcome.output:
             pipeline.write_output(value)
         for message in outcome.errors:
@@ -531,8 +530,13 @@ class WinRMEndpoint:
         try:
             return self.jea.run(commands)
         except Exception as exc:  # the twin must never take the endpoint down
-            log.exception("lab server %s: JEA function crashed", self.name)
-            return ScriptOutcome(terminating=TerminatingError(f"lab runtime error: {exc}", "LabRuntimeError"))
+            return self._crashed("JEA function", exc)
+
+    def _crashed(self, what: str, exc: Exception) -> ScriptOutcome:
+        """The runtime raised: log it with its traceback (call from the `except` block) and answer
+        the pipeline with a terminating error instead."""
+        log.exception("lab server %s: %s crashed", self.name, what)
+        return ScriptOutcome(terminating=TerminatingError(f"lab runtime error: {exc}", "LabRuntimeError"))
 
     def _fault(self, message_id: str, err: WSManError) -> bytes:
         body = (
