@@ -176,3 +176,21 @@ def test_http_port_in_use_is_a_clear_error(tmp_path: Path, slack_api: FakeSlackA
         code, _, err = run_main(["--config", str(config), "serve"], {"SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET})
     assert code == ExitStatus.ERROR and "cannot listen on 127.0.0.1:" in err
     assert SIGNING_SECRET not in err
+
+
+def test_a_port_in_use_leaves_no_socket_or_pipe_open() -> None:
+    import os
+    import socket
+
+    from bot.slack.server import HttpServer
+
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        before = open_fds()
+        with pytest.raises(OSError):
+            HttpServer(lambda environ, start_response: [], "127.0.0.1", busy.getsockname()[1], threads=1)  # type: ignore[arg-type]
+        assert open_fds() == before  # waitress's listening socket and wake-up pipe are closed
