@@ -14,6 +14,7 @@ import tracemalloc
 from collections import Counter
 from datetime import UTC, datetime
 
+from bench._common import print_table
 from commands.engine import evaluate
 from commands.executor import PlanExecutor, Timing
 from commands.fleet import run_fleet
@@ -128,11 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=25, help="fleet concurrency bound")
     args = parser.parse_args(argv)
     rows = requests_per_check_and_fix() + fleet(args.servers, args.latency, args.workers)
-    width = max(len(k) for k, _ in rows)
-    print(f"{'measure':<{width}}  value")
-    print(f"{'-' * width}  {'-' * 40}")
-    for key, value in rows:
-        print(f"{key:<{width}}  {value}")
+    print_table(rows)
     return 0
 
 

@@ -22,6 +22,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from bench._common import print_table
 from bot.slack.app import create_app, make_web_client
 from bot.slack.server import http_server
 from tests.fakes import payloads
@@ -142,11 +143,7 @@ def main() -> None:
         (f"checks started (incl. {args.settle:g} s after)", str(in_flight)),
         ("target p99 < 100 ms", "met" if percentile(ms, 99) < 100 else "NOT met"),
     ]
-    width = max(len(k) for k, _ in rows)
-    print(f"{'metric':<{width}}  value")
-    print(f"{'-' * width}  {'-' * 40}")
-    for key, value in rows:
-        print(f"{key:<{width}}  {value}")
+    print_table(rows, header="metric")
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench._common import print_table
 from bot.config import Config, load_config
 from bot.operations import sweep
 from bot.service import Actor, Service
@@ -182,11 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     for transport in transports:
         rows += warm_check_requests(transport) + sweeps(args.servers, args.latency, args.workers, transport)
     rows.append(("load average at the end", f"{os.getloadavg()[0]:.1f}"))
-    width = max(len(k) for k, _ in rows)
-    print(f"{'measure':<{width}}  value")
-    print(f"{'-' * width}  {'-' * 40}")
-    for key, value in rows:
-        print(f"{key:<{width}}  {value}")
+    print_table(rows)
     return 0
 
 

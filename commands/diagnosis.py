@@ -11,18 +11,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from commands.analysis import (
-    IIS_APP_ID,
-    SSTP_APP_ID,
-    WILDCARD_HOSTS,
-    Analysis,
-    analyse,
-    app_id_owner,
-    certificate_evidence,
-    describe_certificate,
-    is_sstp_app_id,
-    is_valid_candidate,
-)
+from commands.analysis import IIS_APP_ID, SSTP_APP_ID, analyse
 from commands.model import Finding
 from commands.planner import plan_findings
 from commands.rules import CATALOGUE, detect_all
@@ -31,21 +20,8 @@ from commands.snapshot import Snapshot, parse_snapshot
 
 ALL_FINDING_IDS: tuple[str, ...] = tuple(CATALOGUE)
 
-__all__ = [
-    "ALL_FINDING_IDS",
-    "IIS_APP_ID",
-    "SSTP_APP_ID",
-    "WILDCARD_HOSTS",
-    "Analysis",
-    "analyse",
-    "app_id_owner",
-    "certificate_evidence",
-    "describe_certificate",
-    "diagnose",
-    "ensure_snapshot",
-    "is_sstp_app_id",
-    "is_valid_candidate",
-]
+# Re-exported for callers that import them from here (bot.operations, the engine tests).
+__all__ = ["ALL_FINDING_IDS", "IIS_APP_ID", "SSTP_APP_ID", "analyse", "diagnose", "ensure_snapshot"]
 
 
 def ensure_snapshot(snapshot: Snapshot | str | bytes | Mapping[str, Any]) -> Snapshot:

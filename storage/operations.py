@@ -150,15 +150,6 @@ class LeaseStore:
                 return None
             return StoredSnapshot(ref.server, ref.check_id, ref.finished_at, decode_snapshot(row.body))
 
-    def latest_snapshots(self, servers: Iterable[str]) -> dict[str, StoredSnapshot]:
-        """For each server, the newest snapshot a check could read, with the check's id and end."""
-        found: dict[str, StoredSnapshot] = {}
-        for server, ref in self.latest_snapshot_refs(servers).items():
-            stored = self.snapshot_body(ref)
-            if stored is not None:
-                found[server] = stored
-        return found
-
     def checks_by_status(self) -> dict[str, int]:
         """How many checks were recorded, by status (monotonic: pruning keeps check rows)."""
         with self._sessions() as session:

@@ -368,9 +368,17 @@ class HttpServer:
 
     def __init__(self, wsgi_app: SlackWsgiApp | HealthWsgiApp, host: str, port: int, *, threads: int = 16, **settings: Any) -> None:
         self.wsgi_app = wsgi_app
-        self.server: Any = waitress.create_server(
-            wsgi_app, host=host, port=port, threads=threads, ident="sstp-bot", **{**WAITRESS_SETTINGS, **settings}
-        )
+        # Our own socket map: when the bind fails (port in use), waitress has already opened its
+        # socket and wake-up pipe in it and drops them unclosed; close them here before re-raising.
+        sockets: dict[int, Any] = {}
+        try:
+            self.server: Any = waitress.create_server(
+                wsgi_app, map=sockets, host=host, port=port, threads=threads, ident="sstp-bot",
+                **{**WAITRESS_SETTINGS, **settings},
+            )
+        except OSError:
+            wasyncore.close_all(sockets)
+            raise
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
 

@@ -104,11 +104,6 @@ class CheckQueue:
             except Exception:  # one joiner's card failing must not lose the others'
                 logger.exception("could not report a joined check of %s", server)
 
-    def in_flight(self) -> int:
-        """How many servers are being checked now (tests, the soak)."""
-        with self._lock:
-            return len(self._servers)
-
 
 class SlashCommands:
     """The `/sstp` listener and the work behind it."""

@@ -149,6 +149,21 @@ def _fail_pipeline(pipeline: psrpcore.ServerPipeline, error: TerminatingError) -
     pipeline._change_state(PSInvocationState.Failed, error=record)
 
 
+def command_params(command: Any) -> dict[str, Any]:
+    """A pipeline command's parameters as the script runtime takes them: named ones by name,
+    positional ones (name None) in order under `__positional__` (read by `commands.lab.runtime`)."""
+    params: dict[str, Any] = {}
+    positional: list[Any] = []
+    for name, value in command.parameters:
+        if name is None:
+            positional.append(value)
+        else:
+            params[str(name)] = value
+    if positional:
+        params["__positional__"] = positional
+    return params
+
+
 class _Shell:
     """One RunspacePool (WinRS shell) with its pipelines; psrpcore objects are not thread-safe."""
 
@@ -491,20 +506,10 @@ class WinRMEndpoint:
             )
         else:
             command = commands[0]
-            params: dict[str, Any] = {}
-            positional: list[Any] = []
-            for name, value in command.parameters:
-                if name is None:
-                    positional.append(value)
-                else:
-                    params[str(name)] = value
-            if positional:
-                params["__positional__"] = positional
             try:
-                outcome = self.executor(command.command_text, params, local_scope=command.use_local_scope)
+                outcome = self.executor(command.command_text, command_params(command), local_scope=command.use_local_scope)
             except Exception as exc:  # the twin must never take the endpoint down
-                log.exception("lab server %s: script execution crashed", self.name)
-                outcome = ScriptOutcome(terminating=TerminatingError(f"lab runtime error: {exc}", "LabRuntimeError"))
+                outcome = self._crashed("script execution", exc)
         for value in outcome.output:
             pipeline.write_output(value)
         for message in outcome.errors:
@@ -525,8 +530,13 @@ class WinRMEndpoint:
         try:
             return self.jea.run(commands)
         except Exception as exc:  # the twin must never take the endpoint down
-            log.exception("lab server %s: JEA function crashed", self.name)
-            return ScriptOutcome(terminating=TerminatingError(f"lab runtime error: {exc}", "LabRuntimeError"))
+            return self._crashed("JEA function", exc)
+
+    def _crashed(self, what: str, exc: Exception) -> ScriptOutcome:
+        """The runtime raised: log it with its traceback (call from the `except` block) and answer
+        the pipeline with a terminating error instead."""
+        log.exception("lab server %s: %s crashed", self.name, what)
+        return ScriptOutcome(terminating=TerminatingError(f"lab runtime error: {exc}", "LabRuntimeError"))
 
     def _fault(self, message_id: str, err: WSManError) -> bytes:
         body = (

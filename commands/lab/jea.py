@@ -37,7 +37,7 @@ from commands.jea import (
     resource_uri,
     script_for_function,
 )
-from commands.lab.endpoint import ScriptExecutor, ScriptOutcome, TerminatingError, WSManError
+from commands.lab.endpoint import ScriptExecutor, ScriptOutcome, TerminatingError, WSManError, command_params
 from commands.scripts import load_script
 
 log = logging.getLogger(__name__)
@@ -143,17 +143,8 @@ class JeaMode:
                 NOT_RECOGNIZED_MESSAGE.format(name=name), "CommandNotFoundException", ErrorCategory.ObjectNotFound
             )
         self._log(Invocation(name, False, _names(command), True, script))
-        params: dict[str, Any] = {}
-        positional: list[Any] = []
-        for key, value in command.parameters:
-            if key is None:
-                positional.append(value)
-            else:
-                params[str(key)] = value
-        if positional:
-            params["__positional__"] = positional
         # The function's body is the script, its parameters the script's: the same runtime answers.
-        outcome = self.executor(load_script(script), params, local_scope=True)
+        outcome = self.executor(load_script(script), command_params(command), local_scope=True)
         if script == "probe":
             outcome = self._with_endpoint(outcome)
         return outcome

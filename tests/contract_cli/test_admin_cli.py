@@ -391,9 +391,9 @@ def test_the_audit_trail_leaves_out_missing_values() -> None:
 
 def test_serve_starts_without_migration_or_token_noise(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import socket
-    import urllib.request
 
     from bot.cli import serve
+    from tests.fakes.healthz import wait_for_healthz
     from tests.fakes.slack_api import FakeSlackApi
 
     with socket.socket() as s:
@@ -412,15 +412,7 @@ def test_serve_starts_without_migration_or_token_noise(tmp_path: Path, monkeypat
         thread = threading.Thread(target=serve.run, args=(args, env), kwargs={"stop": stop}, daemon=True)
         thread.start()
         try:
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
-                        break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.05)
+            wait_for_healthz(f"http://127.0.0.1:{port}")
         finally:
             stop.set()
             thread.join(timeout=15)

@@ -7,11 +7,12 @@ import time
 import pytest
 import requests
 from pypsrp.exceptions import WSManFaultError
-from pypsrp.powershell import RunspacePool
+from pypsrp.powershell import PowerShell, PSInvocationState, RunspacePool
 from pypsrp.wsman import WSMan
 
 from commands.lab.endpoint import INVALID_SELECTORS_CODE, OPERATION_TIMEOUT_CODE
 from commands.lab.lab import LAB_PASSWORD, LAB_USERNAME, Lab
+from commands.scripts import load_script
 
 
 @pytest.fixture(scope="module")
@@ -133,3 +134,23 @@ def test_the_client_reassembles_the_large_probe(large_lab):
         snapshot = session.probe()
     filler = next(c for c in snapshot["certificates"] if c["friendly_name"])
     assert len(filler["friendly_name"]) == 2_100_000
+
+
+def test_a_crashing_runtime_fails_the_pipeline_and_keeps_the_endpoint_up(lab, monkeypatch):
+    endpoint = lab.servers["vpn-healthy"].endpoint
+
+    def crash(script: object, params: object, *, local_scope: bool) -> object:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(endpoint, "executor", crash)
+    with _wsman(lab) as wsman, RunspacePool(wsman) as pool:
+        ps = PowerShell(pool)
+        ps.add_script("Get-Date")
+        ps.invoke()
+        assert ps.had_errors
+        assert "lab runtime error: boom" in str(ps.streams.error[0])
+        monkeypatch.undo()
+        again = PowerShell(pool)
+        again.add_script(load_script("remoteaccess_state"), use_local_scope=True)
+        again.invoke()  # the same pool still answers once the runtime is back
+        assert again.state == PSInvocationState.COMPLETED and not again.had_errors and again.output

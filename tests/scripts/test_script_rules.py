@@ -191,15 +191,6 @@ def test_fix_scripts_verify_by_rereading() -> None:
         assert "SYSTEM\\CurrentControlSet\\Services\\HTTP\\Parameters" in script_source(name)
 
 
-def _function_text(name: str, function: str) -> str | None:
-    for node in walk(_tree(name).root_node):
-        if node.type == "function_statement":
-            name_node = next((c for c in node.children if c.type == "function_name"), None)
-            if name_node is not None and text(name_node).lower() == function.lower():
-                return text(node)
-    return None
-
-
 def test_no_script_waits_for_a_service() -> None:
     """DESIGN 9 [2], DOMAIN 14: the waiting lives in Python (commands.executor). No script waits for a
     service, starts a background job, or sleeps more than the short registry re-read of netsh scripts."""

@@ -11,6 +11,8 @@ from collections.abc import Iterator
 import pytest
 
 from bot.config import Config
+from bot.slack.app import SstpApp, create_app, make_web_client
+from bot.slack.server import socket_mode_handler
 from tests.fakes.harness import (
     APP_TOKEN,
     APPROVER,
@@ -26,6 +28,7 @@ from tests.fakes.harness import (
     make_config,
 )
 from tests.fakes.slack_api import FakeSlackApi
+from tests.fakes.socket_mode import FakeSocketModeServer
 from tests.slack.fake_service import FakeService
 
 __all__ = [
@@ -56,3 +59,23 @@ def harness(service: FakeService, config: Config, slack_api: FakeSlackApi) -> It
     h = build_harness(service, config, slack_api)
     yield h
     h.close()
+
+
+@pytest.fixture
+def socket_server(slack_api: FakeSlackApi) -> Iterator[FakeSocketModeServer]:
+    """A loopback Socket Mode server that `apps.connections.open` on the fake Web API points to."""
+    with FakeSocketModeServer() as server:
+        slack_api.socket_mode_url = server.url
+        yield server
+
+
+@pytest.fixture
+def connected(service: FakeService, config: Config, slack_api: FakeSlackApi, socket_server: FakeSocketModeServer) -> Iterator[SstpApp]:
+    """A bolt app over the fake service, connected in Socket Mode to `socket_server` (one connection open)."""
+    app = create_app(service, config, client=make_web_client(BOT_TOKEN, slack_api.url))
+    handler = socket_mode_handler(app, APP_TOKEN, ping_interval=0.2)
+    handler.connect()
+    socket_server.wait_connections(1)
+    yield app
+    handler.close()
+    app.sstp.close()

@@ -8,36 +8,13 @@ well inside Slack's 3-second limit.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 
-from bot.config import Config
-from bot.slack.app import SstpApp, create_app, make_web_client
-from bot.slack.server import socket_mode_handler
+from bot.slack.app import SstpApp
 from tests.fakes import payloads
 from tests.fakes.slack_api import FakeSlackApi
 from tests.fakes.socket_mode import FakeSocketModeServer
-from tests.slack.conftest import APP_TOKEN, BOT_TOKEN
-from tests.slack.fake_service import FakeService
-
-
-@pytest.fixture
-def socket_server(slack_api: FakeSlackApi) -> Iterator[FakeSocketModeServer]:
-    with FakeSocketModeServer() as server:
-        slack_api.socket_mode_url = server.url
-        yield server
-
-
-@pytest.fixture
-def connected(service: FakeService, config: Config, slack_api: FakeSlackApi, socket_server: FakeSocketModeServer) -> Iterator[SstpApp]:
-    app = create_app(service, config, client=make_web_client(BOT_TOKEN, slack_api.url))
-    handler = socket_mode_handler(app, APP_TOKEN, ping_interval=0.2)
-    handler.connect()
-    socket_server.wait_connections(1)
-    yield app
-    handler.close()
-    app.sstp.close()
 
 
 @pytest.mark.parametrize("reason", ["refresh_requested", "warning"])

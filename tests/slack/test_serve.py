@@ -8,13 +8,13 @@ import logging
 import sys
 import threading
 import types
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from bot.cli import Environment, ExitStatus, main, serve
 from bot.slack.redact import RedactSecrets, redact
+from tests.fakes.healthz import wait_for_healthz
 from tests.fakes.slack_api import FakeSlackApi
 from tests.fakes.socket_mode import FakeSocketModeServer
 from tests.slack.conftest import APP_TOKEN, BOT_TOKEN, SIGNING_SECRET
@@ -140,18 +140,7 @@ def test_serve_http_mode_answers_healthz(tmp_path: Path, slack_api: FakeSlackApi
     config = write_config(tmp_path, slack_api.url, mode="http", port=port)
     thread, stop, out, _ = start_serve(config, {"SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET})
     try:
-        import time
-
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
-                    assert response.status == 200
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+        assert wait_for_healthz(f"http://127.0.0.1:{port}") == 200
     finally:
         stop.set()
         thread.join(timeout=15)
@@ -187,3 +176,21 @@ def test_http_port_in_use_is_a_clear_error(tmp_path: Path, slack_api: FakeSlackA
         code, _, err = run_main(["--config", str(config), "serve"], {"SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET})
     assert code == ExitStatus.ERROR and "cannot listen on 127.0.0.1:" in err
     assert SIGNING_SECRET not in err
+
+
+def test_a_port_in_use_leaves_no_socket_or_pipe_open() -> None:
+    import os
+    import socket
+
+    from bot.slack.server import HttpServer
+
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        before = open_fds()
+        with pytest.raises(OSError):
+            HttpServer(lambda environ, start_response: [], "127.0.0.1", busy.getsockname()[1], threads=1)  # type: ignore[arg-type]
+        assert open_fds() == before  # waitress's listening socket and wake-up pipe are closed

@@ -3,37 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
-import pytest
-
-from bot.config import Config
-from bot.slack.app import SstpApp, create_app, make_web_client
+from bot.slack.app import SstpApp
 from bot.slack.blocks import APPROVE_ACTION
-from bot.slack.server import socket_mode_handler
 from tests.fakes import payloads
 from tests.fakes.slack_api import FakeSlackApi
 from tests.fakes.socket_mode import FakeSocketModeServer
-from tests.slack.conftest import APP_TOKEN, APPROVER, BOT_TOKEN
+from tests.slack.conftest import APP_TOKEN, APPROVER
 from tests.slack.fake_service import FakeService, hash_mismatch
-
-
-@pytest.fixture
-def socket_server(slack_api: FakeSlackApi) -> Iterator[FakeSocketModeServer]:
-    with FakeSocketModeServer() as server:
-        slack_api.socket_mode_url = server.url
-        yield server
-
-
-@pytest.fixture
-def connected(service: FakeService, config: Config, slack_api: FakeSlackApi, socket_server: FakeSocketModeServer) -> Iterator[SstpApp]:
-    app = create_app(service, config, client=make_web_client(BOT_TOKEN, slack_api.url))
-    handler = socket_mode_handler(app, APP_TOKEN, ping_interval=0.2)
-    handler.connect()
-    socket_server.wait_connections(1)
-    yield app
-    handler.close()
-    app.sstp.close()
 
 
 def test_connects_with_the_app_token_via_apps_connections_open(connected: SstpApp, slack_api: FakeSlackApi) -> None:
