@@ -20,13 +20,16 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Mapping
+import xml.etree.ElementTree as ET
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Mapping
 from types import TracebackType
 from typing import Any
 
 import requests
 import requests.adapters
 from pypsrp.exceptions import AuthenticationError, WinRMError, WinRMTransportError, WSManFaultError
+from pypsrp.messages import CreatePipeline
 from pypsrp.powershell import Fragmenter, PowerShell, PSInvocationState, RunspacePool
 from pypsrp.serializer import Serializer
 from pypsrp.wsman import WSMan
@@ -175,19 +178,97 @@ def _clixml_string(value: str) -> str | None:
     return _PLAIN_SERIALIZER._serialize_string(value)
 
 
+#: CREATE_PIPELINE bodies remembered per process (`_PipelineMessages`): a few per server config for
+#: the probe, one per distinct set of fix parameters; the oldest go first.
+_REMEMBERED_PIPELINES = 128
+
+
+class _PipelineMessages:
+    """The serialized body (CLIXML bytes) of CREATE_PIPELINE messages, by what they were built from.
+
+    Serializing the pipeline was the largest share of a warm check's CPU: pypsrp deep-copies the
+    command list twice and builds an ElementTree of the ~29 KB probe script, then renders it, on every
+    Command. The body holds no id, key or time (MS-PSRP 2.2.2.10: the pool and pipeline ids are in the
+    message header, which pypsrp still builds per message), and pypsrp's serializer starts every
+    top-level message from clean reference counters, so the same inputs always give the same bytes.
+    """
+
+    def __init__(self, capacity: int = _REMEMBERED_PIPELINES) -> None:
+        self._capacity = capacity
+        self._bodies: OrderedDict[Hashable, bytes] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+
+    def get(self, key: Hashable) -> bytes | None:
+        with self._lock:
+            body = self._bodies.get(key)
+            if body is not None:
+                self._bodies.move_to_end(key)
+                self.hits += 1
+            return body
+
+    def put(self, key: Hashable, body: bytes) -> None:
+        with self._lock:
+            self._bodies[key] = body
+            self._bodies.move_to_end(key)
+            while len(self._bodies) > self._capacity:
+                self._bodies.popitem(last=False)
+
+
+_PIPELINE_MESSAGES = _PipelineMessages()
+
+
 class _ScriptSerializer(Serializer):
-    """pypsrp's serializer, remembering the CLIXML escaping of long strings.
+    """pypsrp's serializer, remembering the CLIXML escaping of long strings and whole pipeline bodies.
 
     pypsrp escapes every control character of a string (each newline of a script) through a Python
     callback, on every Command: for the ~500-line probe that was a fifth of a warm check's CPU. The
     escaped form is a pure function of the text (no key, no server, no session in it), so the shipped
     scripts are escaped once per process. Short strings (parameter values) are not remembered.
+
+    A CREATE_PIPELINE built by `_KeyedPowerShell` carries the key of everything it was built from; its
+    rendered body is remembered under that key (`_PipelineMessages`). pypsrp 0.9.1's `Message.pack`
+    sends a serializer result that is already bytes as it is (messages.py: `if not isinstance(msg,
+    bytes)`), which is what this returns for such a message.
     """
+
+    def serialize(  # type: ignore[override] # bytes for a keyed pipeline: see the class docstring
+        self, value: Any, metadata: Any = None, parent: Any = None, clear: bool = True
+    ) -> ET.Element | bytes | None:
+        key = getattr(value, "sstp_message_key", None) if parent is None and clear else None
+        if key is None:
+            return super().serialize(value, metadata, parent, clear)
+        body = _PIPELINE_MESSAGES.get(key)
+        if body is None:
+            element = super().serialize(value, metadata, parent, clear)
+            assert element is not None
+            body = ET.tostring(element, encoding="utf-8", method="xml")  # as Message.pack renders it
+            _PIPELINE_MESSAGES.put(key, body)
+        return body
 
     def _serialize_string(self, value: str | None) -> str | None:
         if value is None or len(value) < _REMEMBERED_STRING_CHARS:
             return super()._serialize_string(value)
         return _clixml_string(value)
+
+
+class _KeyedPowerShell(PowerShell):
+    """A pypsrp PowerShell whose CREATE_PIPELINE carries `message_key` (see `_ScriptSerializer`).
+
+    The key must name everything the message body is built from. `RemoteSession.run` builds every
+    pipeline the same way (one command, its parameters, `begin_invoke()` with its defaults, the pool's
+    default apartment state and no host), so its key is the protocol version, the command, the scope
+    flag and the typed parameter values.
+    """
+
+    def __init__(self, pool: RunspacePool, message_key: Hashable) -> None:
+        super().__init__(pool)
+        self.message_key = message_key
+
+    def _invoke(self, msg: Any) -> None:
+        if isinstance(msg, CreatePipeline):
+            msg.sstp_message_key = self.message_key  # type: ignore[attr-defined]
+        super()._invoke(msg)
 
 
 class RemoteSession:
@@ -342,8 +423,22 @@ class RemoteSession:
         text = load_script(script)  # a plan action that is not a script is refused before connecting
         self.open()
         assert self._pool is not None
-        ps = PowerShell(self._pool)
-        if self.server.configuration_name.lower() != DEFAULT_CONFIGURATION.lower():
+        jea = self.server.configuration_name.lower() != DEFAULT_CONFIGURATION.lower()
+        pool = self._pool
+        # Everything the CREATE_PIPELINE body depends on (`_KeyedPowerShell`): the server's protocol
+        # version (pypsrp adds merge fields from 2.2 and 2.3 on), the command, and each value with its
+        # type, so True and 1 never share a body. The pool's apartment state and host are pypsrp's
+        # defaults (never set here); they are in the key anyway, so a change could not reuse a body.
+        key = (
+            pool.protocol_version,
+            "function" if jea else "script",
+            function_name(script) if jea else text,
+            tuple((name, type(value).__name__, value) for name, value in clean.items()),
+            pool.apartment_state,
+            pool.host is None,
+        )
+        ps = _KeyedPowerShell(pool, key)
+        if jea:
             # A JEA endpoint (DESIGN 12) runs in NoLanguage mode: call the module's function by name,
             # send no script text; the values still go only through add_parameter. A function runs in
             # its own scope, as a script sent with use_local_scope does.
