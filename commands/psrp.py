@@ -28,11 +28,14 @@ from typing import Any
 
 import requests
 import requests.adapters
+import spnego
 from pypsrp.exceptions import AuthenticationError, WinRMError, WinRMTransportError, WSManFaultError
 from pypsrp.messages import CreatePipeline
+from pypsrp.negotiate import HTTPNegotiateAuth
 from pypsrp.powershell import Fragmenter, PowerShell, PSInvocationState, RunspacePool
 from pypsrp.serializer import Serializer
 from pypsrp.wsman import WSMan
+from spnego._ntlm_raw.crypto import ntowfv1  # pyspnego's own MD4 (OpenSSL 3 may not offer MD4)
 
 from commands.errors import ConfigError, RemoteError, RemoteErrorKind
 from commands.jea import DEFAULT_CONFIGURATION, function_name
@@ -271,6 +274,12 @@ class _KeyedPowerShell(PowerShell):
         super()._invoke(msg)
 
 
+@functools.lru_cache(maxsize=64)
+def _ntlm_credential(username: str, password: str) -> spnego.NTLMHash:
+    """The NTLM credential for `username`: its NT hash only (NTLMv2 never uses the LM hash)."""
+    return spnego.NTLMHash(username=username, nt_hash=ntowfv1(password).hex())
+
+
 class RemoteSession:
     """One authenticated connection and runspace pool on one server; a context manager."""
 
@@ -398,6 +407,18 @@ class RemoteSession:
         # proxies off); left on, requests would re-read every environment variable and ~/.netrc on
         # each WS-Man request, for nothing.
         session.trust_env = False
+        auth = session.auth
+        if (
+            self.server.auth == "ntlm"
+            and isinstance(auth, HTTPNegotiateAuth)
+            and isinstance(auth.username, str)
+            and auth.password
+        ):
+            # NTLM needs only the NT hash (MS-NLMP 3.3.2, NTLMv2); pyspnego derives it and also the
+            # LM hash (DES in pure Python, ~1 ms) from the password on every new connection. Derived
+            # once per process and handed over as pyspnego's NTLMHash credential, it is the same proof.
+            auth.username = [_ntlm_credential(auth.username, auth.password)]  # type: ignore[assignment]
+            auth.password = None
         transport.session = session
 
     def _start_operation(self) -> None:

@@ -100,3 +100,24 @@ def test_every_parameter_value_reaches_the_server_in_one_session(monkeypatch: py
                 assert snapshot["schema"] == "sstp-bot/snapshot/v1"
     assert [(p["EventHours"], p["MaxEvents"]) for p in seen] == [(24, 100), (24, 5), (48, 100), (24, 100), (24, 5)]
     assert psrp._PIPELINE_MESSAGES.hits == 2  # the last two repeat earlier pipelines exactly
+
+
+@pytest.mark.parametrize("tls", [True, False])
+def test_ntlm_connects_with_the_nt_hash_alone(tls: bool) -> None:
+    """NTLMv2 (and message encryption over HTTP) from the NT hash derived once per process: the lab
+    verifies the proof; a wrong password still fails as `auth`."""
+    import spnego
+
+    with Lab(["healthy"], tls=tls) as lab:
+        server = lab.server_config("vpn-healthy")
+        assert server.auth == "ntlm"
+        with RemoteSession(server, LAB_PASSWORD) as session:
+            assert session.probe()["schema"] == "sstp-bot/snapshot/v1"
+            assert session._wsman is not None
+            auth = session._wsman.transport.session.auth
+            assert auth.password is None and [type(c) for c in auth.username] == [spnego.NTLMHash]
+            (credential,) = auth.username
+            assert LAB_PASSWORD not in repr(credential) and credential.nt_hash not in repr(credential)
+        with pytest.raises(psrp.RemoteError) as err, RemoteSession(server, LAB_PASSWORD + "x") as session:
+            session.probe()
+        assert err.value.kind == "auth"
