@@ -17,6 +17,7 @@ do it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import warnings
@@ -186,6 +187,17 @@ class CertificateInfo:
 
 def analyse_certificate(der: bytes, *, has_private_key: bool = False, friendly_name: str = "") -> CertificateInfo:
     """Analyse a DER certificate. Raises ValueError when it cannot be parsed at all."""
+    return _analyse(der, has_private_key, friendly_name)
+
+
+#: Distinct certificates remembered per process. A sweep sees the same few certificates on every
+#: server at every check; the analysis is a pure function of these three values and its result is
+#: immutable (frozen, tuples only), so it is computed once per certificate (failures are not kept).
+_REMEMBERED_CERTIFICATES = 4096
+
+
+@functools.lru_cache(maxsize=_REMEMBERED_CERTIFICATES)
+def _analyse(der: bytes, has_private_key: bool, friendly_name: str) -> CertificateInfo:
     with warnings.catch_warnings(record=True) as caught:
         # Recorded, not raised: a deprecation that a later `cryptography` turns into an error must show
         # up as a problem of the certificate, not as a crash of the check.

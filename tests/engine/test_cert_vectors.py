@@ -246,3 +246,20 @@ def test_key_verdicts(label: str, make: Callable[[], Any], verdict: str | None) 
     ids = _verdicts(der)
     judged = ids & {"SSTP_CERT_UNUSABLE", "SSTP_CERT_WEAK"}
     assert judged == ({verdict} if verdict else set()), (label, ids)
+
+
+def test_a_remembered_analysis_is_the_analysis() -> None:
+    """Each certificate is analysed once per process (a sweep sees the same few everywhere): the
+    remembered result equals a fresh one, warnings included, and the private-key flag and friendly
+    name are part of what is remembered."""
+    from commands import certs
+
+    negative = next(d for n, d in vector_certificates() if "negative_serial" in n.lower())
+    first = analyse_certificate(negative, has_private_key=True, friendly_name="a")
+    assert analyse_certificate(negative, has_private_key=True, friendly_name="a") is first
+    fresh = certs._analyse.__wrapped__(negative, True, "a")
+    assert fresh == first and any("serial" in p.lower() for p in first.problems)
+    other = analyse_certificate(negative, has_private_key=False, friendly_name="b")
+    assert (other.has_private_key, other.friendly_name) == (False, "b")
+    with pytest.raises(ValueError):
+        analyse_certificate(b"not a certificate")
