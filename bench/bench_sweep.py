@@ -27,6 +27,9 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pypsrp.powershell import PowerShell, RunspacePool
+from pypsrp.wsman import WSMan
+
 from bench._common import print_table
 from bot.config import Config, load_config
 from bot.operations import sweep
@@ -109,6 +112,44 @@ def warm_check_requests(transport: str) -> list[tuple[str, str]]:
     ]
 
 
+def library_floor(transport: str) -> list[tuple[str, str]]:
+    """The client CPU pypsrp itself needs per check, with none of the bot's work: a bare cold check
+    (connect, authenticate, open a pool, one trivial pipeline, close) and a bare warm one (one trivial
+    pipeline on an open pool), against a lab server in another process. 100 checks under one
+    interpreter cannot take less CPU time than 100 times these."""
+    with lab_process(1, 0.0, transport) as (lab_config, _pid):
+        server = next(iter(lab_config.servers.values()))
+
+        def connect() -> WSMan:
+            return WSMan(server.host, port=server.port, username=server.username, password=LAB_PASSWORD,
+                         ssl=transport == "https", auth=server.auth, no_proxy=True,
+                         cert_validation=server.ca_bundle if transport == "https" else False)  # type: ignore[arg-type]
+
+        def pipeline(pool: RunspacePool) -> None:
+            ps = PowerShell(pool)
+            ps.add_script("'x'", use_local_scope=True)  # refused by the lab's runtime: one round trip all the same
+            ps.invoke()
+
+        cold_n, warm_n = 30, 200
+        started = time.process_time()
+        for _ in range(cold_n):
+            wsman = connect()
+            with RunspacePool(wsman) as pool:
+                pipeline(pool)
+            wsman.close()
+        cold = (time.process_time() - started) / cold_n
+        wsman = connect()
+        with RunspacePool(wsman) as pool:
+            pipeline(pool)
+            started = time.process_time()
+            for _ in range(warm_n):
+                pipeline(pool)
+            warm = (time.process_time() - started) / warm_n
+        wsman.close()
+    return [(f"[{transport}] pypsrp alone, bare check (no diagnosis, no recording): client CPU, cold / warm",
+             f"{cold * 1000:.1f} / {warm * 1000:.1f} ms  (100 cold checks: at least {cold * 100:.2f} s on one core)")]
+
+
 def _service(servers: dict[str, ServerConfig], db: Path, workers: int, factory: object) -> Service:
     config = Config(servers=servers)
     return Service(config, Repository(f"sqlite:///{db}"), environ={},
@@ -182,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = [("machine", f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start")]
     for transport in transports:
         rows += warm_check_requests(transport) + sweeps(args.servers, args.latency, args.workers, transport)
+        rows += library_floor(transport)
     rows.append(("load average at the end", f"{os.getloadavg()[0]:.1f}"))
     print_table(rows)
     return 0
