@@ -46,6 +46,8 @@ from commands.snapshot import MAX_SNAPSHOT_BYTES
 log = logging.getLogger(__name__)
 
 OPERATION_TIMEOUT_FAULT = 2150858793
+#: ERROR_ACCESS_DENIED as a WS-Man fault code: the session configuration refused the account.
+ACCESS_DENIED_FAULT = 5
 # One WS-Man long-poll (Receive) waits at most this long; the overall deadline is operation_timeout.
 MAX_WSMAN_POLL = 20
 #: Events per provider the probe returns (DOMAIN 14: a broken key can log thousands of 36870s).
@@ -600,6 +602,15 @@ class RemoteSession:
         elif isinstance(exc, WSManFaultError):
             if exc.code == OPERATION_TIMEOUT_FAULT:
                 kind, message = "timeout", f"{name} did not complete the WS-Man operation in time"
+            elif exc.code == ACCESS_DENIED_FAULT:
+                # Authenticated, then refused by the session configuration's permissions: on
+                # Microsoft.PowerShell the account is not an administrator; on the JEA endpoint it is
+                # not in the group its role definitions name (DESIGN 12).
+                kind, message = "auth", (
+                    f"{name} refused {s.username or 'the account'} on the {s.configuration_name} endpoint (Access is "
+                    "denied): the account must be a local administrator for Microsoft.PowerShell, or in the "
+                    "group the SstpBot endpoint was exported for (endpoint export --group)"
+                )
             else:
                 kind, message = "bad_output", (
                     f"{name} answered with a WS-Management fault {exc.code}: {self._scrub(_short(exc.reason or ''))}"

@@ -166,8 +166,10 @@ def test_the_administrator_endpoint_is_closed_to_the_bot_and_a_missing_one_is_na
         jea_cfg = setup.lab.server_config("vpn-healthy")
         plain_cfg = setup.lab.server_config("vpn-iis")
         assert jea_cfg.configuration_name == "SstpBot" and plain_cfg.configuration_name == "Microsoft.PowerShell"
-        with pytest.raises(RemoteError, match="Access is denied"):
+        with pytest.raises(RemoteError, match="Access is denied") as denied:
             RemoteSession(replace(jea_cfg, configuration_name="Microsoft.PowerShell"), LAB_PASSWORD).open()
+        # An authorisation refusal is an `auth` error that says what the account needs.
+        assert denied.value.kind == "auth" and "--group" in denied.value.message
         with pytest.raises(RemoteError, match="Cannot find the Other session configuration"):
             RemoteSession(replace(jea_cfg, configuration_name="Other"), LAB_PASSWORD).open()
         # The default endpoint still gets the script text, as before.
