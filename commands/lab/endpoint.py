@@ -33,13 +33,15 @@ from xml.sax.saxutils import escape
 import psrpcore
 import spnego
 import spnego.exceptions
-from psrpcore import PSRPPayload, StreamType
+from psrpcore import PSRPEvent, PSRPPayload, StreamType
 from psrpcore.types import (
     ErrorCategory,
     ErrorCategoryInfo,
     ErrorRecord,
     NETException,
     PSInvocationState,
+    PSRPMessageType,
+    deserialize,
 )
 from pypsrp.encryption import WinRMEncryption
 
@@ -164,12 +166,90 @@ def command_params(command: Any) -> dict[str, Any]:
     return params
 
 
+#: Client messages whose deserialized form the lab only reads: CreatePipeline becomes the pipeline's
+#: metadata (psrpcore's server stores it, `_run_pipeline` and the JEA mode read it), SessionCapability
+#: and InitRunspacePool are read into the pool's own attributes. Every check sends the same bytes
+#: (the ~29 KB probe script text with its `_x000A_` escapes is most of the lab's CPU to deserialize).
+_CACHED_MESSAGE_TYPES = frozenset(
+    {PSRPMessageType.CreatePipeline, PSRPMessageType.SessionCapability, PSRPMessageType.InitRunspacePool}
+)
+_DESERIALIZED_MAX = 64
+_psrpcore_log = logging.getLogger("psrpcore._base")
+
+
+class _DeserializedCache:
+    """Deserialized PSRP message bodies keyed by their exact bytes, shared by every lab server.
+
+    Safe because deserializing is a pure function of (bytes, capabilities) when the message holds no
+    SecureString (`<SS>`, the only element that uses the pool's own session key: those are never
+    cached), the capabilities are part of the key, and nothing mutates the objects afterwards (see
+    `_CACHED_MESSAGE_TYPES`). A different useLocalScope, script text or parameter is different bytes."""
+
+    def __init__(self, maxsize: int = _DESERIALIZED_MAX) -> None:
+        self._lock = threading.Lock()
+        self._items: dict[tuple[bytes, str], Any] = {}
+        self._maxsize = maxsize
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, pool: psrpcore.ServerRunspacePool, data: bytes) -> Any:
+        """The deserialized body of `data` as `pool` would deserialize it."""
+        kwargs = {"our_capability": pool.our_capability, "their_capability": pool.their_capability}
+        if b"<SS" in data:
+            return deserialize(ET.fromstring(data), cipher=pool._cipher, **kwargs)
+        key = (bytes(data), _capability_key(pool))
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self.hits += 1
+                return found
+        value = deserialize(ET.fromstring(data), cipher=pool._cipher, **kwargs)
+        with self._lock:
+            self.misses += 1
+            if len(self._items) >= self._maxsize:
+                self._items.pop(next(iter(self._items)))  # oldest first: dicts keep insertion order
+            self._items.setdefault(key, value)
+        return value
+
+
+def _capability_key(pool: psrpcore.ServerRunspacePool) -> str:
+    parts = []
+    for cap in (pool.our_capability, pool.their_capability):
+        parts.append("|".join(str(getattr(cap, n, None)) for n in ("PSVersion", "protocolversion", "SerializationVersion"))
+                     if cap is not None else "-")
+    return ";".join(parts)
+
+
+_DESERIALIZED = _DeserializedCache()
+
+
+class _LabRunspacePool(psrpcore.ServerRunspacePool):
+    """psrpcore's server pool, deserializing the client messages every check repeats only once.
+
+    `_process_message` is psrpcore 0.3.1's (pinned above) with `deserialize` replaced by the cache
+    for `_CACHED_MESSAGE_TYPES`; every other message goes through psrpcore's own code."""
+
+    def _process_message(self, message: Any) -> Any:
+        if message.message_type not in _CACHED_MESSAGE_TYPES:
+            return super()._process_message(message)
+        if _psrpcore_log.isEnabledFor(logging.DEBUG):
+            _psrpcore_log.debug(
+                "Processing PSRP Message - MessageType: %s,  RPID: %s,  PID: %s,  OID: %s, Type: %s - '%s'",
+                message.message_type.name, message.runspace_pool_id, message.pipeline_id or "''",
+                message.object_id, message.stream_type.name, message.data.decode(),
+            )
+        ps_object = _DESERIALIZED.get(self, message.data)
+        event = PSRPEvent.create(message.message_type, ps_object, message.runspace_pool_id, message.pipeline_id)
+        getattr(self, f"_process_{message.message_type.name}")(event)
+        return event
+
+
 class _Shell:
     """One RunspacePool (WinRS shell) with its pipelines; psrpcore objects are not thread-safe."""
 
     def __init__(self, shell_id: str) -> None:
         self.id = shell_id
-        self.pool = psrpcore.ServerRunspacePool()
+        self.pool: psrpcore.ServerRunspacePool = _LabRunspacePool()
         self.lock = threading.Lock()
         self.cond = threading.Condition(self.lock)
         # Outgoing PSRP data per target: None = the pool, else the pipeline id. Pool and pipeline
