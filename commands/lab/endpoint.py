@@ -668,7 +668,7 @@ class _Server(ThreadingHTTPServer):
                         break
                     for key, _ in ready:
                         if key.fileobj is self:
-                            self._handle_request_noblock()
+                            self._handle_request_noblock()  # type: ignore[attr-defined]  # socketserver's own step
                         else:  # a wake-up byte of a shutdown this loop did not see: drop it
                             with contextlib.suppress(OSError):
                                 self._wake_r.recv(64)
