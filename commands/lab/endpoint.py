@@ -35,15 +35,20 @@ from xml.sax.saxutils import escape
 import psrpcore
 import spnego
 import spnego.exceptions
-from psrpcore import PSRPEvent, PSRPPayload, StreamType
+from psrpcore import PSRPCoreError, PSRPEvent, PSRPPayload, StreamType
+from psrpcore._payload import PSRPMessage, create_message  # prepare_message's own helpers (pinned 0.3.1)
 from psrpcore.types import (
     ErrorCategory,
     ErrorCategoryInfo,
     ErrorRecord,
     NETException,
+    PipelineState,
     PSInvocationState,
     PSRPMessageType,
+    RunspacePoolStateMsg,
+    SessionCapability,
     deserialize,
+    serialize,
 )
 from pypsrp.encryption import WinRMEncryption
 
@@ -169,70 +174,98 @@ def command_params(command: Any) -> dict[str, Any]:
 
 
 #: Client messages whose deserialized form the lab only reads: CreatePipeline becomes the pipeline's
-#: metadata (psrpcore's server stores it, `_run_pipeline` and the JEA mode read it), SessionCapability
-#: and InitRunspacePool are read into the pool's own attributes. Every check sends the same bytes
-#: (the ~29 KB probe script text with its `_x000A_` escapes is most of the lab's CPU to deserialize).
+#: metadata (psrpcore's server stores it, `_run_pipeline` and the JEA mode read it, see
+#: `_frozen_metadata`), SessionCapability and InitRunspacePool are read into the
+#: pool's own attributes. Every check sends the same bytes (the ~29 KB probe script text with its
+#: `_x000A_` escapes was most of the lab's CPU to deserialize).
 _CACHED_MESSAGE_TYPES = frozenset(
     {PSRPMessageType.CreatePipeline, PSRPMessageType.SessionCapability, PSRPMessageType.InitRunspacePool}
 )
-_DESERIALIZED_MAX = 64
+_CACHE_MAX = 64
 _psrpcore_log = logging.getLogger("psrpcore._base")
 
 
-class _DeserializedCache:
-    """Deserialized PSRP message bodies keyed by their exact bytes, shared by every lab server.
+@dataclass
+class _Deserialized:
+    """A cached message body, and for CreatePipeline the pipeline metadata read from it (lazily)."""
 
-    Safe because deserializing is a pure function of (bytes, capabilities) when the message holds no
-    SecureString (`<SS>`, the only element that uses the pool's own session key: those are never
-    cached), the capabilities are part of the key, and nothing mutates the objects afterwards (see
-    `_CACHED_MESSAGE_TYPES`). A different useLocalScope, script text or parameter is different bytes."""
+    value: Any
+    metadata: psrpcore.PowerShell | None = None
 
-    def __init__(self, maxsize: int = _DESERIALIZED_MAX) -> None:
+
+class _BoundedCache:
+    """A small thread-safe map that forgets its oldest entry when full (shared by every lab server)."""
+
+    def __init__(self, maxsize: int = _CACHE_MAX) -> None:
         self._lock = threading.Lock()
-        self._items: dict[tuple[bytes, str], Any] = {}
+        self._items: dict[Any, Any] = {}
         self._maxsize = maxsize
         self.hits = 0
         self.misses = 0
 
-    def get(self, pool: psrpcore.ServerRunspacePool, data: bytes) -> Any:
-        """The deserialized body of `data` as `pool` would deserialize it."""
-        kwargs = {"our_capability": pool.our_capability, "their_capability": pool.their_capability}
-        if b"<SS" in data:
-            return deserialize(ET.fromstring(data), cipher=pool._cipher, **kwargs)
-        key = (bytes(data), _capability_key(pool))
+    def get(self, key: Any) -> Any:
         with self._lock:
             found = self._items.get(key)
-            if found is not None:
+            if found is None:
+                self.misses += 1
+            else:
                 self.hits += 1
-                return found
-        value = deserialize(ET.fromstring(data), cipher=pool._cipher, **kwargs)
+            return found
+
+    def put(self, key: Any, value: Any) -> Any:
+        """Store `value` unless another thread stored one meanwhile; return the stored one."""
         with self._lock:
-            self.misses += 1
-            if len(self._items) >= self._maxsize:
+            if key not in self._items and len(self._items) >= self._maxsize:
                 self._items.pop(next(iter(self._items)))  # oldest first: dicts keep insertion order
-            self._items.setdefault(key, value)
-        return value
+            return self._items.setdefault(key, value)
 
 
-def _capability_key(pool: psrpcore.ServerRunspacePool) -> str:
-    parts = []
-    for cap in (pool.our_capability, pool.their_capability):
-        parts.append("|".join(str(getattr(cap, n, None)) for n in ("PSVersion", "protocolversion", "SerializationVersion"))
-                     if cap is not None else "-")
-    return ";".join(parts)
+#: Deserialized client messages keyed by (exact bytes, capabilities). Safe because deserializing is
+#: a pure function of those when the message holds no SecureString (`<SS>`, the only element that
+#: uses the pool's own session key: such messages are never cached) and nothing mutates the result
+#: (see `_CACHED_MESSAGE_TYPES`). A different useLocalScope, script text or parameter is other bytes.
+_DESERIALIZED = _BoundedCache()
+#: Serialized bodies of the state and capability messages the server sends, keyed by their content
+#: (`_serialized_key`): the same few messages every check, whose CLIXML is a pure function of it.
+_SERIALIZED = _BoundedCache()
 
 
-_DESERIALIZED = _DeserializedCache()
+def _frozen_metadata(metadata: psrpcore.PowerShell) -> psrpcore.PowerShell:
+    """Cached pipeline metadata, shared by every pipeline that sent the same message. Readers only:
+    psrpcore's server stores `metadata` and never touches it again, the lab reads it
+    (`_run_pipeline`, `command_params`, `JeaMode.run`). Its lists become tuples, so that a change
+    made by mistake fails loudly instead of leaking into another server's pipeline. (psrpcore's
+    objects cannot be copied with `copy`.)"""
+    for command in metadata.commands:
+        command.parameters = tuple(command.parameters)  # type: ignore[assignment]  # read-only on purpose
+    metadata.commands = tuple(metadata.commands)  # type: ignore[assignment]  # read-only on purpose
+    return metadata
 
 
 class _LabRunspacePool(psrpcore.ServerRunspacePool):
-    """psrpcore's server pool, deserializing the client messages every check repeats only once.
+    """psrpcore's server pool, doing the work every check repeats only once.
 
-    `_process_message` is psrpcore 0.3.1's (pinned above) with `deserialize` replaced by the cache
-    for `_CACHED_MESSAGE_TYPES`; every other message goes through psrpcore's own code."""
+    `_process_message` is psrpcore 0.3.1's (pinned above) with `deserialize` replaced by the cache for
+    `_CACHED_MESSAGE_TYPES`; `prepare_message` is psrpcore's with `serialize` replaced by a cache for
+    the messages `_serialized_key` names. Every other message goes through psrpcore's own code."""
+
+    _capability_memo: tuple[Any, Any, str] | None = None
+
+    def _capability_key(self) -> str:
+        """The capabilities (de)serializing depends on, as text; recomputed only when they change."""
+        memo = self._capability_memo
+        if memo is not None and memo[0] is self.our_capability and memo[1] is self.their_capability:
+            return memo[2]
+        parts = []
+        for cap in (self.our_capability, self.their_capability):
+            parts.append("-" if cap is None else "|".join(
+                str(getattr(cap, n, None)) for n in ("PSVersion", "protocolversion", "SerializationVersion")))
+        key = ";".join(parts)
+        self._capability_memo = (self.our_capability, self.their_capability, key)
+        return key
 
     def _process_message(self, message: Any) -> Any:
-        if message.message_type not in _CACHED_MESSAGE_TYPES:
+        if message.message_type not in _CACHED_MESSAGE_TYPES or b"<SS" in message.data:
             return super()._process_message(message)
         if _psrpcore_log.isEnabledFor(logging.DEBUG):
             _psrpcore_log.debug(
@@ -240,10 +273,76 @@ class _LabRunspacePool(psrpcore.ServerRunspacePool):
                 message.message_type.name, message.runspace_pool_id, message.pipeline_id or "''",
                 message.object_id, message.stream_type.name, message.data.decode(),
             )
-        ps_object = _DESERIALIZED.get(self, message.data)
-        event = PSRPEvent.create(message.message_type, ps_object, message.runspace_pool_id, message.pipeline_id)
-        getattr(self, f"_process_{message.message_type.name}")(event)
+        key = (bytes(message.data), self._capability_key())
+        entry: _Deserialized | None = _DESERIALIZED.get(key)
+        if entry is None:
+            value = deserialize(ET.fromstring(message.data), cipher=self._cipher,
+                                our_capability=self.our_capability, their_capability=self.their_capability)
+            entry = _DESERIALIZED.put(key, _Deserialized(value))
+        event = PSRPEvent.create(message.message_type, entry.value, message.runspace_pool_id, message.pipeline_id)
+        if isinstance(event, psrpcore.CreatePipelineEvent):
+            # psrpcore's _process_CreatePipeline, with the metadata read once per distinct message.
+            if event.pipeline_id not in self.pipeline_table:
+                raise PSRPCoreError(f"Failed to find pipeline for incoming event {event.pipeline_id!s}")
+            if entry.metadata is None:
+                entry.metadata = _frozen_metadata(event.pipeline)
+            self.pipeline_table[event.pipeline_id].metadata = entry.metadata
+        else:
+            getattr(self, f"_process_{message.message_type.name}")(event)
         return event
+
+    def prepare_message(
+        self,
+        message: Any,
+        message_type: PSRPMessageType | None = None,
+        pipeline_id: uuid.UUID | None = None,
+        stream_type: StreamType = StreamType.default,
+    ) -> None:
+        content = _serialized_key(message) if message_type is None else None
+        if content is None:
+            super().prepare_message(message, message_type, pipeline_id, stream_type)
+            return
+        key = (content, self._capability_key())
+        b_data: bytes | None = _SERIALIZED.get(key)
+        if b_data is None:
+            element = serialize(message, self._cipher, our_capability=self.our_capability,
+                                their_capability=self.their_capability)
+            b_data = _SERIALIZED.put(key, ET.tostring(element, encoding="utf-8", method="xml"))
+        assert b_data is not None
+        # The rest is psrpcore 0.3.1's prepare_message.
+        message_type = PSRPMessageType.get_message_id(type(message))
+        b_msg = create_message(self._is_client, message_type, b_data, self.runspace_pool_id, pipeline_id)
+        object_id = self._fragment_counter
+        psrp_message = PSRPMessage(
+            message_type, bytearray(b_msg), self.runspace_pool_id, pipeline_id, object_id, stream_type
+        )
+        if _psrpcore_log.isEnabledFor(logging.DEBUG):
+            _psrpcore_log.debug(
+                "Queuing PSRP Message - MessageType: %s,  RPID: %s,  PID: %s,  OID: %s, Type: %s - '%s'",
+                message_type.name, self.runspace_pool_id, pipeline_id or "''", object_id, stream_type.name,
+                b_data.decode(),
+            )
+        self._send_buffer.append(psrp_message)
+
+
+def _serialized_key(message: Any) -> tuple[Any, ...] | None:
+    """What a server message's CLIXML depends on, for the few messages every check repeats; None for
+    any other message (or one carrying an error record or a time zone), which psrpcore serializes."""
+    kind = type(message)
+    if kind is PipelineState:
+        if message.ExceptionAsErrorRecord:
+            return None
+        return ("PipelineState", int(message.PipelineState))
+    if kind is RunspacePoolStateMsg:
+        if message.ExceptionAsErrorRecord:
+            return None
+        return ("RunspacePoolState", int(message.RunspaceState))
+    if kind is SessionCapability:
+        if message.TimeZone:
+            return None
+        return ("SessionCapability", str(message.PSVersion), str(message.protocolversion),
+                str(message.SerializationVersion))
+    return None
 
 
 class _Shell:
