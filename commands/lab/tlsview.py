@@ -63,9 +63,8 @@ def twin_certificate(twin: RrasTwin, thumbprint: str) -> tuple[bytes, bool] | No
 
 def twin_listening(twin: RrasTwin) -> bool:
     """Something accepts TCP on the twin's SSTP port (the twin's listener table, else its probe)."""
-    with twin.lock:
-        port = twin.state.listener_port
-        return any(x.get("port") == port for x in twin.listeners())
+    # Every entry of `listeners()` is on the listener port, so this is "listeners() is not empty".
+    return twin.listening()
 
 
 # --- HTTP.sys's choice --------------------------------------------------------------------------
