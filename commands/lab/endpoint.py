@@ -38,13 +38,16 @@ import spnego.exceptions
 from psrpcore import PSRPCoreError, PSRPEvent, PSRPPayload, StreamType
 from psrpcore._payload import PSRPMessage, create_message  # prepare_message's own helpers (pinned 0.3.1)
 from psrpcore.types import (
+    ApplicationPrivateData,
     ErrorCategory,
     ErrorCategoryInfo,
     ErrorRecord,
     NETException,
     PipelineState,
     PSInvocationState,
+    PSPrimitiveDictionary,
     PSRPMessageType,
+    PSVersion,
     RunspacePoolStateMsg,
     SessionCapability,
     deserialize,
@@ -342,6 +345,26 @@ def _serialized_key(message: Any) -> tuple[Any, ...] | None:
             return None
         return ("SessionCapability", str(message.PSVersion), str(message.protocolversion),
                 str(message.SerializationVersion))
+    if kind is ApplicationPrivateData:
+        content = _plain_key(message.ApplicationPrivateData)
+        return None if content is None else ("ApplicationPrivateData", content)
+    return None
+
+
+def _plain_key(value: Any) -> tuple[Any, ...] | None:
+    """A hashable copy of a value made of dicts, strings, numbers and versions (in order, as
+    serialized); None when it holds anything else."""
+    kind = type(value)
+    if kind is dict or kind is PSPrimitiveDictionary:
+        items = []
+        for k, v in value.items():
+            key, inner = _plain_key(k), _plain_key(v)
+            if key is None or inner is None:
+                return None
+            items.append((key, inner))
+        return (kind.__name__, tuple(items))
+    if kind in (str, int, bool, float) or kind is PSVersion:
+        return (kind.__name__, str(value))
     return None
 
 
