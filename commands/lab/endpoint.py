@@ -185,6 +185,8 @@ _CACHED_MESSAGE_TYPES = frozenset(
     {PSRPMessageType.CreatePipeline, PSRPMessageType.SessionCapability, PSRPMessageType.InitRunspacePool}
 )
 _CACHE_MAX = 64
+#: Larger messages are deserialized every time (the cache keeps its keys: 64 of these at most).
+_CACHE_MAX_BYTES = 256 * 1024
 _psrpcore_log = logging.getLogger("psrpcore._base")
 
 
@@ -268,7 +270,8 @@ class _LabRunspacePool(psrpcore.ServerRunspacePool):
         return key
 
     def _process_message(self, message: Any) -> Any:
-        if message.message_type not in _CACHED_MESSAGE_TYPES or b"<SS" in message.data:
+        if (message.message_type not in _CACHED_MESSAGE_TYPES or len(message.data) > _CACHE_MAX_BYTES
+                or b"<SS" in message.data):
             return super()._process_message(message)
         if _psrpcore_log.isEnabledFor(logging.DEBUG):
             _psrpcore_log.debug(
