@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import importlib.metadata
 import logging
 import re
+import selectors
 import socket
 import ssl
 import threading
@@ -33,13 +35,23 @@ from xml.sax.saxutils import escape
 import psrpcore
 import spnego
 import spnego.exceptions
-from psrpcore import PSRPPayload, StreamType
+from psrpcore import PSRPCoreError, PSRPEvent, PSRPPayload, StreamType
+from psrpcore._payload import PSRPMessage, create_message  # prepare_message's own helpers (pinned 0.3.1)
 from psrpcore.types import (
+    ApplicationPrivateData,
     ErrorCategory,
     ErrorCategoryInfo,
     ErrorRecord,
     NETException,
+    PipelineState,
     PSInvocationState,
+    PSPrimitiveDictionary,
+    PSRPMessageType,
+    PSVersion,
+    RunspacePoolStateMsg,
+    SessionCapability,
+    deserialize,
+    serialize,
 )
 from pypsrp.encryption import WinRMEncryption
 
@@ -164,12 +176,207 @@ def command_params(command: Any) -> dict[str, Any]:
     return params
 
 
+#: Client messages whose deserialized form the lab only reads: CreatePipeline becomes the pipeline's
+#: metadata (psrpcore's server stores it, `_run_pipeline` and the JEA mode read it, see
+#: `_frozen_metadata`), SessionCapability and InitRunspacePool are read into the
+#: pool's own attributes. Every check sends the same bytes (the ~29 KB probe script text with its
+#: `_x000A_` escapes was most of the lab's CPU to deserialize).
+_CACHED_MESSAGE_TYPES = frozenset(
+    {PSRPMessageType.CreatePipeline, PSRPMessageType.SessionCapability, PSRPMessageType.InitRunspacePool}
+)
+_CACHE_MAX = 64
+#: Larger messages are deserialized every time (the cache keeps its keys: 64 of these at most).
+_CACHE_MAX_BYTES = 256 * 1024
+_psrpcore_log = logging.getLogger("psrpcore._base")
+
+
+@dataclass
+class _Deserialized:
+    """A cached message body, and for CreatePipeline the pipeline metadata read from it (lazily)."""
+
+    value: Any
+    metadata: psrpcore.PowerShell | None = None
+
+
+class _BoundedCache:
+    """A small thread-safe map that forgets its oldest entry when full (shared by every lab server)."""
+
+    def __init__(self, maxsize: int = _CACHE_MAX) -> None:
+        self._lock = threading.Lock()
+        self._items: dict[Any, Any] = {}
+        self._maxsize = maxsize
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: Any) -> Any:
+        with self._lock:
+            found = self._items.get(key)
+            if found is None:
+                self.misses += 1
+            else:
+                self.hits += 1
+            return found
+
+    def put(self, key: Any, value: Any) -> Any:
+        """Store `value` unless another thread stored one meanwhile; return the stored one."""
+        with self._lock:
+            if key not in self._items and len(self._items) >= self._maxsize:
+                self._items.pop(next(iter(self._items)))  # oldest first: dicts keep insertion order
+            return self._items.setdefault(key, value)
+
+
+#: Deserialized client messages keyed by (exact bytes, capabilities). Safe because deserializing is
+#: a pure function of those when the message holds no SecureString (`<SS>`, the only element that
+#: uses the pool's own session key: such messages are never cached) and nothing mutates the result
+#: (see `_CACHED_MESSAGE_TYPES`). A different useLocalScope, script text or parameter is other bytes.
+_DESERIALIZED = _BoundedCache()
+#: Serialized bodies of the state and capability messages the server sends, keyed by their content
+#: (`_serialized_key`): the same few messages every check, whose CLIXML is a pure function of it.
+_SERIALIZED = _BoundedCache()
+
+
+def _frozen_metadata(metadata: psrpcore.PowerShell) -> psrpcore.PowerShell:
+    """Cached pipeline metadata, shared by every pipeline that sent the same message. Readers only:
+    psrpcore's server stores `metadata` and never touches it again, the lab reads it
+    (`_run_pipeline`, `command_params`, `JeaMode.run`). Its lists become tuples, so that a change
+    made by mistake fails loudly instead of leaking into another server's pipeline. (psrpcore's
+    objects cannot be copied with `copy`.)"""
+    for command in metadata.commands:
+        command.parameters = tuple(command.parameters)  # type: ignore[assignment]  # read-only on purpose
+    metadata.commands = tuple(metadata.commands)  # type: ignore[assignment]  # read-only on purpose
+    return metadata
+
+
+class _LabRunspacePool(psrpcore.ServerRunspacePool):
+    """psrpcore's server pool, doing the work every check repeats only once.
+
+    `_process_message` is psrpcore 0.3.1's (pinned above) with `deserialize` replaced by the cache for
+    `_CACHED_MESSAGE_TYPES`; `prepare_message` is psrpcore's with `serialize` replaced by a cache for
+    the messages `_serialized_key` names. Every other message goes through psrpcore's own code."""
+
+    _capability_memo: tuple[Any, Any, str] | None = None
+
+    def _capability_key(self) -> str:
+        """The capabilities (de)serializing depends on, as text; recomputed only when they change."""
+        memo = self._capability_memo
+        if memo is not None and memo[0] is self.our_capability and memo[1] is self.their_capability:
+            return memo[2]
+        parts = []
+        for cap in (self.our_capability, self.their_capability):
+            parts.append("-" if cap is None else "|".join(
+                str(getattr(cap, n, None)) for n in ("PSVersion", "protocolversion", "SerializationVersion")))
+        key = ";".join(parts)
+        self._capability_memo = (self.our_capability, self.their_capability, key)
+        return key
+
+    def _process_message(self, message: Any) -> Any:
+        if (message.message_type not in _CACHED_MESSAGE_TYPES or len(message.data) > _CACHE_MAX_BYTES
+                or b"<SS" in message.data):
+            return super()._process_message(message)
+        if _psrpcore_log.isEnabledFor(logging.DEBUG):
+            _psrpcore_log.debug(
+                "Processing PSRP Message - MessageType: %s,  RPID: %s,  PID: %s,  OID: %s, Type: %s - '%s'",
+                message.message_type.name, message.runspace_pool_id, message.pipeline_id or "''",
+                message.object_id, message.stream_type.name, message.data.decode(),
+            )
+        key = (bytes(message.data), self._capability_key())
+        entry: _Deserialized | None = _DESERIALIZED.get(key)
+        if entry is None:
+            value = deserialize(ET.fromstring(message.data), cipher=self._cipher,
+                                our_capability=self.our_capability, their_capability=self.their_capability)
+            entry = _DESERIALIZED.put(key, _Deserialized(value))
+        event = PSRPEvent.create(message.message_type, entry.value, message.runspace_pool_id, message.pipeline_id)
+        if isinstance(event, psrpcore.CreatePipelineEvent):
+            # psrpcore's _process_CreatePipeline, with the metadata read once per distinct message.
+            if event.pipeline_id not in self.pipeline_table:
+                raise PSRPCoreError(f"Failed to find pipeline for incoming event {event.pipeline_id!s}")
+            if entry.metadata is None:
+                entry.metadata = _frozen_metadata(event.pipeline)
+            self.pipeline_table[event.pipeline_id].metadata = entry.metadata
+        else:
+            getattr(self, f"_process_{message.message_type.name}")(event)
+        return event
+
+    def prepare_message(
+        self,
+        message: Any,
+        message_type: PSRPMessageType | None = None,
+        pipeline_id: uuid.UUID | None = None,
+        stream_type: StreamType = StreamType.default,
+    ) -> None:
+        content = _serialized_key(message) if message_type is None else None
+        if content is None:
+            super().prepare_message(message, message_type, pipeline_id, stream_type)
+            return
+        key = (content, self._capability_key())
+        b_data: bytes | None = _SERIALIZED.get(key)
+        if b_data is None:
+            element = serialize(message, self._cipher, our_capability=self.our_capability,
+                                their_capability=self.their_capability)
+            b_data = _SERIALIZED.put(key, ET.tostring(element, encoding="utf-8", method="xml"))
+        assert b_data is not None
+        # The rest is psrpcore 0.3.1's prepare_message.
+        message_type = PSRPMessageType.get_message_id(type(message))
+        b_msg = create_message(self._is_client, message_type, b_data, self.runspace_pool_id, pipeline_id)
+        object_id = self._fragment_counter
+        psrp_message = PSRPMessage(
+            message_type, bytearray(b_msg), self.runspace_pool_id, pipeline_id, object_id, stream_type
+        )
+        if _psrpcore_log.isEnabledFor(logging.DEBUG):
+            _psrpcore_log.debug(
+                "Queuing PSRP Message - MessageType: %s,  RPID: %s,  PID: %s,  OID: %s, Type: %s - '%s'",
+                message_type.name, self.runspace_pool_id, pipeline_id or "''", object_id, stream_type.name,
+                b_data.decode(),
+            )
+        self._send_buffer.append(psrp_message)
+
+
+def _serialized_key(message: Any) -> tuple[Any, ...] | None:
+    """What a server message's CLIXML depends on, for the few messages every check repeats; None for
+    any other message (or one carrying an error record or a time zone), which psrpcore serializes."""
+    kind = type(message)
+    if kind is PipelineState:
+        if message.ExceptionAsErrorRecord:
+            return None
+        return ("PipelineState", int(message.PipelineState))
+    if kind is RunspacePoolStateMsg:
+        if message.ExceptionAsErrorRecord:
+            return None
+        return ("RunspacePoolState", int(message.RunspaceState))
+    if kind is SessionCapability:
+        if message.TimeZone:
+            return None
+        return ("SessionCapability", str(message.PSVersion), str(message.protocolversion),
+                str(message.SerializationVersion))
+    if kind is ApplicationPrivateData:
+        content = _plain_key(message.ApplicationPrivateData)
+        return None if content is None else ("ApplicationPrivateData", content)
+    return None
+
+
+def _plain_key(value: Any) -> tuple[Any, ...] | None:
+    """A hashable copy of a value made of dicts, strings, numbers and versions (in order, as
+    serialized); None when it holds anything else."""
+    kind = type(value)
+    if kind is dict or kind is PSPrimitiveDictionary:
+        items = []
+        for k, v in value.items():
+            key, inner = _plain_key(k), _plain_key(v)
+            if key is None or inner is None:
+                return None
+            items.append((key, inner))
+        return (kind.__name__, tuple(items))
+    if kind in (str, int, bool, float) or kind is PSVersion:
+        return (kind.__name__, str(value))
+    return None
+
+
 class _Shell:
     """One RunspacePool (WinRS shell) with its pipelines; psrpcore objects are not thread-safe."""
 
     def __init__(self, shell_id: str) -> None:
         self.id = shell_id
-        self.pool = psrpcore.ServerRunspacePool()
+        self.pool: psrpcore.ServerRunspacePool = _LabRunspacePool()
         self.lock = threading.Lock()
         self.cond = threading.Condition(self.lock)
         # Outgoing PSRP data per target: None = the pool, else the pipeline id. Pool and pipeline
@@ -237,7 +444,7 @@ class WinRMEndpoint:
 
     def start(self) -> WinRMEndpoint:
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.2}, name=f"winrm-{self.name}", daemon=True
+            target=self._httpd.serve_forever, name=f"winrm-{self.name}", daemon=True
         )
         self._thread.start()
         return self
@@ -554,8 +761,61 @@ class _Http500(Exception):
 
 
 class _Server(ThreadingHTTPServer):
+    """The endpoint's HTTP server; its serve loop sleeps until a connection or `shutdown` arrives.
+
+    socketserver's loop wakes every poll_interval to look for a shutdown request: with a hundred lab
+    servers that was 500 idle wake-ups a second. This one also watches a socket pair that `shutdown`
+    writes to, so it needs no polling (and stops at once). Same contract as socketserver's: `shutdown`
+    blocks until the loop has returned and must only be called while it runs or is about to."""
+
     daemon_threads = True
     request_queue_size = 256
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._shutdown_request = False
+        self._is_shut_down = threading.Event()
+        try:
+            super().__init__(*args, **kwargs)
+        except BaseException:
+            self._close_wake()
+            raise
+
+    def serve_forever(self, poll_interval: float | None = None) -> None:
+        self._is_shut_down.clear()
+        try:
+            with selectors.DefaultSelector() as selector:
+                selector.register(self, selectors.EVENT_READ)
+                selector.register(self._wake_r, selectors.EVENT_READ)
+                while not self._shutdown_request:
+                    ready = selector.select(poll_interval)
+                    if self._shutdown_request:
+                        break
+                    for key, _ in ready:
+                        if key.fileobj is self:
+                            self._handle_request_noblock()  # type: ignore[attr-defined]  # socketserver's own step
+                        else:  # a wake-up byte of a shutdown this loop did not see: drop it
+                            with contextlib.suppress(OSError):
+                                self._wake_r.recv(64)
+                    self.service_actions()
+        finally:
+            self._shutdown_request = False
+            self._is_shut_down.set()
+
+    def shutdown(self) -> None:
+        self._shutdown_request = True
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"x")
+        self._is_shut_down.wait()
+
+    def server_close(self) -> None:
+        super().server_close()
+        self._close_wake()
+
+    def _close_wake(self) -> None:
+        for sock in (self._wake_r, self._wake_w):
+            with contextlib.suppress(OSError):
+                sock.close()
 
     def handle_error(self, request: Any, client_address: Any) -> None:  # quiet: clients drop connections
         log.debug("lab endpoint: connection error from %s", client_address, exc_info=True)

@@ -59,11 +59,26 @@ SLOW_OPERATION_TIMEOUT = 1.0
 _user_file_lock = threading.Lock()
 
 
+@cache
+def _ntlm_user_line() -> str:
+    """The lab user as a line of NTLM_USER_FILE, in its smbpasswd form `DOMAIN\\USER:UID:LM:NT:FLAGS:LCT`.
+
+    pyspnego's acceptor reads the file at every authentication; from a `DOMAIN:USER:PASSWORD` line it
+    derives the LM and NT hashes each time in pure Python (DES, MD4: most of a cold check's NTLM
+    cost), from this form it only decodes them. The hashes are derived here once, with pyspnego's own
+    functions (pinned 0.12.4), for the same domain and user: authentication accepts and refuses
+    exactly as before. The plain password no longer sits in the temporary file either."""
+    from spnego._ntlm_raw.crypto import lmowfv1, ntowfv1  # pinned in pyproject.toml
+
+    lm, nt = lmowfv1(LAB_PASSWORD).hex().upper(), ntowfv1(LAB_PASSWORD).hex().upper()
+    return f"{LAB_DOMAIN}\\{LAB_USER}:1000:{lm}:{nt}:[U]:LCT-00000000"
+
+
 def ensure_ntlm_user_file() -> str:
     """Point NTLM_USER_FILE at a file holding the lab user (process-wide; set before any acceptor)."""
     with _user_file_lock:
         current = os.environ.get("NTLM_USER_FILE")
-        line = f"{LAB_DOMAIN}:{LAB_USER}:{LAB_PASSWORD}"
+        line = _ntlm_user_line()
         if current and Path(current).is_file() and line in Path(current).read_text(encoding="utf-8").splitlines():
             return current
         fd, path = tempfile.mkstemp(prefix="sstp-bot-lab-users-", suffix=".txt")

@@ -9,6 +9,7 @@ error, as PowerShell would give for an unknown parameter or a failed validation 
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable
@@ -39,10 +40,18 @@ class ScriptFaults:
 
 def declared_parameters(text: str) -> list[str] | None:
     """The parameter names of a script's top-level `param()` block, or None when it has none."""
-    m = _PARAM_BLOCK_RE.search(_strip_comments(text))
+    names = _declared_parameters(text)
+    return None if names is None else list(names)
+
+
+@functools.lru_cache(maxsize=64)
+def _declared_parameters(text: str) -> tuple[str, ...] | None:
+    # A pure function of the text, and every check sends the same ~29 KB probe text: parse it once
+    # (a tuple, so no caller can change the cached answer).
+    stripped = _strip_comments(text)
+    m = _PARAM_BLOCK_RE.search(stripped)
     if not m:
         return None
-    stripped = _strip_comments(text)
     depth = 0
     start = m.end() - 1
     for i in range(start, len(stripped)):
@@ -52,7 +61,7 @@ def declared_parameters(text: str) -> list[str] | None:
         elif ch == ")":
             depth -= 1
             if depth == 0:
-                return _parameter_names(_STRING_RE.sub("''", stripped[start + 1 : i]))
+                return tuple(_parameter_names(_STRING_RE.sub("''", stripped[start + 1 : i])))
     return None
 
 

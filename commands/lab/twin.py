@@ -241,18 +241,29 @@ class RrasTwin:
         service = self.state.services.get(name)
         return service is not None and service.status == "Running"
 
-    def listeners(self) -> list[dict[str, Any]]:
+    def _http_sys_listening(self) -> bool:
+        """HTTP.sys holds the SSTP port: SSTP listens while RemoteAccess runs, or IIS has a binding on it."""
         s = self.state
-        if s.foreign_listener is not None:
-            fl = s.foreign_listener
-            return [{"local_address": fl.local_address, "port": s.listener_port, "pid": fl.pid, "process": fl.process}]
         iis_listening = (
             s.iis_installed
             and self._service_running("W3SVC")
             and any(b.port == s.listener_port for b in s.iis_bindings)
         )
         sstp = s.sstp_listening and self._service_running("RemoteAccess")
-        if sstp or iis_listening:
+        return bool(sstp or iis_listening)
+
+    def listening(self) -> bool:
+        """Something accepts TCP on the SSTP port: `listeners()` is not empty. Cheaper than building
+        that list (the lab's TLS view asks every 50 ms)."""
+        with self.lock:
+            return self.state.foreign_listener is not None or self._http_sys_listening()
+
+    def listeners(self) -> list[dict[str, Any]]:
+        s = self.state
+        if s.foreign_listener is not None:
+            fl = s.foreign_listener
+            return [{"local_address": fl.local_address, "port": s.listener_port, "pid": fl.pid, "process": fl.process}]
+        if self._http_sys_listening():
             return [
                 {"local_address": "0.0.0.0", "port": s.listener_port, "pid": 4, "process": "System"},
                 {"local_address": "::", "port": s.listener_port, "pid": 4, "process": "System"},

@@ -127,6 +127,36 @@ def test_the_port_closes_and_reopens_with_the_twin():
         assert view["endpoint"] == endpoint and view["sstp"]["http_status"] == 200
 
 
+def _wait_for(endpoint: str, name: str, reachable: bool) -> dict:
+    """The client view once the port is open (SSTP answers) or closed (connections refused), or the
+    last one after 2 s."""
+    deadline = time.monotonic() + 2
+    while True:
+        view = collect(endpoint, name, 2.0, now)
+        refused = all((h.get("error") or {}).get("kind") == "unreachable" for h in view["handshakes"])
+        if (view["sstp"] is not None if reachable else refused) or time.monotonic() > deadline:
+            return view
+        time.sleep(0.02)
+
+
+def test_the_poll_alone_follows_the_twin_in_a_lab_started_after_another_stopped():
+    """All TLS views share one poller; it keeps polling for a lab started after the last one stopped,
+    and closes the port as well as reopening it without any script running."""
+    with Lab(["healthy"]):
+        pass
+    with Lab(["healthy"]) as lab:
+        server = next(iter(lab.servers.values()))
+        endpoint, twin = server.client_endpoint or "", server.twin
+        assert collect(endpoint, server.public_name, 2.0, now)["sstp"]["http_status"] == 200
+        with twin.lock:
+            twin.state.services["RemoteAccess"].status = "Stopped"
+        view = _wait_for(endpoint, server.public_name, reachable=False)
+        assert [h["error"]["kind"] for h in view["handshakes"]] == ["unreachable", "unreachable"]
+        with twin.lock:
+            twin.state.services["RemoteAccess"].status = "Running"
+        assert _wait_for(endpoint, server.public_name, reachable=True)["sstp"]["http_status"] == 200
+
+
 def test_an_iis_owned_port_answers_404():
     with Lab(["remoteaccess-stopped"]) as lab:
         server = next(iter(lab.servers.values()))

@@ -154,3 +154,46 @@ def test_a_crashing_runtime_fails_the_pipeline_and_keeps_the_endpoint_up(lab, mo
         again.add_script(load_script("remoteaccess_state"), use_local_scope=True)
         again.invoke()  # the same pool still answers once the runtime is back
         assert again.state == PSInvocationState.COMPLETED and not again.had_errors and again.output
+
+
+def test_cached_server_messages_are_byte_for_byte_psrpcores():
+    """The lab serializes the state and capability messages every check repeats once; what it queues
+    must be exactly what psrpcore would queue, on the first (computed) and later (cached) sends."""
+    import uuid
+
+    import psrpcore
+    from psrpcore.types import (
+        ApplicationPrivateData,
+        ErrorCategoryInfo,
+        ErrorRecord,
+        NETException,
+        PipelineState,
+        PSRPMessageType,
+        RunspacePoolStateMsg,
+    )
+
+    from commands.lab.endpoint import _LabRunspacePool
+
+    error = ErrorRecord(Exception=NETException(Message="boom"), CategoryInfo=ErrorCategoryInfo(Reason="X"))
+
+    def messages(pool: psrpcore.ServerRunspacePool) -> list:
+        return [
+            pool.our_capability,
+            ApplicationPrivateData(ApplicationPrivateData=pool.application_private_data),
+            RunspacePoolStateMsg(RunspaceState=2),
+            PipelineState(PipelineState=1),
+            PipelineState(PipelineState=4),
+            PipelineState(PipelineState=3, ExceptionAsErrorRecord=error),  # with an error: not cached
+            "plain output",
+        ]
+
+    pipeline_id = uuid.uuid4()
+    ours, theirs = _LabRunspacePool(), psrpcore.ServerRunspacePool()
+    for _ in range(2):
+        for mine, reference in zip(messages(ours), messages(theirs), strict=True):
+            kind = PSRPMessageType.PipelineOutput if isinstance(mine, str) else None
+            ours.prepare_message(mine, kind, pipeline_id=pipeline_id)
+            theirs.prepare_message(reference, kind, pipeline_id=pipeline_id)
+    queued = [(m.message_type, bytes(m.data), m.pipeline_id, m.object_id) for m in ours._send_buffer]
+    expected = [(m.message_type, bytes(m.data), m.pipeline_id, m.object_id) for m in theirs._send_buffer]
+    assert len(queued) == 14 and queued == expected

@@ -93,3 +93,39 @@ def test_declared_parameters_ignore_strings_and_comments():
         "  [ValidatePattern('^[0-9]{2}$x')][int]$EventHours = 24,\n  [string]$Name = \"$env:X\"\n)\n$Later = 1\n"
     )
     assert declared_parameters(text) == ["EventHours", "Name"]
+
+
+# --- the lab remembers deserialized messages by their exact bytes: nothing may go stale ------------
+
+def test_the_same_script_text_is_refused_without_local_scope_after_it_ran_with_it(lab):
+    """The endpoint reuses the deserialized form of a message it has seen; useLocalScope is part of
+    the message, so the same text sent without it afterwards is still refused."""
+    runtime = lab.servers["vpn-healthy"].endpoint.executor
+    text = load_script("remoteaccess_state")
+    first = _invoke(lab, text)
+    assert not first.had_errors and first.output
+    second = _invoke(lab, text, local_scope=False)
+    assert second.had_errors and second.output == []
+    assert "not sent in a local scope" in _message(second)
+    third = _invoke(lab, text)  # and with it again: accepted
+    assert not third.had_errors and third.output
+    assert runtime.received[-3:] == [("remoteaccess_state", True), ("remoteaccess_state", False),
+                                     ("remoteaccess_state", True)]
+
+
+def test_a_repeated_probe_answers_the_twin_as_it_is_now(lab):
+    """Same bytes, same parameters: the answer still follows the twin's state and the parameters."""
+    twin = lab.servers["vpn-healthy"].twin
+    before = json.loads(_invoke(lab, load_script("probe"), EventHours=24).output[0])
+    with twin.lock:
+        name = twin.state.computer_name
+        twin.state.computer_name = "RENAMED01"
+    try:
+        after = json.loads(_invoke(lab, load_script("probe"), EventHours=24).output[0])
+    finally:
+        with twin.lock:
+            twin.state.computer_name = name
+    assert before["host"]["computer_name"] == name
+    assert after["host"]["computer_name"] == "RENAMED01"
+    ps = _invoke(lab, load_script("probe"), EventHours="not-a-number")  # other bytes: validated again
+    assert ps.had_errors and "Cannot validate argument" in _message(ps)

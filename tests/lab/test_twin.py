@@ -337,3 +337,39 @@ def test_a_key_that_is_gone_reads_has_private_key_but_not_usable(lab):
     assert entry["has_private_key"] is True and entry["private_key_usable"] is False
     assert snapshot["sstp"]["remote_access"]["directaccess"] is False
     assert snapshot["endpoint"] is None
+
+
+def _twin_states() -> list[tuple[str, Any]]:
+    """Every single-server scenario's twin, and variants that change who holds the SSTP port."""
+    from dataclasses import replace
+
+    from commands.lab.scenarios import build_state, load_scenario, scenario_names
+    from commands.lab.twin import ForeignListener, RrasTwin, Service
+
+    now = datetime.now(UTC)
+    twins = []
+    for name in scenario_names():
+        scenario = load_scenario(name)
+        if scenario.is_fleet:
+            continue
+        for variant in ("as-is", "remoteaccess-stopped", "w3svc-stopped", "other-port", "foreign"):
+            state = build_state(scenario.servers[0], now)
+            if variant == "remoteaccess-stopped" and state.services.get("RemoteAccess"):
+                state.services["RemoteAccess"] = Service("Stopped")
+            elif variant == "w3svc-stopped" and state.services.get("W3SVC"):
+                state.services["W3SVC"] = replace(state.services["W3SVC"], status="Stopped")  # type: ignore[arg-type]
+            elif variant == "other-port":
+                state.listener_port = 8443
+            elif variant == "foreign":
+                state.foreign_listener = ForeignListener(1234, "nginx.exe")
+            twins.append((f"{name}/{variant}", RrasTwin(state)))
+    return twins
+
+
+def test_listening_says_whether_the_listener_table_is_empty():
+    """The lab's TLS view polls `listening()` (cheap) for what `listeners()` says (DESIGN 11)."""
+    seen = set()
+    for label, twin in _twin_states():
+        assert twin.listening() == bool(twin.listeners()), label
+        seen.add(twin.listening())
+    assert seen == {True, False}  # both answers occur
