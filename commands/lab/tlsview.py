@@ -189,8 +189,16 @@ class TlsView:
         self._base.sni_callback = self._choose
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._sock: socket.socket | None = self._bind(port)
-        self.port: int = self._sock.getsockname()[1]
+        # The port is held by a socket that never listens (connections to a closed port are still
+        # refused, as on the server). Without it, the moment the listener closes, an outgoing
+        # connection of this machine could take the port as its ephemeral local port, and reopening
+        # it would fail with "Address already in use". Linux lets SO_REUSEADDR sockets share a port
+        # while at most one listens, and never hands out a port a bound socket holds for connect().
+        self._reserve = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._reserve.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._reserve.bind((host, port))
+        self.port: int = self._reserve.getsockname()[1]
+        self._sock: socket.socket | None = self._bind(self.port)
         self._thread: threading.Thread | None = None
         self._conns: set[socket.socket] = set()
         self._local = threading.local()
@@ -231,6 +239,7 @@ class TlsView:
         with self._lock:
             for conn in list(self._conns):
                 _close(conn)
+            self._reserve.close()
 
     def refresh(self) -> None:
         """Open or close the listening socket to match whether anything listens on the twin's port."""

@@ -201,3 +201,30 @@ def test_a_wrapped_session_adds_the_view_to_probes_only():
             assert session.close is not None
     assert raw["client_view"]["endpoint"] == cfg.client_endpoint and raw["client_view"]["sstp"]["ok"] is True
     assert "client_view" not in plain  # scripts run through run() are left as they are
+
+
+def test_a_closed_port_stays_reserved_for_the_view():
+    """While the twin does not listen, the port refuses connections but stays held: no other socket
+    (an outgoing connection's ephemeral port, another listener) can take it, so reopening never
+    meets "Address already in use"."""
+    import errno
+    import socket
+
+    with Lab(["healthy"]) as lab:
+        server = next(iter(lab.servers.values()))
+        view, twin = server.tls_view, server.twin
+        assert view is not None
+        with twin.lock:
+            twin.state.services["RemoteAccess"].status = "Stopped"
+        view.refresh()
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", view.port), timeout=2).close()
+        intruder = socket.socket()
+        with pytest.raises(OSError) as taken:
+            intruder.bind(("127.0.0.1", view.port))
+        intruder.close()
+        assert taken.value.errno == errno.EADDRINUSE
+        with twin.lock:
+            twin.state.services["RemoteAccess"].status = "Running"
+        view.refresh()
+        assert collect(server.client_endpoint or "", server.public_name, 2.0, now)["sstp"]["http_status"] == 200
