@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Table, bindparam, insert, select, text, update
+from sqlalchemy import CursorResult, Table, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -14,12 +14,11 @@ from commands.model import as_utc
 
 from .base import NotFound
 from .models import CheckRow, PlanRow, SnapshotRow
-from .plans import PlanStore
+from .plans import PROPOSED_OF_SERVER, PlanStore
 from .records import CheckRecord, HistoryEntry, PlanRecord
 from .redaction import redact, redact_optional
 from .resilience import retried
 from .snapshots import RedactedEncoder, decode_snapshot
-from .states import PlanState
 
 # Latest check per server without scanning the table: walk the distinct server names through the
 # (server, finished_at, id) index (a "skip scan"), then take the newest entry of each. About two index
@@ -42,9 +41,6 @@ _LATEST_CHECK_IDS = text(
 _CHECKS = cast(Table, CheckRow.__table__)
 _SNAPSHOTS = cast(Table, SnapshotRow.__table__)
 _INSERT_CHECK = insert(_CHECKS)
-_PROPOSED_OF_SERVER = select(PlanRow.id).where(
-    PlanRow.server == bindparam("server"), PlanRow.state == PlanState.PROPOSED.value
-)
 
 
 def _upsert_snapshot(dialect_insert: Any) -> Any:
@@ -121,12 +117,15 @@ class CheckStore(PlanStore):
             if status in ("healthy", "unhealthy"):
                 # DESIGN 6: a newer check of the same server supersedes older proposals. A check that
                 # could not reach the server says nothing new about it, so it supersedes nothing.
-                older = connection.execute(_PROPOSED_OF_SERVER, {"server": server}).scalars().all()
+                older = connection.execute(PROPOSED_OF_SERVER, {"server": server}).scalars().all()
                 if not older:  # the usual case: nothing to supersede
                     return check_id, []
                 superseded = self._supersede(session, older, server, self._now(), {"superseded_by_check": check_id})
-                plans = [session.get(PlanRow, plan_id) for plan_id in superseded]
-                return check_id, [self._plan_record(plan) for plan in plans if plan is not None]
+                if not superseded:
+                    return check_id, []
+                # The superseded plans as they are now, in one query, in the order they were superseded.
+                rows = {row.id: row for row in session.scalars(select(PlanRow).where(PlanRow.id.in_(superseded)))}
+                return check_id, [self._plan_record(rows[plan_id]) for plan_id in superseded if plan_id in rows]
             return check_id, []
 
     def _store_snapshot(self, session: Session, digest: str, body: bytes, raw_size: int) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -23,6 +23,20 @@ from .redaction import redact
 from .resilience import RUNNING_HERE, reason, retried
 from .runner import current_runner, describe_runner, runner_is_dead
 from .states import DECISION_STATES, LEGAL_TRANSITIONS, TERMINAL_STATES, TRANSITION_ACTIONS, PlanState
+
+_PLANS = cast(Table, PlanRow.__table__)
+#: A server's PROPOSED plans (what a newer check or plan supersedes).
+PROPOSED_OF_SERVER = select(PlanRow.id).where(
+    PlanRow.server == bindparam("server"), PlanRow.state == PlanState.PROPOSED.value
+)
+_CHECK_SERVER = select(CheckRow.server).where(CheckRow.id == bindparam("check_id"))
+_INSERT_PLAN = insert(_PLANS)
+# PROPOSED -> SUPERSEDED, the one transition a check or a new plan makes (see `_conditional_update`).
+_SUPERSEDE = (
+    update(_PLANS)
+    .where(_PLANS.c.id == bindparam("plan_id"), _PLANS.c.state == PlanState.PROPOSED.value)
+    .values(state=PlanState.SUPERSEDED.value, finished_at=bindparam("now"))
+)
 
 
 class PlanStore(AuditLog):
@@ -50,34 +64,40 @@ class PlanStore(AuditLog):
         if ttl <= timedelta(0):
             raise ValueError("ttl must be positive")
         now = self._now()
+        expires_at = now + ttl
         with self._write() as session:
-            check = session.get(CheckRow, check_id)
-            if check is None:
+            # Prebuilt Core statements (see `_CHECK_SERVER`): only the check's server is needed, not the
+            # whole row with its findings; the plan row is the one the ORM flush wrote.
+            connection = session.connection()
+            check_server = connection.execute(_CHECK_SERVER, {"check_id": check_id}).scalar_one_or_none()
+            if check_server is None:
                 raise NotFound(f"check {check_id} not found")
-            if check.server != server:
-                raise ValueError(f"check {check_id} is a check of {check.server}, not of {server}")
-            older = session.scalars(
-                select(PlanRow.id).where(PlanRow.server == server, PlanRow.state == PlanState.PROPOSED.value)
-            ).all()
-            row = PlanRow(
-                check_id=check_id,
-                server=server,
-                state=PlanState.PROPOSED.value,
-                # Not redacted: the steps are executed exactly as stored, and every value in them comes
-                # from the server's own snapshot (validated by commands.scripts), never from a secret.
-                steps=list(steps),
-                fingerprint=fingerprint,
-                requester=requester,
-                approver=None,
-                source=source,
-                created_at=now,
-                expires_at=now + ttl,
-                channel=channel,
-                message_ts=message_ts,
-                step_results=[],
-            )
-            session.add(row)
-            session.flush()
+            if check_server != server:
+                raise ValueError(f"check {check_id} is a check of {check_server}, not of {server}")
+            older = connection.execute(PROPOSED_OF_SERVER, {"server": server}).scalars().all()
+            inserted = connection.execute(
+                _INSERT_PLAN,
+                {
+                    "check_id": check_id,
+                    "server": server,
+                    "state": PlanState.PROPOSED.value,
+                    # Not redacted: the steps are executed exactly as stored, and every value in them
+                    # comes from the server's own snapshot (validated by commands.scripts), never from a
+                    # secret.
+                    "steps": list(steps),
+                    "fingerprint": fingerprint,
+                    "requester": requester,
+                    "approver": None,
+                    "source": source,
+                    "created_at": now,
+                    "expires_at": expires_at,
+                    "channel": channel,
+                    "message_ts": message_ts,
+                    "step_results": [],
+                },
+            ).inserted_primary_key
+            assert inserted is not None  # a single-row INSERT into a table with a primary key
+            plan_id: int = inserted[0]
             self._add_audit(
                 session,
                 at=now,
@@ -85,12 +105,12 @@ class PlanStore(AuditLog):
                 action="propose",
                 outcome="ok",
                 server=server,
-                plan_id=row.id,
+                plan_id=plan_id,
                 details={"check_id": check_id, "steps": len(steps), "fingerprint": fingerprint,
-                         "expires_at": _iso(row.expires_at), "source": source},
+                         "expires_at": _iso(expires_at), "source": source},
             )
-            self._supersede(session, older, server, now, {"superseded_by": row.id})
-            return row.id
+            self._supersede(session, older, server, now, {"superseded_by": plan_id})
+            return plan_id
 
     def _supersede(
         self, session: Session, plan_ids: Sequence[int], server: str, now: datetime, reason: dict[str, Any]
@@ -98,9 +118,7 @@ class PlanStore(AuditLog):
         """PROPOSED -> SUPERSEDED for `plan_ids` (audited); returns those that were still PROPOSED."""
         done: list[int] = []
         for old_id in plan_ids:
-            if self._conditional_update(
-                session, old_id, PlanState.PROPOSED, {"state": PlanState.SUPERSEDED.value, "finished_at": now}
-            ):
+            if self._supersede_one(session, old_id, now):
                 self._add_audit(
                     session,
                     at=now,
@@ -484,11 +502,24 @@ class PlanStore(AuditLog):
         result = session.execute(statement.values(values).execution_options(synchronize_session=False))
         changed = cast(CursorResult[Any], result).rowcount == 1
         if changed:
-            # The identity map may hold the row as it was before the UPDATE.
-            cached = session.identity_map.get(session.identity_key(PlanRow, plan_id))
-            if cached is not None:
-                session.refresh(cached)
+            PlanStore._refresh_cached(session, plan_id)
         return changed
+
+    @staticmethod
+    def _supersede_one(session: Session, plan_id: int, now: datetime) -> bool:
+        """`_conditional_update(PROPOSED -> SUPERSEDED, finished_at=now)` by its prebuilt statement."""
+        result = session.connection().execute(_SUPERSEDE, {"plan_id": plan_id, "now": now})
+        changed = result.rowcount == 1
+        if changed:
+            PlanStore._refresh_cached(session, plan_id)
+        return changed
+
+    @staticmethod
+    def _refresh_cached(session: Session, plan_id: int) -> None:
+        # The identity map may hold the row as it was before the UPDATE.
+        cached = session.identity_map.get(session.identity_key(PlanRow, plan_id))
+        if cached is not None:
+            session.refresh(cached)
 
     @staticmethod
     def _plan_record(r: PlanRow) -> PlanRecord:
