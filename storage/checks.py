@@ -18,7 +18,7 @@ from .plans import PROPOSED_OF_SERVER, PlanStore
 from .records import CheckRecord, HistoryEntry, PlanRecord
 from .redaction import redact, redact_optional
 from .resilience import retried
-from .snapshots import RedactedEncoder, decode_snapshot
+from .snapshots import decode_snapshot, encode_redacted_snapshot
 
 # Latest check per server without scanning the table: walk the distinct server names through the
 # (server, finished_at, id) index (a "skip scan"), then take the newest entry of each. About two index
@@ -56,9 +56,6 @@ def _upsert_snapshot(dialect_insert: Any) -> Any:
 # SQLite (3.24+) and PostgreSQL both take this upsert; another dialect falls back to SELECT + INSERT.
 _UPSERT_SNAPSHOT = {"sqlite": _upsert_snapshot(sqlite.insert), "postgresql": _upsert_snapshot(postgresql.insert)}
 
-#: Snapshots as stored (redacted, canonical, hashed, compressed), remembered across checks.
-_ENCODER = RedactedEncoder(redact)
-
 
 class CheckStore(PlanStore):
     """Checks, snapshots and history (a check supersedes plans, hence on top of `PlanStore`)."""
@@ -91,7 +88,7 @@ class CheckStore(PlanStore):
         started, finished = as_utc(started_at), as_utc(finished_at)
         duration_ms = max(0, round((finished - started).total_seconds() * 1000))
         # Redacted before the transaction: pure functions of the arguments, no need to hold the lock.
-        encoded = _ENCODER.encode(snapshot) if snapshot is not None else None
+        encoded = encode_redacted_snapshot(snapshot) if snapshot is not None else None
         values = {
             "server": server,
             "actor": actor,

@@ -99,5 +99,29 @@ def redact(value: Any) -> Any:
     return value
 
 
+# What redaction acts on, as it shows in JSON text (`json.dumps(..., ensure_ascii=False)`): the secret
+# words of strings, the words of secret-named keys (`_SECRET_KEY_RE`), and the control characters
+# `strip_control` removes, which JSON writes as `\b`, `\f`, `\r`, `\u00XX` or (DEL) as they are.
+_KEY_WORDS = ("apikey", "api_key", "api-key", "cookie")
+_JSON_CONTROL = ("\\u00", "\\b", "\\f", "\\r", "\x7f")
+
+
+def could_need_redaction(json_text: str) -> bool:
+    """False only if `redact` leaves every key and string of the value serialised as `json_text` as it is.
+
+    For the quick path of snapshot encoding (`storage.snapshots.encode_redacted_snapshot`): one look
+    at the whole JSON text instead of a walk of the value. Non-ASCII text always answers True (see
+    `redact_text` on case folding), and so does anything merely resembling a secret or a control
+    character (an escaped backslash before `b`): the full redaction then decides.
+    """
+    if not json_text.isascii():
+        return True
+    for escape in _JSON_CONTROL:
+        if escape in json_text:
+            return True
+    lowered = json_text.lower()
+    return any(word in lowered for word in _SECRET_WORDS + _KEY_WORDS)
+
+
 def redact_optional(text: str | None) -> str | None:
     return None if text is None else redact_text(text)

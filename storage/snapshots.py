@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 import zlib
-from collections import OrderedDict
-from collections.abc import Callable
 from typing import Any
+
+from .redaction import could_need_redaction, redact
 
 #: Top-level snapshot v1 fields that change on every probe of an unchanged server. Events are kept:
 #: they are evidence, and they only change when something happened.
@@ -48,38 +47,22 @@ def decode_snapshot(body: bytes) -> dict[str, Any]:
     return value
 
 
-class RedactedEncoder:
-    """`encode_snapshot(redact(snapshot))`, remembered for the snapshots seen last.
 
-    An unchanged server sends the same snapshot on every check, and redacting, encoding, hashing and
-    compressing it again gives the same bytes: the result is a pure function of the snapshot. Equal
-    canonical JSON of the *unredacted* stable part means equal input to that function as far as it
-    can tell (tuples and lists, `1` and `"1"` keys aside, which redaction and encoding treat alike
-    too), so the SHA-256 of that JSON keys the memory. Only the encoded result is remembered, never
-    whether the database holds it: the caller still writes it every time.
+def encode_redacted_snapshot(snapshot: dict[str, Any]) -> tuple[str, bytes, int]:
+    """`encode_snapshot(redact(snapshot))`, without walking the snapshot when redaction cannot change it.
+
+    The canonical JSON of the unredacted stable part is made first: when `could_need_redaction` finds
+    nothing in it that redaction acts on (no secret word in any key or string, no control character,
+    all ASCII), redaction leaves every key and string as it is, so that JSON *is* the canonical JSON
+    of the redacted snapshot (tuples and lists are the same JSON either way). Otherwise, and for
+    values that are not JSON as they are, the full redaction runs, exactly as before.
     """
-
-    def __init__(self, redact: Callable[[Any], Any], max_entries: int = 2048) -> None:
-        self._redact = redact
-        self._max_entries = max_entries
-        self._memory: OrderedDict[bytes, tuple[str, bytes, int]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def encode(self, snapshot: dict[str, Any]) -> tuple[str, bytes, int]:
-        """(hash, compressed body, uncompressed size) of the redacted snapshot."""
-        try:
-            key = hashlib.sha256(canonical_json(stable_snapshot(snapshot))).digest()
-        except (TypeError, ValueError):
-            # Not JSON as it is (an object under a secret key, which redaction replaces): no memory.
-            return encode_snapshot(self._redact(snapshot))
-        with self._lock:
-            known = self._memory.get(key)
-            if known is not None:
-                self._memory.move_to_end(key)
-                return known
-        encoded = encode_snapshot(self._redact(snapshot))
-        with self._lock:
-            self._memory[key] = encoded
-            if len(self._memory) > self._max_entries:
-                self._memory.popitem(last=False)
-        return encoded
+    try:
+        text = json.dumps(stable_snapshot(snapshot), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError):
+        # Not JSON as it is (an object under a secret key, which redaction replaces): redact first.
+        return encode_snapshot(redact(snapshot))
+    if could_need_redaction(text):
+        return encode_snapshot(redact(snapshot))
+    raw = text.encode("utf-8")
+    return hashlib.sha256(raw).hexdigest(), zlib.compress(raw, 6), len(raw)

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from commands.errors import strip_control
 from storage import redaction
-from storage.redaction import REDACTED, redact, redact_text
+from storage.redaction import REDACTED, could_need_redaction, redact, redact_text
+from storage.snapshots import decode_snapshot, encode_redacted_snapshot, encode_snapshot, stable_snapshot
 
 
 def _reference_text(text: str) -> str:
@@ -126,3 +127,50 @@ def test_secret_keys_are_redacted_whatever_the_value_type_and_harmless_keys_kept
     }
     # Asked twice (the second answer comes from the key cache): the same verdicts.
     assert redact(value) == _reference(value)
+
+
+_snapshots = st.dictionaries(
+    st.one_of(_keys, st.sampled_from(["collected_at", "vpn_connections", "schema"])), _values, max_size=6
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(_snapshots)
+def test_snapshot_encoding_without_the_walk_is_the_redacted_encoding(snapshot: dict[str, Any]) -> None:
+    assert encode_redacted_snapshot(snapshot) == encode_snapshot(redact(snapshot))
+
+
+@pytest.mark.parametrize(
+    "snapshot",
+    [
+        {"host": {"name": "SRV1"}, "certificates": ({"der": "MIIB+/="},), "n": [1, 2.5, None, True]},
+        {"cookie": "abc"},
+        {"API-Key": 1},
+        {"detail": "xoxb-123-abc"},
+        {"detail": "line\r\nnext"},
+        {"detail": "esc\x1b[0m"},
+        {"detail": "del\x7f"},
+        {"detail": "c1\x85"},
+        {"detail": "pa\u017fsword=x"},
+        {"detail": "tab\tand newline\n stay"},
+        {"password": object()},  # not JSON as it is: redaction replaces it
+        {"collected_at": "2026-01-01T00:00:00Z", "vpn_connections": 3, "x": "y"},
+    ],
+)
+def test_snapshot_encoding_examples(snapshot: dict[str, Any]) -> None:
+    fast = encode_redacted_snapshot(snapshot)
+    assert fast == encode_snapshot(redact(snapshot))
+    stored = decode_snapshot(fast[1])
+    assert stored == _reference(stable_snapshot(snapshot))
+
+
+def test_a_value_that_is_not_json_still_fails_as_before() -> None:
+    with pytest.raises(TypeError):
+        encode_redacted_snapshot({"when": object()})
+
+
+def test_could_need_redaction_sees_what_redaction_acts_on() -> None:
+    assert not could_need_redaction('{"a":"b","c":[1,2.5,null,true]}')
+    for text in ('{"token_kind":"bot"}', '{"x":"PWD=1"}', '{"x":"\\u001b"}', '{"x":"\\r"}', '{"x":"\x7f"}',
+                 '{"x":"\u00e9"}', '{"Cookie":1}', '{"x":"XAPP-1"}'):
+        assert could_need_redaction(text), text
