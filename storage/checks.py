@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Table, insert, select, text, update
+from sqlalchemy import Connection, CursorResult, Table, bindparam, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -41,6 +41,7 @@ _LATEST_CHECK_IDS = text(
 _CHECKS = cast(Table, CheckRow.__table__)
 _SNAPSHOTS = cast(Table, SnapshotRow.__table__)
 _INSERT_CHECK = insert(_CHECKS)
+_PLANS_BY_ID = select(cast(Table, PlanRow.__table__)).where(PlanRow.id.in_(bindparam("ids", expanding=True)))
 
 
 def _upsert_snapshot(dialect_insert: Any) -> Any:
@@ -53,7 +54,8 @@ def _upsert_snapshot(dialect_insert: Any) -> Any:
     )
 
 
-# SQLite (3.24+) and PostgreSQL both take this upsert; another dialect falls back to SELECT + INSERT.
+# SQLite (3.24+) and PostgreSQL both take this upsert; another dialect (or an older SQLite) falls back to
+# SELECT + INSERT or UPDATE.
 _UPSERT_SNAPSHOT = {"sqlite": _upsert_snapshot(sqlite.insert), "postgresql": _upsert_snapshot(postgresql.insert)}
 
 
@@ -102,12 +104,11 @@ class CheckStore(PlanStore):
             "findings": redact(list(findings)),
             "snapshot_hash": encoded[0] if encoded is not None else None,
         }
-        with self._write() as session:
+        with self._write_connection() as connection:
             # Core statements built once (module level): the same rows as the ORM unit of work wrote,
             # without its per-object bookkeeping, and no SQL compiled twice (SQLAlchemy caches it).
-            connection = session.connection()
             if encoded is not None:
-                self._store_snapshot(session, *encoded)
+                self._store_snapshot(connection, *encoded)
             inserted = connection.execute(_INSERT_CHECK, values).inserted_primary_key
             assert inserted is not None  # a single-row INSERT into a table with a primary key
             check_id: int = inserted[0]
@@ -117,29 +118,33 @@ class CheckStore(PlanStore):
                 older = connection.execute(PROPOSED_OF_SERVER, {"server": server}).scalars().all()
                 if not older:  # the usual case: nothing to supersede
                     return check_id, []
-                superseded = self._supersede(session, older, server, self._now(), {"superseded_by_check": check_id})
+                superseded = self._supersede(connection, older, server, self._now(), {"superseded_by_check": check_id})
                 if not superseded:
                     return check_id, []
                 # The superseded plans as they are now, in one query, in the order they were superseded.
-                rows = {row.id: row for row in session.scalars(select(PlanRow).where(PlanRow.id.in_(superseded)))}
+                rows = {row.id: row for row in connection.execute(_PLANS_BY_ID, {"ids": superseded})}
                 return check_id, [self._plan_record(rows[plan_id]) for plan_id in superseded if plan_id in rows]
             return check_id, []
 
-    def _store_snapshot(self, session: Session, digest: str, body: bytes, raw_size: int) -> None:
+    def _store_snapshot(self, connection: Connection, digest: str, body: bytes, raw_size: int) -> None:
         """Store an encoded snapshot unless its hash is there; a pruned one (body NULL) gets its body back."""
         values = {"hash": digest, "body": body, "raw_size": raw_size, "created_at": self._now()}
-        dialect = session.get_bind().dialect.name
-        upsert = _UPSERT_SNAPSHOT.get(dialect)
-        if upsert is not None:
+        dialect = connection.dialect
+        upsert = _UPSERT_SNAPSHOT.get(dialect.name)
+        if upsert is not None and (dialect.name != "sqlite" or (dialect.server_version_info or (0,)) >= (3, 24)):
             # One statement instead of a SELECT of the whole row (blob included) then an INSERT: insert,
             # or on a known hash restore a pruned body, or (already stored) leave the row as it is.
-            session.connection().execute(upsert, values)
+            connection.execute(upsert, values)
             return
-        existing = session.get(SnapshotRow, digest)
+        existing = connection.execute(
+            select(_SNAPSHOTS.c.body.is_(None)).where(_SNAPSHOTS.c.hash == digest)
+        ).scalar_one_or_none()
         if existing is None:
-            session.add(SnapshotRow(**values))
-        elif existing.body is None:  # pruned earlier, seen again: keep it again
-            existing.body, existing.pruned_at = body, None
+            connection.execute(_SNAPSHOTS.insert(), values)
+        elif existing:  # pruned earlier, seen again: keep it again
+            connection.execute(
+                update(_SNAPSHOTS).where(_SNAPSHOTS.c.hash == digest).values(body=body, pruned_at=None)
+            )
 
     def get_check(self, check_id: int) -> CheckRecord:
         with self._read() as session:

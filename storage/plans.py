@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Table, bindparam, insert, select, update
+from sqlalchemy import Connection, CursorResult, Row, Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -65,10 +65,9 @@ class PlanStore(AuditLog):
             raise ValueError("ttl must be positive")
         now = self._now()
         expires_at = now + ttl
-        with self._write() as session:
+        with self._write_connection() as connection:
             # Prebuilt Core statements (see `_CHECK_SERVER`): only the check's server is needed, not the
             # whole row with its findings; the plan row is the one the ORM flush wrote.
-            connection = session.connection()
             check_server = connection.execute(_CHECK_SERVER, {"check_id": check_id}).scalar_one_or_none()
             if check_server is None:
                 raise NotFound(f"check {check_id} not found")
@@ -98,8 +97,8 @@ class PlanStore(AuditLog):
             ).inserted_primary_key
             assert inserted is not None  # a single-row INSERT into a table with a primary key
             plan_id: int = inserted[0]
-            self._add_audit(
-                session,
+            self._insert_audit(
+                connection,
                 at=now,
                 actor=requester,
                 action="propose",
@@ -109,18 +108,22 @@ class PlanStore(AuditLog):
                 details={"check_id": check_id, "steps": len(steps), "fingerprint": fingerprint,
                          "expires_at": _iso(expires_at), "source": source},
             )
-            self._supersede(session, older, server, now, {"superseded_by": plan_id})
+            self._supersede(connection, older, server, now, {"superseded_by": plan_id})
             return plan_id
 
     def _supersede(
-        self, session: Session, plan_ids: Sequence[int], server: str, now: datetime, reason: dict[str, Any]
+        self, connection: Connection, plan_ids: Sequence[int], server: str, now: datetime, reason: dict[str, Any]
     ) -> list[int]:
-        """PROPOSED -> SUPERSEDED for `plan_ids` (audited); returns those that were still PROPOSED."""
+        """PROPOSED -> SUPERSEDED for `plan_ids` (audited); returns those that were still PROPOSED.
+
+        On a Core connection (`_write_connection`): no ORM session holds a copy of the plans to refresh.
+        """
         done: list[int] = []
         for old_id in plan_ids:
-            if self._supersede_one(session, old_id, now):
-                self._add_audit(
-                    session,
+            # `_conditional_update(PROPOSED -> SUPERSEDED, finished_at=now)`, by its prebuilt statement.
+            if connection.execute(_SUPERSEDE, {"plan_id": old_id, "now": now}).rowcount == 1:
+                self._insert_audit(
+                    connection,
                     at=now,
                     actor=SYSTEM_ACTOR,
                     action=TRANSITION_ACTIONS[PlanState.SUPERSEDED],
@@ -502,27 +505,15 @@ class PlanStore(AuditLog):
         result = session.execute(statement.values(values).execution_options(synchronize_session=False))
         changed = cast(CursorResult[Any], result).rowcount == 1
         if changed:
-            PlanStore._refresh_cached(session, plan_id)
+            # The identity map may hold the row as it was before the UPDATE.
+            cached = session.identity_map.get(session.identity_key(PlanRow, plan_id))
+            if cached is not None:
+                session.refresh(cached)
         return changed
 
     @staticmethod
-    def _supersede_one(session: Session, plan_id: int, now: datetime) -> bool:
-        """`_conditional_update(PROPOSED -> SUPERSEDED, finished_at=now)` by its prebuilt statement."""
-        result = session.connection().execute(_SUPERSEDE, {"plan_id": plan_id, "now": now})
-        changed = result.rowcount == 1
-        if changed:
-            PlanStore._refresh_cached(session, plan_id)
-        return changed
-
-    @staticmethod
-    def _refresh_cached(session: Session, plan_id: int) -> None:
-        # The identity map may hold the row as it was before the UPDATE.
-        cached = session.identity_map.get(session.identity_key(PlanRow, plan_id))
-        if cached is not None:
-            session.refresh(cached)
-
-    @staticmethod
-    def _plan_record(r: PlanRow) -> PlanRecord:
+    def _plan_record(r: PlanRow | Row[Any]) -> PlanRecord:
+        """The record of an ORM plan row, or of a Core row of the plans table (same names)."""
         return PlanRecord(
             id=r.id,
             check_id=r.check_id,

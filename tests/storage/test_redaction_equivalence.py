@@ -56,7 +56,8 @@ _PIECES = [
     "password", "PassWord", "passwd", "pwd", "secret", "token", "Token", "credential", "-Password ", "-secret ",
     "-token", "=", ": ", '"', "'", "\"password\": ", " ", "\t", "\n", "\x1b[31m", "\x00", "\x7f", "\x85", "\x9f",
     "pa\x01ssword=", "to\x1bken=", "pa\u017fsword=", "\u017fecret=", "\u212a", "tok\u0130en", "\u00e9",
-    "xo\x07xb-abc", "[REDACTED]", "pwd=", "PWD: ", "passwd:", "secret=", "token:", "-Credential ", "x", "-", "SSTP", "C65230B546AE82A89E55C7AC1C37A92F21C40BB4",
+    "xo\x07xb-abc", "[REDACTED]",
+    "pwd=", "PWD: ", "passwd:", "secret=", "token:", "-Credential ", "x", "-", "SSTP", "C65230B546AE82A89E55C7AC1C37A92F21C40BB4",
 ]
 _texts = st.one_of(
     st.lists(st.sampled_from(_PIECES), max_size=8).map("".join),
