@@ -66,8 +66,8 @@ class PlanStore(AuditLog):
         now = self._now()
         expires_at = now + ttl
         with self._write_connection() as connection:
-            # Prebuilt Core statements (see `_CHECK_SERVER`): only the check's server is needed, not the
-            # whole row with its findings; the plan row is the one the ORM flush wrote.
+            # Prebuilt Core statements: only the check's server is needed, not the whole row with its
+            # findings; the plan and audit rows are the ones the ORM unit of work used to write.
             check_server = connection.execute(_CHECK_SERVER, {"check_id": check_id}).scalar_one_or_none()
             if check_server is None:
                 raise NotFound(f"check {check_id} not found")
