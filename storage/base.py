@@ -16,9 +16,9 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any, Self
+from typing import Any, Self, cast
 
-from sqlalchemy import text
+from sqlalchemy import Connection, Table, insert, text
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -31,6 +31,8 @@ from .models import AuditRow
 from .redaction import redact
 
 SYSTEM_ACTOR = "system"
+
+_INSERT_AUDIT = insert(cast(Table, AuditRow.__table__))
 
 log = logging.getLogger("storage.repository")
 
@@ -123,6 +125,23 @@ class RepositoryBase:
     @contextmanager
     def _write(self) -> Iterator[Session]:
         """A write transaction that holds the write lock from its first statement, committed on exit."""
+        with self._write_turn_taken(), self._sessions() as session:
+            session.connection(execution_options={IMMEDIATE: True})
+            yield session
+            session.commit()
+
+    @contextmanager
+    def _write_connection(self) -> Iterator[Connection]:
+        """`_write` for Core statements only: the same turn and `BEGIN IMMEDIATE`, the same commit on
+        exit (rollback on an error), without an ORM session to set up and flush (the hot path of
+        recording a check)."""
+        with self._write_turn_taken(), self._engine.connect() as connection:
+            connection.execution_options(**{IMMEDIATE: True})  # in place (SQLAlchemy 2.0)
+            with connection.begin():
+                yield connection
+
+    @contextmanager
+    def _write_turn_taken(self) -> Iterator[None]:
         # SQLite has one writer; a thread refused the lock polls for it with growing sleeps (1 ms up
         # to 100 ms), so 25 sweep workers recording at once spent more time asleep than writing. The
         # threads of one process queue on a lock of their own instead and are woken as soon as the
@@ -130,10 +149,7 @@ class RepositoryBase:
         # waited busy_timeout here without its turn (a database locked from outside).
         turn = self._engine.dialect.name == "sqlite" and self._write_turn.acquire(timeout=self._busy_timeout_ms / 1000)
         try:
-            with self._sessions() as session:
-                session.connection(execution_options={IMMEDIATE: True})
-                yield session
-                session.commit()
+            yield
         finally:
             if turn:
                 self._write_turn.release()
@@ -174,7 +190,29 @@ class RepositoryBase:
         plan_id: int | None,
         details: dict[str, Any],
     ) -> None:
-        session.add(
-            AuditRow(at=at, actor=actor, action=action, outcome=outcome, server=server, plan_id=plan_id,
-                     details=redact(details))
+        RepositoryBase._insert_audit(
+            session.connection(), at=at, actor=actor, action=action, outcome=outcome, server=server,
+            plan_id=plan_id, details=details,
+        )
+
+    @staticmethod
+    def _insert_audit(
+        connection: Connection,
+        *,
+        at: datetime,
+        actor: str,
+        action: str,
+        outcome: str,
+        server: str | None,
+        plan_id: int | None,
+        details: dict[str, Any],
+    ) -> None:
+        """Append one audit event in the transaction of `connection` (`_add_audit` for a session)."""
+        # A prebuilt Core INSERT, run now: the row the ORM would have flushed at commit, in the same
+        # order (events are added one by one), without the unit of work's bookkeeping. Append-only is
+        # unaffected: this is an insert, and the triggers and ORM guards still refuse changes.
+        connection.execute(
+            _INSERT_AUDIT,
+            {"at": at, "actor": actor, "action": action, "outcome": outcome, "server": server,
+             "plan_id": plan_id, "details": redact(details)},
         )

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, select, text, update
+from sqlalchemy import Connection, CursorResult, Table, bindparam, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -14,12 +14,11 @@ from commands.model import as_utc
 
 from .base import NotFound
 from .models import CheckRow, PlanRow, SnapshotRow
-from .plans import PlanStore
+from .plans import PROPOSED_OF_SERVER, PlanStore
 from .records import CheckRecord, HistoryEntry, PlanRecord
 from .redaction import redact, redact_optional
 from .resilience import retried
-from .snapshots import decode_snapshot, encode_snapshot
-from .states import PlanState
+from .snapshots import decode_snapshot, encode_redacted_snapshot
 
 # Latest check per server without scanning the table: walk the distinct server names through the
 # (server, finished_at, id) index (a "skip scan"), then take the newest entry of each. About two index
@@ -37,6 +36,27 @@ _LATEST_CHECK_IDS = text(
     FROM servers WHERE servers.name IS NOT NULL
     """
 )
+
+
+_CHECKS = cast(Table, CheckRow.__table__)
+_SNAPSHOTS = cast(Table, SnapshotRow.__table__)
+_INSERT_CHECK = insert(_CHECKS)
+_PLANS_BY_ID = select(cast(Table, PlanRow.__table__)).where(PlanRow.id.in_(bindparam("ids", expanding=True)))
+
+
+def _upsert_snapshot(dialect_insert: Any) -> Any:
+    """`INSERT ... ON CONFLICT (hash) DO UPDATE SET body, pruned_at = NULL WHERE body IS NULL`."""
+    statement = dialect_insert(_SNAPSHOTS)
+    return statement.on_conflict_do_update(
+        index_elements=[_SNAPSHOTS.c.hash],
+        set_={"body": statement.excluded.body, "pruned_at": None},
+        where=_SNAPSHOTS.c.body.is_(None),
+    )
+
+
+# SQLite (3.24+) and PostgreSQL both take this upsert; another dialect (or an older SQLite) falls back to
+# SELECT + INSERT or UPDATE.
+_UPSERT_SNAPSHOT = {"sqlite": _upsert_snapshot(sqlite.insert), "postgresql": _upsert_snapshot(postgresql.insert)}
 
 
 class CheckStore(PlanStore):
@@ -69,49 +89,62 @@ class CheckStore(PlanStore):
         the buttons off their cards), from the same transaction."""
         started, finished = as_utc(started_at), as_utc(finished_at)
         duration_ms = max(0, round((finished - started).total_seconds() * 1000))
-        with self._write() as session:
-            digest = self._store_snapshot(session, snapshot) if snapshot is not None else None
-            row = CheckRow(
-                server=server,
-                actor=actor,
-                source=source,
-                started_at=started,
-                finished_at=finished,
-                duration_ms=duration_ms,
-                status=status,
-                error_kind=error_kind,
-                error_message=redact_optional(error_message),
-                findings=redact(list(findings)),
-                snapshot_hash=digest,
-            )
-            session.add(row)
-            session.flush()
+        # Redacted before the transaction: pure functions of the arguments, no need to hold the lock.
+        encoded = encode_redacted_snapshot(snapshot) if snapshot is not None else None
+        values = {
+            "server": server,
+            "actor": actor,
+            "source": source,
+            "started_at": started,
+            "finished_at": finished,
+            "duration_ms": duration_ms,
+            "status": status,
+            "error_kind": error_kind,
+            "error_message": redact_optional(error_message),
+            "findings": redact(list(findings)),
+            "snapshot_hash": encoded[0] if encoded is not None else None,
+        }
+        with self._write_connection() as connection:
+            # Core statements built once (module level): the same rows as the ORM unit of work wrote,
+            # without its per-object bookkeeping, and no SQL compiled twice (SQLAlchemy caches it).
+            if encoded is not None:
+                self._store_snapshot(connection, *encoded)
+            inserted = connection.execute(_INSERT_CHECK, values).inserted_primary_key
+            assert inserted is not None  # a single-row INSERT into a table with a primary key
+            check_id: int = inserted[0]
             if status in ("healthy", "unhealthy"):
                 # DESIGN 6: a newer check of the same server supersedes older proposals. A check that
                 # could not reach the server says nothing new about it, so it supersedes nothing.
-                older = session.scalars(
-                    select(PlanRow.id).where(PlanRow.server == server, PlanRow.state == PlanState.PROPOSED.value)
-                ).all()
-                superseded = self._supersede(session, older, server, self._now(), {"superseded_by_check": row.id})
-                plans = [session.get(PlanRow, plan_id) for plan_id in superseded]
-                return row.id, [self._plan_record(plan) for plan in plans if plan is not None]
-            return row.id, []
+                older = connection.execute(PROPOSED_OF_SERVER, {"server": server}).scalars().all()
+                if not older:  # the usual case: nothing to supersede
+                    return check_id, []
+                superseded = self._supersede(connection, older, server, self._now(), {"superseded_by_check": check_id})
+                if not superseded:
+                    return check_id, []
+                # The superseded plans as they are now, in one query, in the order they were superseded.
+                rows = {row.id: row for row in connection.execute(_PLANS_BY_ID, {"ids": superseded})}
+                return check_id, [self._plan_record(rows[plan_id]) for plan_id in superseded if plan_id in rows]
+            return check_id, []
 
-    def _store_snapshot(self, session: Session, snapshot: dict[str, Any]) -> str:
-        digest, body, raw_size = encode_snapshot(redact(snapshot))
-        existing = session.get(SnapshotRow, digest)
+    def _store_snapshot(self, connection: Connection, digest: str, body: bytes, raw_size: int) -> None:
+        """Store an encoded snapshot unless its hash is there; a pruned one (body NULL) gets its body back."""
+        values = {"hash": digest, "body": body, "raw_size": raw_size, "created_at": self._now()}
+        dialect = connection.dialect
+        upsert = _UPSERT_SNAPSHOT.get(dialect.name)
+        if upsert is not None and (dialect.name != "sqlite" or (dialect.server_version_info or (0,)) >= (3, 24)):
+            # One statement instead of a SELECT of the whole row (blob included) then an INSERT: insert,
+            # or on a known hash restore a pruned body, or (already stored) leave the row as it is.
+            connection.execute(upsert, values)
+            return
+        existing = connection.execute(
+            select(_SNAPSHOTS.c.body.is_(None)).where(_SNAPSHOTS.c.hash == digest)
+        ).scalar_one_or_none()
         if existing is None:
-            values = {"hash": digest, "body": body, "raw_size": raw_size, "created_at": self._now()}
-            dialect = session.get_bind().dialect.name
-            if dialect == "sqlite":
-                session.execute(sqlite.insert(SnapshotRow).values(values).on_conflict_do_nothing())
-            elif dialect == "postgresql":
-                session.execute(postgresql.insert(SnapshotRow).values(values).on_conflict_do_nothing())
-            else:
-                session.add(SnapshotRow(**values))
-        elif existing.body is None:  # pruned earlier, seen again: keep it again
-            existing.body, existing.pruned_at = body, None
-        return digest
+            connection.execute(_SNAPSHOTS.insert(), values)
+        elif existing:  # pruned earlier, seen again: keep it again
+            connection.execute(
+                update(_SNAPSHOTS).where(_SNAPSHOTS.c.hash == digest).values(body=body, pruned_at=None)
+            )
 
     def get_check(self, check_id: int) -> CheckRecord:
         with self._read() as session:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import Connection, CursorResult, Row, Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -23,6 +23,20 @@ from .redaction import redact
 from .resilience import RUNNING_HERE, reason, retried
 from .runner import current_runner, describe_runner, runner_is_dead
 from .states import DECISION_STATES, LEGAL_TRANSITIONS, TERMINAL_STATES, TRANSITION_ACTIONS, PlanState
+
+_PLANS = cast(Table, PlanRow.__table__)
+#: A server's PROPOSED plans (what a newer check or plan supersedes).
+PROPOSED_OF_SERVER = select(PlanRow.id).where(
+    PlanRow.server == bindparam("server"), PlanRow.state == PlanState.PROPOSED.value
+)
+_CHECK_SERVER = select(CheckRow.server).where(CheckRow.id == bindparam("check_id"))
+_INSERT_PLAN = insert(_PLANS)
+# PROPOSED -> SUPERSEDED, the one transition a check or a new plan makes (see `_conditional_update`).
+_SUPERSEDE = (
+    update(_PLANS)
+    .where(_PLANS.c.id == bindparam("plan_id"), _PLANS.c.state == PlanState.PROPOSED.value)
+    .values(state=PlanState.SUPERSEDED.value, finished_at=bindparam("now"))
+)
 
 
 class PlanStore(AuditLog):
@@ -50,59 +64,66 @@ class PlanStore(AuditLog):
         if ttl <= timedelta(0):
             raise ValueError("ttl must be positive")
         now = self._now()
-        with self._write() as session:
-            check = session.get(CheckRow, check_id)
-            if check is None:
+        expires_at = now + ttl
+        with self._write_connection() as connection:
+            # Prebuilt Core statements: only the check's server is needed, not the whole row with its
+            # findings; the plan and audit rows are the ones the ORM unit of work used to write.
+            check_server = connection.execute(_CHECK_SERVER, {"check_id": check_id}).scalar_one_or_none()
+            if check_server is None:
                 raise NotFound(f"check {check_id} not found")
-            if check.server != server:
-                raise ValueError(f"check {check_id} is a check of {check.server}, not of {server}")
-            older = session.scalars(
-                select(PlanRow.id).where(PlanRow.server == server, PlanRow.state == PlanState.PROPOSED.value)
-            ).all()
-            row = PlanRow(
-                check_id=check_id,
-                server=server,
-                state=PlanState.PROPOSED.value,
-                # Not redacted: the steps are executed exactly as stored, and every value in them comes
-                # from the server's own snapshot (validated by commands.scripts), never from a secret.
-                steps=list(steps),
-                fingerprint=fingerprint,
-                requester=requester,
-                approver=None,
-                source=source,
-                created_at=now,
-                expires_at=now + ttl,
-                channel=channel,
-                message_ts=message_ts,
-                step_results=[],
-            )
-            session.add(row)
-            session.flush()
-            self._add_audit(
-                session,
+            if check_server != server:
+                raise ValueError(f"check {check_id} is a check of {check_server}, not of {server}")
+            older = connection.execute(PROPOSED_OF_SERVER, {"server": server}).scalars().all()
+            inserted = connection.execute(
+                _INSERT_PLAN,
+                {
+                    "check_id": check_id,
+                    "server": server,
+                    "state": PlanState.PROPOSED.value,
+                    # Not redacted: the steps are executed exactly as stored, and every value in them
+                    # comes from the server's own snapshot (validated by commands.scripts), never from a
+                    # secret.
+                    "steps": list(steps),
+                    "fingerprint": fingerprint,
+                    "requester": requester,
+                    "approver": None,
+                    "source": source,
+                    "created_at": now,
+                    "expires_at": expires_at,
+                    "channel": channel,
+                    "message_ts": message_ts,
+                    "step_results": [],
+                },
+            ).inserted_primary_key
+            assert inserted is not None  # a single-row INSERT into a table with a primary key
+            plan_id: int = inserted[0]
+            self._insert_audit(
+                connection,
                 at=now,
                 actor=requester,
                 action="propose",
                 outcome="ok",
                 server=server,
-                plan_id=row.id,
+                plan_id=plan_id,
                 details={"check_id": check_id, "steps": len(steps), "fingerprint": fingerprint,
-                         "expires_at": _iso(row.expires_at), "source": source},
+                         "expires_at": _iso(expires_at), "source": source},
             )
-            self._supersede(session, older, server, now, {"superseded_by": row.id})
-            return row.id
+            self._supersede(connection, older, server, now, {"superseded_by": plan_id})
+            return plan_id
 
     def _supersede(
-        self, session: Session, plan_ids: Sequence[int], server: str, now: datetime, reason: dict[str, Any]
+        self, connection: Connection, plan_ids: Sequence[int], server: str, now: datetime, reason: dict[str, Any]
     ) -> list[int]:
-        """PROPOSED -> SUPERSEDED for `plan_ids` (audited); returns those that were still PROPOSED."""
+        """PROPOSED -> SUPERSEDED for `plan_ids` (audited); returns those that were still PROPOSED.
+
+        On a Core connection (`_write_connection`): no ORM session holds a copy of the plans to refresh.
+        """
         done: list[int] = []
         for old_id in plan_ids:
-            if self._conditional_update(
-                session, old_id, PlanState.PROPOSED, {"state": PlanState.SUPERSEDED.value, "finished_at": now}
-            ):
-                self._add_audit(
-                    session,
+            # `_conditional_update(PROPOSED -> SUPERSEDED, finished_at=now)`, by its prebuilt statement.
+            if connection.execute(_SUPERSEDE, {"plan_id": old_id, "now": now}).rowcount == 1:
+                self._insert_audit(
+                    connection,
                     at=now,
                     actor=SYSTEM_ACTOR,
                     action=TRANSITION_ACTIONS[PlanState.SUPERSEDED],
@@ -491,7 +512,8 @@ class PlanStore(AuditLog):
         return changed
 
     @staticmethod
-    def _plan_record(r: PlanRow) -> PlanRecord:
+    def _plan_record(r: PlanRow | Row[Any]) -> PlanRecord:
+        """The record of an ORM plan row, or of a Core row of the plans table (same names)."""
         return PlanRecord(
             id=r.id,
             check_id=r.check_id,

@@ -12,6 +12,8 @@ import json
 import zlib
 from typing import Any
 
+from .redaction import could_need_redaction, redact
+
 #: Top-level snapshot v1 fields that change on every probe of an unchanged server. Events are kept:
 #: they are evidence, and they only change when something happened.
 VOLATILE_FIELDS = frozenset({"collected_at", "vpn_connections"})
@@ -43,3 +45,24 @@ def decode_snapshot(body: bytes) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError("stored snapshot is not a JSON object")
     return value
+
+
+
+def encode_redacted_snapshot(snapshot: dict[str, Any]) -> tuple[str, bytes, int]:
+    """`encode_snapshot(redact(snapshot))`, without walking the snapshot when redaction cannot change it.
+
+    The canonical JSON of the unredacted stable part is made first: when `could_need_redaction` finds
+    nothing in it that redaction acts on (no secret word in any key or string, no control character,
+    all ASCII), redaction leaves every key and string as it is, so that JSON *is* the canonical JSON
+    of the redacted snapshot (tuples and lists are the same JSON either way). Otherwise, and for
+    values that are not JSON as they are, the full redaction runs, exactly as before.
+    """
+    try:
+        text = json.dumps(stable_snapshot(snapshot), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError):
+        # Not JSON as it is (an object under a secret key, which redaction replaces): redact first.
+        return encode_snapshot(redact(snapshot))
+    if could_need_redaction(text):
+        return encode_snapshot(redact(snapshot))
+    raw = text.encode("utf-8")
+    return hashlib.sha256(raw).hexdigest(), zlib.compress(raw, 6), len(raw)
