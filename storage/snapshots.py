@@ -17,11 +17,18 @@ from .redaction import could_need_redaction, redact
 #: Top-level snapshot v1 fields that change on every probe of an unchanged server. Events are kept:
 #: they are evidence, and they only change when something happened.
 VOLATILE_FIELDS = frozenset({"collected_at", "vpn_connections"})
+#: The same inside the client view (DESIGN 11): its own time stamp. Its handshakes and SSTP answer
+#: are evidence and stay. (Kept, it made every check of an unchanged server store a new body.)
+VOLATILE_CLIENT_VIEW_FIELDS = frozenset({"collected_at"})
 
 
 def stable_snapshot(snapshot: dict[str, Any]) -> dict[str, Any]:
     """The snapshot without its volatile fields: what is hashed and stored."""
-    return {key: value for key, value in snapshot.items() if key not in VOLATILE_FIELDS}
+    stable = {key: value for key, value in snapshot.items() if key not in VOLATILE_FIELDS}
+    view = stable.get("client_view")
+    if isinstance(view, dict) and VOLATILE_CLIENT_VIEW_FIELDS & view.keys():
+        stable["client_view"] = {k: v for k, v in view.items() if k not in VOLATILE_CLIENT_VIEW_FIELDS}
+    return stable
 
 
 def canonical_json(value: Any) -> bytes:

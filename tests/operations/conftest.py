@@ -53,3 +53,9 @@ def set_remoteaccess(lab: Lab, server: str, status: str) -> None:
         service.status = status
         if status == "Running":
             service.started_at = datetime.now(UTC)
+    # As on Windows, the SSTP port follows the service at once: without this the lab's TLS view
+    # followed at its next 50 ms poll, and a sweep started in between saw the port still open, then
+    # closed at the next sweep (a changed finding set: an extra alert, about one run in ten).
+    view = lab.servers[server].tls_view
+    if view is not None:
+        view.refresh()

@@ -46,9 +46,14 @@ def test_a_hundred_identical_checks_store_one_snapshot(repo: Repository, clock: 
     for n in range(100):
         clock.advance(hours=6)
         snap = sample_snapshot(collected_at=clock().isoformat(), vpn_connections=n)
+        snap["client_view"] = {"endpoint": "vpn01.example.com:443", "collected_at": clock().isoformat(),
+                               "handshakes": [], "sstp": None}
         hashes.add(repo.get_check(add_check(repo, clock, snapshot=snap)).snapshot_hash)
     assert len(hashes) == 1
     assert _count(db_url, select(func.count()).select_from(SnapshotRow)) == 1
+    stored = repo.get_snapshot(hashes.pop() or "")
+    assert stored is not None and stored["client_view"] == {"endpoint": "vpn01.example.com:443", "handshakes": [],
+                                                            "sstp": None}
     add_check(repo, clock, snapshot=sample_snapshot(iis_cert="CD" * 20))  # a real change
     assert _count(db_url, select(func.count()).select_from(SnapshotRow)) == 2
 
