@@ -27,9 +27,9 @@ import time
 import uuid
 import xml.etree.ElementTree as ET
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 from xml.sax.saxutils import escape
 
 import psrpcore
@@ -54,6 +54,8 @@ from psrpcore.types import (
     serialize,
 )
 from pypsrp.encryption import WinRMEncryption
+
+from commands.lab.outcomes import ScriptExecutor, ScriptOutcome, TerminatingError, WSManError, command_params
 
 if TYPE_CHECKING:
     from commands.lab.jea import JeaMode
@@ -96,31 +98,6 @@ BOUNDARY = "Encrypted Boundary"
 
 
 @dataclass(frozen=True)
-class TerminatingError:
-    """A PowerShell terminating error: the pipeline ends Failed with this record."""
-
-    message: str
-    error_id: str = "ScriptFailed"
-    category: ErrorCategory = ErrorCategory.NotSpecified
-
-
-@dataclass
-class ScriptOutcome:
-    """What a pipeline produced: output objects, non-terminating errors, or a terminating error."""
-
-    output: list[Any] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    terminating: TerminatingError | None = None
-    running: bool = False  # the pipeline never finishes (Receive keeps long-polling)
-
-
-class ScriptExecutor(Protocol):
-    """Runs one received script: (text, parameters, the command's useLocalScope) -> outcome."""
-
-    def __call__(self, text: str, params: dict[str, Any], *, local_scope: bool | None = True) -> ScriptOutcome: ...
-
-
-@dataclass(frozen=True)
 class RequestRecord:
     """One HTTP request the endpoint answered (tests and benchmarks count these)."""
 
@@ -142,15 +119,6 @@ class EndpointFaults:
     trickle: float = 0.0  # seconds between the bytes of every WS-Man answer's body (0: all at once)
 
 
-class WSManError(Exception):
-    def __init__(self, code: int, reason: str, subcode: str = "w:InternalError", *, code_value: str = "s:Receiver") -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
-        self.subcode = subcode
-        self.code_value = code_value
-
-
 def _fail_pipeline(pipeline: psrpcore.ServerPipeline, error: TerminatingError) -> None:
     """End a running pipeline in the Failed state with an error record (pinned psrpcore 0.3.1 internals)."""
     record = ErrorRecord(
@@ -161,19 +129,6 @@ def _fail_pipeline(pipeline: psrpcore.ServerPipeline, error: TerminatingError) -
     pipeline._change_state(PSInvocationState.Failed, error=record)
 
 
-def command_params(command: Any) -> dict[str, Any]:
-    """A pipeline command's parameters as the script runtime takes them: named ones by name,
-    positional ones (name None) in order under `__positional__` (read by `commands.lab.runtime`)."""
-    params: dict[str, Any] = {}
-    positional: list[Any] = []
-    for name, value in command.parameters:
-        if name is None:
-            positional.append(value)
-        else:
-            params[str(name)] = value
-    if positional:
-        params["__positional__"] = positional
-    return params
 
 
 #: Client messages whose deserialized form the lab only reads: CreatePipeline becomes the pipeline's

@@ -37,7 +37,7 @@ from commands.jea import (
     resource_uri,
     script_for_function,
 )
-from commands.lab.endpoint import ScriptExecutor, ScriptOutcome, TerminatingError, WSManError, command_params
+from commands.lab.outcomes import ScriptExecutor, ScriptOutcome, TerminatingError, WSManError, command_params
 from commands.scripts import load_script
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from typing import Any
 from psrpcore.types import ErrorCategory
 
 from commands.errors import UsageError
-from commands.lab.endpoint import ScriptOutcome, TerminatingError
+from commands.lab.outcomes import ScriptOutcome, TerminatingError
 from commands.lab.twin import RrasTwin
 from commands.scripts import SCRIPTS, script_name, validate_params
 

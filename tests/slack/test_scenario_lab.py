@@ -16,7 +16,7 @@ import pytest
 from bot.slack import messages
 from commands.engine import evaluate
 from commands.lab import Lab
-from commands.lab.endpoint import ScriptOutcome, TerminatingError
+from commands.lab.outcomes import ScriptOutcome, TerminatingError
 from commands.scripts import script_name
 from tests.fakes.blockkit import all_text, buttons
 from tests.fakes.harness import APPROVER, APPROVER_GROUP, CHANNEL, GROUP_APPROVER, OPERATOR
