@@ -39,10 +39,10 @@ import logging
 import re
 import socket
 import ssl
-import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from concurrent import futures
 from datetime import datetime
 from typing import Any
 
@@ -232,6 +232,14 @@ def _visit(host: str, port: int, sni: str | None, deadline: float, timeout: floa
     return handshake, sstp_result
 
 
+#: Threads for client views and their parallel no-SNI handshakes, kept for the next check: starting a
+#: thread per view and per handshake cost more CPU than the handshake's Python side. Idle threads are
+#: reused and new ones started only while all are busy (so there are never more than the most views
+#: that ran at once), up to 512: 256 checks at once never wait for a thread. Each task ends by its
+#: connect_timeout deadline.
+_THREADS = futures.ThreadPoolExecutor(max_workers=512, thread_name_prefix="client-view")
+
+
 def collect(endpoint: str, public_name: str | None, timeout: float, clock: Callable[[], datetime]) -> Json:
     """The `client_view` document of DESIGN 11 for `endpoint`, within `timeout` seconds overall.
 
@@ -240,17 +248,11 @@ def collect(endpoint: str, public_name: str | None, timeout: float, clock: Calla
     host, port = split_endpoint(endpoint)
     deadline = time.monotonic() + timeout
     plain: list[tuple[Json, Json | None]] = []
-    thread = None
     if public_name:
         # The no-SNI handshake in parallel with the SNI one, under the same deadline.
-        thread = threading.Thread(
-            target=lambda: plain.append(_visit(host, port, None, deadline, timeout, sstp=False)),
-            name=f"client-view {endpoint}",
-            daemon=True,
-        )
-        thread.start()
+        other = _THREADS.submit(lambda: plain.append(_visit(host, port, None, deadline, timeout, sstp=False)))
         with_sni, sstp = _visit(host, port, public_name, deadline, timeout, sstp=True)
-        thread.join(max(0.0, deadline - time.monotonic()) + 1.0)
+        futures.wait([other], max(0.0, deadline - time.monotonic()) + 1.0)
         without_sni = plain[0][0] if plain else {
             "sni": None, "ok": False, "error": {"kind": "timeout", "message": "the handshake did not finish in time"},
             "tls_version": None, "cert_sha256": None, "cert_sha1": None, "der": None}
@@ -286,13 +288,11 @@ class PendingClientView:
         self.clock = clock
         self.endpoint: str | None = None
         self._result: list[Json] = []
-        self._thread: threading.Thread | None = None
+        self._thread: futures.Future[None] | None = None
         if not server.client_view:
             return
         self.endpoint = server.client_endpoint or join_endpoint(server.host, DEFAULT_SSTP_PORT)
-        self._thread = threading.Thread(target=self._run, args=(self.endpoint,), name=f"client-view {server.name}",
-                                        daemon=True)
-        self._thread.start()
+        self._thread = _THREADS.submit(self._run, self.endpoint)
 
     def _run(self, endpoint: str) -> None:
         try:
@@ -312,7 +312,7 @@ class PendingClientView:
             # The first attempt (on port 443) is left to end by itself, unread.
             self.endpoint = join_endpoint(self.server.host, port)
             return collect(self.endpoint, self.server.public_name, self.server.connect_timeout, self.clock)
-        self._thread.join(self.server.connect_timeout + 1.0)
+        futures.wait([self._thread], self.server.connect_timeout + 1.0)
         return self._result[-1] if self._result else None
 
     def attach(self, raw: Any) -> Any:

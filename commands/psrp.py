@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import heapq
+import itertools
 import json
 import logging
 import math
@@ -84,6 +86,63 @@ class _Exchange:
                 sock.shutdown(socket.SHUT_RDWR)
 
 
+class _Watchdog:
+    """One thread for the deadlines of every exchange of the process.
+
+    A `threading.Timer` per WS-Man request started and ended a thread each time (7 per cold check);
+    this keeps the deadlines in a heap and wakes for the earliest. `cancel` marks an entry dead; dead
+    entries are dropped when they reach the top, or all at once when they are most of the heap.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, _Exchange]] = []
+        self._live: set[int] = set()
+        self._ids = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, seconds: float, exchange: _Exchange) -> int:
+        """Call `exchange.expire()` in `seconds` unless cancelled; returns the handle for `cancel`."""
+        handle = next(self._ids)
+        with self._cond:
+            heapq.heappush(self._heap, (time.monotonic() + seconds, handle, exchange))
+            self._live.add(handle)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="sstp-wsman-watchdog", daemon=True)
+                self._thread.start()
+            if self._heap[0][1] == handle:
+                self._cond.notify()  # the new deadline is the earliest: sleep less
+        return handle
+
+    def cancel(self, handle: int) -> None:
+        with self._cond:
+            self._live.discard(handle)
+            if len(self._heap) > 64 and len(self._live) * 2 < len(self._heap):
+                self._heap = [entry for entry in self._heap if entry[1] in self._live]
+                heapq.heapify(self._heap)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    while self._heap and self._heap[0][1] not in self._live:
+                        heapq.heappop(self._heap)
+                    if not self._heap:
+                        self._cond.wait()
+                        continue
+                    left = self._heap[0][0] - time.monotonic()
+                    if left > 0:
+                        self._cond.wait(left)
+                        continue
+                    _, handle, exchange = heapq.heappop(self._heap)
+                    self._live.discard(handle)
+                    break
+            exchange.expire()  # outside the lock: it shuts a socket down
+
+
+_WATCHDOG = _Watchdog()
+
+
 class _GuardedAdapter(requests.adapters.BaseAdapter):
     """Wraps the adapter pypsrp mounted: a wall-clock deadline and a byte budget per exchange (issue 14).
 
@@ -131,9 +190,7 @@ class _GuardedAdapter(requests.adapters.BaseAdapter):
             raise ExchangeDeadlineExceeded("no time left for another WS-Man request")
         exchange = _Exchange()
         self._local.exchange = exchange
-        watchdog = threading.Timer(seconds, exchange.expire)
-        watchdog.daemon = True
-        watchdog.start()
+        watch = _WATCHDOG.watch(seconds, exchange)
         try:
             response = self.inner.send(request, stream=True, timeout=timeout, verify=verify, cert=cert, proxies=proxies)
             # Requests the auth handler sends after a 401 go through `response.connection`: keep them guarded.
@@ -156,7 +213,7 @@ class _GuardedAdapter(requests.adapters.BaseAdapter):
                 raise ExchangeDeadlineExceeded(f"the answer did not complete within {seconds:.0f} s") from exc
             raise
         finally:
-            watchdog.cancel()
+            _WATCHDOG.cancel(watch)
             self._local.exchange = None
         if exchange.expired:
             raise ExchangeDeadlineExceeded(f"the answer did not complete within {seconds:.0f} s")

@@ -121,3 +121,34 @@ def test_ntlm_connects_with_the_nt_hash_alone(tls: bool) -> None:
         with pytest.raises(psrp.RemoteError) as err, RemoteSession(server, LAB_PASSWORD + "x") as session:
             session.probe()
         assert err.value.kind == "auth"
+
+
+def test_one_watchdog_thread_expires_only_what_is_not_cancelled() -> None:
+    """The deadlines of every exchange share one thread: an exchange past its deadline is expired,
+    a cancelled one never is, and cancelled entries do not pile up."""
+    import threading
+    import time
+
+    watchdog = psrp._Watchdog()
+
+    class Probe(psrp._Exchange):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fired = threading.Event()
+
+        def expire(self) -> None:
+            self.fired.set()
+
+    late, kept, early = Probe(), Probe(), Probe()
+    watch_late = watchdog.watch(0.3, late)
+    watchdog.watch(0.2, kept)
+    watch_early = watchdog.watch(0.05, early)
+    watchdog.cancel(watch_early)
+    watchdog.cancel(watch_late)
+    assert kept.fired.wait(5)
+    time.sleep(0.3)
+    assert not late.fired.is_set() and not early.fired.is_set()
+    for _ in range(500):
+        watchdog.cancel(watchdog.watch(60, Probe()))
+    assert len(watchdog._heap) <= 128
+    assert sum(t.name == "sstp-wsman-watchdog" for t in threading.enumerate()) >= 1
