@@ -30,8 +30,8 @@ class AuditLog(RepositoryBase):
     ) -> None:
         """Append one audit event (refusals by the use-case layer: not an approver, two-person rule...)."""
         with self._write() as session:
-            self._add_audit(
-                session, at=self._now(), actor=actor, action=action, outcome=outcome, server=server,
+            self._insert_audit(
+                session.connection(), at=self._now(), actor=actor, action=action, outcome=outcome, server=server,
                 plan_id=plan_id, details=details or {},
             )
 

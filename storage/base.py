@@ -179,23 +179,6 @@ class RepositoryBase:
                 cursor.close()
 
     @staticmethod
-    def _add_audit(
-        session: Session,
-        *,
-        at: datetime,
-        actor: str,
-        action: str,
-        outcome: str,
-        server: str | None,
-        plan_id: int | None,
-        details: dict[str, Any],
-    ) -> None:
-        RepositoryBase._insert_audit(
-            session.connection(), at=at, actor=actor, action=action, outcome=outcome, server=server,
-            plan_id=plan_id, details=details,
-        )
-
-    @staticmethod
     def _insert_audit(
         connection: Connection,
         *,
@@ -207,7 +190,7 @@ class RepositoryBase:
         plan_id: int | None,
         details: dict[str, Any],
     ) -> None:
-        """Append one audit event in the transaction of `connection` (`_add_audit` for a session)."""
+        """Append one audit event in the transaction of `connection` (a session's: `session.connection()`)."""
         # A prebuilt Core INSERT, run now: the row the ORM would have flushed at commit, in the same
         # order (events are added one by one), without the unit of work's bookkeeping. Append-only is
         # unaffected: this is an insert, and the triggers and ORM guards still refuse changes.

@@ -297,8 +297,8 @@ class PlanStore(AuditLog):
                     assert row is not None
                     for result in held or ():
                         self._append_step(session, row, redact(dict(result)), now)
-                    self._add_audit(
-                        session,
+                    self._insert_audit(
+                        session.connection(),
                         at=now,
                         actor=actor,
                         action=action,
@@ -316,8 +316,8 @@ class PlanStore(AuditLog):
             row = session.get(PlanRow, plan_id)
             if row is None:
                 reason = f"plan {plan_id} not found"
-                self._add_audit(
-                    session, at=now, actor=actor, action=action, outcome="refused", server=None,
+                self._insert_audit(
+                    session.connection(), at=now, actor=actor, action=action, outcome="refused", server=None,
                     plan_id=plan_id, details={**extra, "from": expected.value, "to": new.value, "reason": reason},
                 )
                 error: SstpBotError = NotFound(reason)
@@ -339,8 +339,8 @@ class PlanStore(AuditLog):
                     if self._conditional_update(
                         session, plan_id, state, {"state": PlanState.EXPIRED.value, "finished_at": now}
                     ):
-                        self._add_audit(
-                            session, at=now, actor=SYSTEM_ACTOR, action=TRANSITION_ACTIONS[PlanState.EXPIRED],
+                        self._insert_audit(
+                            session.connection(), at=now, actor=SYSTEM_ACTOR, action=TRANSITION_ACTIONS[PlanState.EXPIRED],
                             outcome="ok", server=row.server, plan_id=plan_id,
                             details={"from": state.value, "to": PlanState.EXPIRED.value,
                                      "expires_at": _iso(row.expires_at)},
@@ -350,8 +350,8 @@ class PlanStore(AuditLog):
                     reason = f"plan {plan_id} expired at {_iso(row.expires_at)}"
                 else:
                     reason = _refusal_reason(row, expected)
-                self._add_audit(
-                    session, at=now, actor=actor, action=action, outcome="refused", server=row.server,
+                self._insert_audit(
+                    session.connection(), at=now, actor=actor, action=action, outcome="refused", server=row.server,
                     plan_id=plan_id,
                     details={**extra, "from": expected.value, "to": new.value, "state": state.value,
                              "reason": reason},
@@ -375,8 +375,8 @@ class PlanStore(AuditLog):
                     session, row.id, PlanState.PROPOSED, {"state": PlanState.EXPIRED.value, "finished_at": now}
                 ):
                     expired.append(row.id)
-                    self._add_audit(
-                        session, at=now, actor=SYSTEM_ACTOR, action=TRANSITION_ACTIONS[PlanState.EXPIRED],
+                    self._insert_audit(
+                        session.connection(), at=now, actor=SYSTEM_ACTOR, action=TRANSITION_ACTIONS[PlanState.EXPIRED],
                         outcome="ok", server=row.server, plan_id=row.id,
                         details={"from": "PROPOSED", "to": "EXPIRED", "expires_at": _iso(row.expires_at)},
                     )
@@ -422,8 +422,8 @@ class PlanStore(AuditLog):
                     {"state": PlanState.INTERRUPTED.value, "finished_at": now},
                 ):
                     interrupted.append(row.id)
-                    self._add_audit(
-                        session, at=now, actor=SYSTEM_ACTOR, action=TRANSITION_ACTIONS[PlanState.INTERRUPTED],
+                    self._insert_audit(
+                        session.connection(), at=now, actor=SYSTEM_ACTOR, action=TRANSITION_ACTIONS[PlanState.INTERRUPTED],
                         outcome="ok", server=row.server, plan_id=row.id,
                         details={"from": "RUNNING", "to": "INTERRUPTED", "runner": row.runner, "why": why,
                                  "reason": "the bot stopped while the plan was running; it is not re-run "
@@ -462,8 +462,8 @@ class PlanStore(AuditLog):
 
     def _append_step(self, session: Session, row: PlanRow, clean: dict[str, Any], now: datetime) -> None:
         row.step_results = [*row.step_results, clean]
-        self._add_audit(
-            session, at=now, actor=SYSTEM_ACTOR, action="step",
+        self._insert_audit(
+            session.connection(), at=now, actor=SYSTEM_ACTOR, action="step",
             outcome="ok" if clean.get("ok", True) else "failed", server=row.server, plan_id=row.id,
             details={"index": len(row.step_results) - 1, **clean},
         )
