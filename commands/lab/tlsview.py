@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import select
 import socket
 import ssl
 import tempfile
@@ -42,7 +43,7 @@ from commands.lab import pki
 from commands.lab.twin import RrasTwin
 
 POLL_SECONDS = 0.05
-#: A serve thread's accept() wakes when its listener is closed; this bounds the wait where it would not.
+#: A serve thread waits for its listener or its wake-up socket; this bounds the wait where neither fires.
 ACCEPT_BACKSTOP_SECONDS = 2.0
 HANDSHAKE_TIMEOUT = 5.0
 SSTP_URL_UPPER = "/SRA_{BA195980-CD49-458B-9E23-C84EE0ADCD75}/"
@@ -199,6 +200,10 @@ class TlsView:
         self._reserve.bind((host, port))
         self.port: int = self._reserve.getsockname()[1]
         self._sock: socket.socket | None = self._bind(self.port)
+        # Closing the listener does not wake a thread waiting in accept() with a timeout (Python polls
+        # the socket first, and a shut-down listener does not signal the poll): the serve thread also
+        # waits on this pair, and every close writes a byte to it.
+        self._wake_r, self._wake_w = socket.socketpair()
         self._thread: threading.Thread | None = None
         self._conns: set[socket.socket] = set()
         self._local = threading.local()
@@ -231,8 +236,9 @@ class TlsView:
         _POLLER.remove(self)
         with self._lock:
             if self._sock is not None:
-                _close_listener(self._sock)  # wakes the serve thread's accept()
+                _close_listener(self._sock)
                 self._sock = None
+            self._wake()
             self._changed.notify_all()
         if self._thread is not None:
             self._thread.join(2.0)
@@ -240,6 +246,8 @@ class TlsView:
             for conn in list(self._conns):
                 _close(conn)
             self._reserve.close()
+            self._wake_r.close()
+            self._wake_w.close()
 
     def refresh(self) -> None:
         """Open or close the listening socket to match whether anything listens on the twin's port."""
@@ -255,6 +263,11 @@ class TlsView:
             elif not listening and self._sock is not None:
                 _close_listener(self._sock)
                 self._sock = None
+                self._wake()
+
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"\0")
 
     def _serve(self) -> None:
         while not self._stop.is_set():
@@ -265,8 +278,18 @@ class TlsView:
             if sock is None:
                 continue
             try:
+                ready, _, _ = select.select([sock, self._wake_r], [], [], ACCEPT_BACKSTOP_SECONDS)
+            except (OSError, ValueError):  # closed by refresh or stop meanwhile
+                continue
+            if self._wake_r in ready:
+                with contextlib.suppress(OSError):
+                    self._wake_r.recv(64)
+                continue  # the listener changed: take the current one
+            if sock not in ready:
+                continue  # the backstop
+            try:
                 conn, _ = sock.accept()
-            except OSError:  # the backstop timeout, or closed by refresh or stop meanwhile
+            except OSError:  # closed by refresh or stop meanwhile, or the client gave up
                 continue
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
