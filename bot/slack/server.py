@@ -381,6 +381,11 @@ class HttpServer:
             raise
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
+        # stop() pulls waitress's trigger (a pipe) while serve_forever may be tearing the server down:
+        # this lock orders the two, so the pipe is never written after it was closed (EBADF, or worse,
+        # a byte into whatever file reused its descriptor).
+        self._teardown = threading.Lock()
+        self._closed = False
 
     @property
     def port(self) -> int:
@@ -401,9 +406,11 @@ class HttpServer:
             while not self._stopping.is_set():
                 wasyncore.loop(timeout=adj.asyncore_loop_timeout, map=self.server._map, use_poll=adj.asyncore_use_poll, count=1)
         finally:
-            self.server.task_dispatcher.shutdown(timeout=5)
-            self.server.close()
-            wasyncore.close_all(self.server._map)
+            with self._teardown:
+                self._closed = True
+                self.server.task_dispatcher.shutdown(timeout=5)
+                self.server.close()
+                wasyncore.close_all(self.server._map)
 
     def start(self) -> HttpServer:
         self._thread = threading.Thread(target=self.serve_forever, name="sstp-http", daemon=True)
@@ -411,8 +418,10 @@ class HttpServer:
         return self
 
     def stop(self) -> None:
-        self._stopping.set()
-        self.server.pull_trigger()  # wake the poll
+        with self._teardown:
+            self._stopping.set()
+            if not self._closed:
+                self.server.pull_trigger()  # wake the poll
         if self._thread is not None:
             self._thread.join(timeout=10)
 
