@@ -94,6 +94,12 @@ class CheckQueue:
             self._servers[key] = _InFlight()
             return True
 
+    def joined(self, server: str) -> int:
+        """How many requests wait for the check of `server` under way (0 when none runs)."""
+        with self._lock:
+            inflight = self._servers.get(server.lower())
+            return len(inflight.joined) if inflight is not None else 0
+
     def finish(self, server: str, result: CheckOutcome | NoResult) -> None:
         """The check of `server` is over: hand `result` to everyone who joined it."""
         with self._lock:

@@ -96,6 +96,7 @@ class FakeService:
         self.audits: list[AuditEvent] = []
         self.calls: list[tuple[str, tuple[Any, ...]]] = []
         self.status_error: Exception | None = None
+        self.check_gate: threading.Event | None = None  # when set, every check waits until the gate opens
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._check_ids = itertools.count(1)
@@ -133,6 +134,8 @@ class FakeService:
         from concurrent.futures import ThreadPoolExecutor
 
         def one(server: ServerConfig) -> CheckOutcome:
+            if self.check_gate is not None and not self.check_gate.wait(30):
+                raise TimeoutError("the test never opened the check gate")
             if self.check_delay:
                 time.sleep(self.check_delay)
             result = replace(self.results.get(server.name) or healthy(server.name), server=server.name)

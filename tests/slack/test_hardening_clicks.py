@@ -6,8 +6,9 @@ edge cases (`&amp;` cut in half, an empty notice), and the cards of INTERRUPTED 
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -144,11 +145,20 @@ def test_enterprise_grid_shapes_w_ids_and_team_null(slack_api: FakeSlackApi) -> 
 
 # --- item 5 ----------------------------------------------------------------------------------------
 
+def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
 def test_one_check_per_server_at_a_time_the_second_request_joins(harness: Harness, service: FakeService, slack_api: FakeSlackApi) -> None:
-    service.check_delay = 1.0
+    gate = service.check_gate = threading.Event()  # the first check lasts until all five asked
     service.results["vpn01"] = hash_mismatch()
     for n in range(5):
         harness.command("check vpn01", user=f"U0OPER{n:03d}", wait=False)
+    wait_until(lambda: harness.app.sstp.slash.queue.joined("vpn01") == 4)
+    gate.set()
     harness.drain()
     assert service.count("check") == 1
     posted = [c for c in slack_api.calls_to("chat.postMessage") if "thread_ts" not in c.body]
@@ -162,12 +172,14 @@ def test_one_check_per_server_at_a_time_the_second_request_joins(harness: Harnes
 def test_a_fleet_check_joins_a_single_check_under_way_and_its_failure_names_the_server(
     harness: Harness, service: FakeService, slack_api: FakeSlackApi
 ) -> None:
-    service.check_delay = 1.0
+    gate = service.check_gate = threading.Event()  # the single check lasts until the fleet check asked
     harness.command("check vpn01", user="U0OPER001", wait=False)
     deadline = time.monotonic() + 5
     while service.count("check") < 1 and time.monotonic() < deadline:
         time.sleep(0.02)
     harness.command("check vpn01 vpn02", user="U0OPER002", wait=False)
+    wait_until(lambda: harness.app.sstp.slash.queue.joined("vpn01") == 1)
+    gate.set()
     harness.drain()
     checked = [args[0] for name, args in service.calls if name == "check"]
     assert checked == [("vpn01",), ("vpn02",)]  # vpn01 once: the fleet joined the single check
@@ -180,28 +192,33 @@ def test_a_fleet_check_joins_a_single_check_under_way_and_its_failure_names_the_
 def test_a_per_user_limit_with_a_clear_answer(service: FakeService, config: Config, slack_api: FakeSlackApi) -> None:
     harness = build_harness(service, config, slack_api, checks_per_user=2)
     try:
-        service.check_delay = 1.0
+        gate = service.check_gate = threading.Event()  # no check ends before the four commands are answered
         answers = [harness.command(f"check vpn0{n}", wait=False) for n in (1, 2, 3)]
         assert [a.status for a in answers] == [200, 200, 200]
         assert "already have 2 checks" in str(answers[2].body)
         other = harness.command("check vpn03", user="U0OTHER01", wait=False)  # someone else is not held back
         assert "already have" not in str(other.body)
+        gate.set()
         harness.drain()
         assert service.count("check") == 3
         assert "already have" not in str(harness.command("check vpn03").body)  # the slots are free again
     finally:
+        gate.set()
         harness.close()
 
 
 def test_the_check_queue_is_bounded_for_everyone(service: FakeService, config: Config, slack_api: FakeSlackApi) -> None:
     harness = build_harness(service, config, slack_api)
     harness.app.sstp.slash.queue.total = 3
+    gate = service.check_gate = threading.Event()  # no check ends before all four commands are answered
     try:
-        service.check_delay = 1.0
         answers = [harness.command(f"check vpn01 vpn0{2 + n % 2}", user=f"U0OPER{n:03d}", wait=False) for n in range(4)]
         assert [messages.BUSY in str(a.body) for a in answers] == [False, False, False, True]
+        gate.set()
         harness.drain()
+        assert messages.BUSY not in str(harness.command("check vpn03", user="U0OPER009").body)  # the places are free again
     finally:
+        gate.set()
         harness.close()
 
 
