@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 PLAN_ID_RE = re.compile(r"^[0-9]{1,18}$")
+CARD_ATTACH_WAIT_SECONDS = 2.0  # how long a click waits for its plan to learn its card (see _card_attached)
 USER_ID_RE = re.compile(r"^[UW][A-Z0-9]{2,30}$")  # user groups (S…) and anything else are not people
 
 
@@ -116,6 +118,8 @@ class Approvals:
             logger.exception("%s of plan %s failed", name, plan_id)
             bot.cards.ephemeral(click.channel, click.user, messages.INTERNAL_ERROR)
             return
+        if plan is not None and plan.message_ts is None and plan.state == "PROPOSED":
+            plan = self._card_attached(plan_id, plan)
         if plan is not None and (plan.channel != click.channel or plan.message_ts != click.message_ts):
             # Not the plan's own card: a crafted click, a CLI plan (no card), a copy of a button.
             self._refuse(click, name, "refused: not the plan's card", messages.REFUSED_NOT_THE_CARD, plan_id)
@@ -154,6 +158,19 @@ class Approvals:
         # The decision is recorded; the fix itself runs on its own queue, so a long fix never delays
         # the next click (whose expiry is judged when it is decided).
         bot.submit(bot.fixes, self.run_plan, plan, click.user, actor, click.channel, card_channel, card_ts)
+
+    def _card_attached(self, plan_id: int, plan: Any) -> Any:
+        """A proposal whose card is still being posted: a fleet's detail card shows its buttons a
+        moment before the plan records where it lives. Wait that moment (bounded) rather than refuse
+        the click; a plan that never gets a card (made by the CLI) is refused after it."""
+        deadline = time.monotonic() + CARD_ATTACH_WAIT_SECONDS
+        while plan.message_ts is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+            try:
+                plan = self.bot.service.get_plan(plan_id)
+            except Exception:
+                return plan
+        return plan
 
     def run_plan(self, plan: Any, user: str, actor: Any, channel: str, card_channel: str, card_ts: str) -> None:
         cards = self.bot.cards

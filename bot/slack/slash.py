@@ -250,9 +250,13 @@ class SlashCommands:
                 raise
             for outcome in outcomes:
                 report = self._report(outcome)
+                if outcome.plan_id is not None:
+                    # The plan knows its card before the card shows its buttons: a click the moment
+                    # they appear must find it (it is refused on any other message).
+                    self.bot.service.attach_message(outcome.plan_id, channel, ts)
                 where = cards.final(channel, ts, report)
-                if outcome.plan_id is not None and where is not None:
-                    self.bot.service.attach_message(outcome.plan_id, channel, where)
+                if outcome.plan_id is not None and where is not None and where != ts:
+                    self.bot.service.attach_message(outcome.plan_id, channel, where)  # posted anew
                 cards.retire(outcome)
                 shared = outcome
         finally:

@@ -23,10 +23,10 @@ from commands.errors import UsageError
 from storage import PlanState, Repository
 from storage.runner import current_runner
 from tests.fakes import payloads
-from tests.fakes.blockkit import all_text, assert_slack_limits
+from tests.fakes.blockkit import all_text, assert_slack_limits, buttons
 from tests.fakes.harness import Harness, build_harness
 from tests.fakes.slack_api import FakeSlackApi
-from tests.slack.conftest import APPROVER, APPROVER_GROUP, CHANNEL, make_config
+from tests.slack.conftest import APPROVER, APPROVER_GROUP, CHANNEL, OPERATOR, make_config
 from tests.slack.fake_service import FakeService, hash_mismatch
 from tests.storage.conftest import FakeClock, add_plan
 
@@ -64,6 +64,41 @@ def test_a_plan_without_a_card_cannot_be_approved_by_a_crafted_click(harness: Ha
     assert service.plans[outcome.plan_id].state == "PROPOSED"
     assert (service.audits[-1].outcome, service.audits[-1].plan_id) == ("refused: not the plan's card", outcome.plan_id)
     assert messages.REFUSED_NOT_THE_CARD in all_text(slack_api.calls_to("chat.postEphemeral")[-1].body)
+
+
+def test_a_single_check_tells_the_plan_its_card_before_the_buttons_show(
+    harness: Harness, service: FakeService, slack_api: FakeSlackApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[tuple[str, str | None]] = []  # (card ts, what the plan knew when Slack got the buttons)
+    record = slack_api._record
+
+    def spy(call: Any) -> None:  # runs while the bot waits for Slack's answer
+        if call.method == "chat.update" and buttons(call.body):
+            plan_id = int(buttons(call.body)[0]["value"])
+            seen.append((str(call.body.get("ts")), service.get_plan(plan_id).message_ts))
+        record(call)
+
+    monkeypatch.setattr(slack_api, "_record", spy)
+    service.results["vpn01"] = hash_mismatch()
+    harness.command("check vpn01")
+    assert len(seen) == 1 and seen[0][0] == seen[0][1]
+
+
+def test_a_click_the_moment_the_buttons_appear_waits_for_the_plan_to_learn_its_card(
+    harness: Harness, service: FakeService, slack_api: FakeSlackApi
+) -> None:
+    service.results["vpn02"] = hash_mismatch("vpn02")
+    (outcome,) = service.check(service.resolve_targets(["vpn02"]), Actor(id=OPERATOR, source="slack"))
+    assert outcome.plan_id is not None and service.get_plan(outcome.plan_id).message_ts is None
+    ts = "1700000000.000200"  # the fleet's detail card, posted; the plan does not know it yet
+    attach = threading.Timer(0.3, service.attach_message, (outcome.plan_id, CHANNEL, ts))
+    attach.start()
+    try:
+        harness.click(outcome.plan_id, user=APPROVER, message_ts=ts)
+    finally:
+        attach.join()
+    assert service.plans[outcome.plan_id].state == "SUCCEEDED"
+    assert not any("not the plan's card" in a.outcome for a in service.audits)
 
 
 def test_a_click_from_another_message_is_refused(harness: Harness, service: FakeService) -> None:
