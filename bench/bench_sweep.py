@@ -167,6 +167,32 @@ def library_floor(transport: str) -> list[tuple[str, str]]:
     ]
 
 
+def trust_cost() -> list[tuple[str, str]]:
+    """Client CPU of a cold check (bot's remote path, smallest script) trusting the lab's CA alone
+    and trusting an enterprise-sized bundle (certifi's public roots plus the lab's CA): the runner
+    loads a bundle once per process, so its size should not show per check."""
+    import certifi
+
+    with lab_process(1, 0.0, "https") as (lab_config, _pid), tempfile.TemporaryDirectory() as tmp:
+        server = next(iter(lab_config.servers.values()))
+        assert server.ca_bundle
+        bundle = Path(tmp) / "enterprise.pem"
+        bundle.write_bytes(Path(certifi.where()).read_bytes() + Path(server.ca_bundle).read_bytes())
+        rows = []
+        for label, cfg in (("the lab CA alone (1 certificate)", server),
+                           (f"an enterprise bundle ({bundle.read_bytes().count(b'BEGIN CERTIFICATE')} certificates)",
+                            replace(server, ca_bundle=str(bundle)))):
+            with RemoteSession(cfg, LAB_PASSWORD) as session:  # untimed: the bundle is loaded here
+                session.run("remoteaccess_state")
+            n = 30
+            started = time.process_time()
+            for _ in range(n):
+                with RemoteSession(cfg, LAB_PASSWORD) as session:
+                    session.run("remoteaccess_state")
+            rows.append((f"[https] cold remote path, trusting {label}", f"{(time.process_time() - started) / n * 1000:.1f} ms"))
+    return rows
+
+
 def _service(servers: dict[str, ServerConfig], db: Path, workers: int, factory: object) -> Service:
     config = Config(servers=servers)
     return Service(config, Repository(f"sqlite:///{db}"), environ={},
@@ -241,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     for transport in transports:
         rows += warm_check_requests(transport) + sweeps(args.servers, args.latency, args.workers, transport)
         rows += library_floor(transport)
+        if transport == "https":
+            rows += trust_cost()
     rows.append(("load average at the end", f"{os.getloadavg()[0]:.1f}"))
     print_table(rows)
     return 0

@@ -30,6 +30,7 @@ from typing import Any
 
 import requests
 import requests.adapters
+import requests.utils
 import spnego
 from pypsrp.exceptions import AuthenticationError, WinRMError, WinRMTransportError, WSManFaultError
 from pypsrp.messages import CreatePipeline
@@ -38,6 +39,7 @@ from pypsrp.powershell import Fragmenter, PowerShell, PSInvocationState, Runspac
 from pypsrp.serializer import Serializer
 from pypsrp.wsman import WSMan
 from spnego._ntlm_raw.crypto import ntowfv1  # pyspnego's own MD4 (OpenSSL 3 may not offer MD4)
+from urllib3.util.ssl_ import create_urllib3_context
 
 from commands.errors import ConfigError, RemoteError, RemoteErrorKind
 from commands.jea import DEFAULT_CONFIGURATION, function_name
@@ -221,6 +223,78 @@ class _GuardedAdapter(requests.adapters.BaseAdapter):
 
     def close(self) -> None:
         self.inner.close()
+
+
+class _TrustContexts:
+    """One verifying `ssl.SSLContext` per trust store, shared by every WS-Man connection of the process.
+
+    Without it urllib3 builds a context for each new connection and loads the CA bundle into it:
+    ~33 ms of CPU per cold check with the default trust (certifi's ~150 roots), more than the rest of
+    the check. The context is the one urllib3 would build (`create_urllib3_context`, hostname checked,
+    no CN fallback) with the same bundle loaded, once; a bundle file that changes (renewed corporate
+    CA) is loaded afresh, keyed by its modification time and size.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._contexts: dict[tuple[str, int, int], ssl.SSLContext] = {}
+
+    def get(self, verify: Any) -> ssl.SSLContext | None:
+        """The context for requests' `verify` value; None when requests should do as it always does
+        (verification off, or a trust store that cannot be read: requests then reports it)."""
+        if verify is False or verify is None:
+            return None
+        path = requests.utils.DEFAULT_CA_BUNDLE_PATH if verify is True else str(verify)
+        try:
+            st = os.stat(path)
+        except (OSError, ValueError):
+            return None
+        key = (path, st.st_mtime_ns, st.st_size)
+        with self._lock:
+            context = self._contexts.get(key)
+        if context is not None:
+            return context
+        context = create_urllib3_context(cert_reqs=ssl.CERT_REQUIRED)
+        if os.path.isdir(path):
+            context.load_verify_locations(capath=path)
+        else:
+            context.load_verify_locations(cafile=path)
+        with self._lock:
+            stale = [k for k in self._contexts if k[0] == path]
+            for k in stale:
+                del self._contexts[k]
+            return self._contexts.setdefault(key, context)
+
+    def share(self, adapter: requests.adapters.HTTPAdapter) -> None:
+        """Make `adapter`'s verifying HTTPS pools use the shared context (requests' documented way:
+        `ssl_context` in the pool key attributes, the CA-file keys removed)."""
+        build = adapter.build_connection_pool_key_attributes
+        verify_pool = adapter.cert_verify
+        contexts = self
+
+        def build_connection_pool_key_attributes(
+            request: requests.PreparedRequest, verify: Any, cert: Any = None
+        ) -> tuple[dict[str, Any], dict[str, Any]]:
+            host_params, pool_kwargs = build(request, verify, cert)
+            # A client certificate would be loaded into the context: such a session keeps its own.
+            context = contexts.get(verify) if cert is None and host_params.get("scheme") == "https" else None
+            if context is not None:
+                pool_kwargs.pop("ca_certs", None)
+                pool_kwargs.pop("ca_cert_dir", None)
+                pool_kwargs["ssl_context"] = context
+            return host_params, pool_kwargs
+
+        def cert_verify(conn: Any, url: str, verify: Any, cert: Any) -> None:
+            verify_pool(conn, url, verify, cert)  # its checks (the bundle exists) and settings stay
+            if getattr(conn, "conn_kw", {}).get("ssl_context") is not None and conn.cert_reqs == "CERT_REQUIRED":
+                conn.ca_certs = None  # already in the shared context: not loaded again per connection
+                conn.ca_cert_dir = None
+
+        adapter.build_connection_pool_key_attributes = build_connection_pool_key_attributes  # type: ignore[method-assign]
+        adapter.cert_verify = cert_verify  # type: ignore[method-assign]
+
+
+_TRUST = _TrustContexts()
 
 
 #: pypsrp's WSMan() re-registers its XML namespaces in ElementTree's process-wide map (delete, then
@@ -461,6 +535,8 @@ class RemoteSession:
         for prefix in ("http://", "https://"):
             inner = session.get_adapter(prefix + "x")
             if isinstance(inner, requests.adapters.HTTPAdapter):
+                if prefix == "https://":
+                    _TRUST.share(inner)
                 session.mount(prefix, _GuardedAdapter(inner, self._seconds_left, self._count))
         # pypsrp read the environment's settings into the session above (and no_proxy=True turned
         # proxies off); left on, requests would re-read every environment variable and ~/.netrc on
