@@ -34,6 +34,7 @@ Decisions where DESIGN leaves room:
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import logging
 import re
@@ -94,8 +95,11 @@ def join_endpoint(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+@functools.cache
 def client_context() -> ssl.SSLContext:
-    """A TLS client that accepts any certificate and any protocol version the server offers.
+    """One per process (a context is safe to share between threads; nothing here changes it after).
+
+    A TLS client that accepts any certificate and any protocol version the server offers.
 
     Validation is off on purpose (DESIGN 11), and the security level is 0 so that a weak certificate
     (1,024-bit RSA, SHA-1 signature: SSTP_CERT_WEAK) or an old protocol is still seen and recorded
