@@ -193,6 +193,61 @@ def trust_cost() -> list[tuple[str, str]]:
     return rows
 
 
+def layers(servers: int, latency: float, workers: int) -> list[tuple[str, str]]:
+    """The same sweep built up layer by layer, cold and warm, in one run: the probe alone over the
+    bot's remote path, then with the client view beside it (what a check does before diagnosis and
+    recording). Each row gives the wall time and the CPU per check of the bot and of the lab; on a
+    machine where both share the cores, (bot + lab) x servers / cores is a floor no worker count
+    or process layout can beat."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from commands.clientview import ClientViewSession
+
+    cores = os.cpu_count() or 1
+    rows: list[tuple[str, str]] = []
+    with lab_process(servers, latency, "https") as (lab_config, lab_pid), ThreadPoolExecutor(workers) as pool:
+        fleet = list(lab_config.servers.values())
+        clock = lambda: datetime.now(UTC)  # noqa: E731
+        warm = {s.name: RemoteSession(s, LAB_PASSWORD) for s in fleet}
+        for session in warm.values():
+            session.open()
+        try:
+            def cold_probe(s: ServerConfig) -> None:
+                with RemoteSession(s, LAB_PASSWORD) as session:
+                    session.probe()
+
+            def cold_view(s: ServerConfig) -> None:
+                with ClientViewSession(RemoteSession(s, LAB_PASSWORD), s, clock) as session:
+                    session.probe()
+
+            def warm_probe(s: ServerConfig) -> None:
+                warm[s.name].probe()
+
+            def warm_view(s: ServerConfig) -> None:
+                ClientViewSession(warm[s.name], s, clock).probe()
+
+            for label, cold, hot in (("probe alone", cold_probe, warm_probe),
+                                     ("probe + client view", cold_view, warm_view)):
+                measured = {}
+                for kind, fn in (("cold", cold), ("warm", hot)):
+                    list(pool.map(fn, fleet))  # untimed: threads started, caches warm
+                    lab_before, cpu, wall = _cpu_seconds(lab_pid), time.process_time(), time.perf_counter()
+                    list(pool.map(fn, fleet))
+                    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+                    lab_after = _cpu_seconds(lab_pid)
+                    lab = (lab_after - lab_before) if lab_before is not None and lab_after is not None else 0.0
+                    measured[kind] = wall
+                    floor = (cpu + lab) / cores
+                    rows.append((f"[https] layers: {label}, {kind}",
+                                 f"{wall:.2f} s; per check bot {cpu / servers * 1000:.1f} ms, lab {lab / servers * 1000:.1f} ms"
+                                 f"  (CPU floor on {cores} cores: {floor:.2f} s)"))
+                rows.append((f"[https] layers: {label}, warm vs cold", f"{measured['cold'] / measured['warm']:.1f}x"))
+        finally:
+            for session in warm.values():
+                session.close()
+    return rows
+
+
 def _service(servers: dict[str, ServerConfig], db: Path, workers: int, factory: object) -> Service:
     config = Config(servers=servers)
     return Service(config, Repository(f"sqlite:///{db}"), environ={},
@@ -268,6 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         rows += warm_check_requests(transport) + sweeps(args.servers, args.latency, args.workers, transport)
         rows += library_floor(transport)
         if transport == "https":
+            rows += layers(args.servers, args.latency, args.workers)
             rows += trust_cost()
     rows.append(("load average at the end", f"{os.getloadavg()[0]:.1f}"))
     print_table(rows)
