@@ -160,8 +160,9 @@ class Approvals:
         bot.submit(bot.fixes, self.run_plan, plan, click.user, actor, click.channel, card_channel, card_ts)
 
     def _card_attached(self, plan_id: int, plan: Any) -> Any:
-        """A proposal whose card is still being posted: a fleet's detail card shows its buttons a
-        moment before the plan records where it lives. Wait that moment (bounded) rather than refuse
+        """A proposal whose card is still being posted: a fleet check's detail card and an alert's
+        report show their buttons a moment before the plan records where they live (their message
+        ID is only known once posted). Wait that moment (bounded) rather than refuse
         the click; a plan that never gets a card (made by the CLI) is refused after it."""
         deadline = time.monotonic() + CARD_ATTACH_WAIT_SECONDS
         while plan.message_ts is None and time.monotonic() < deadline:
