@@ -115,3 +115,14 @@ def test_verification_off_keeps_urllib3s_own_unverified_context(tls_lab, wraps, 
         session.probe()
     assert fresh_trust._contexts == {}
     assert wraps[0]["ssl_context"].verify_mode == ssl.CERT_NONE
+
+
+def test_an_unreadable_bundle_is_a_tls_error_every_time_and_never_kept(tls_lab, tmp_path, fresh_trust):
+    broken = tmp_path / "broken.pem"
+    broken.write_text("-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n")
+    cfg = dataclasses.replace(tls_lab.server_config("vpn-healthy"), ca_bundle=str(broken))
+    for _ in range(2):
+        with pytest.raises(RemoteError) as err:
+            RemoteSession(cfg, LAB_PASSWORD).open()
+        assert err.value.kind == "tls"
+    assert fresh_trust._contexts == {}
