@@ -14,12 +14,9 @@ side calls `auth.test` on an HTTPS stand-in for slack.com on 127.0.0.1; the WS-M
 from __future__ import annotations
 
 import argparse
-import http.server
 import os
-import ssl
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -28,33 +25,8 @@ import certifi
 from slack_sdk import WebClient
 
 from bench._common import print_table
-from commands.lab.lab import LAB_PASSWORD, _tls_files, lab_ca_bundle
-
-
-def _https_api() -> tuple[http.server.ThreadingHTTPServer, str]:
-    cert, key, _ca = _tls_files(False)
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            body = b'{"ok": true, "user_id": "U0BOT0001"}'
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"https://127.0.0.1:{server.server_address[1]}/api/"
+from commands.lab.https_stub import https_json_api
+from commands.lab.lab import LAB_PASSWORD, lab_ca_bundle
 
 
 def _cpu_per_call(calls: int, call: object) -> float:
@@ -79,15 +51,11 @@ def main(argv: list[str] | None = None) -> int:
 
         from bot.slack.app import make_web_client  # after SSL_CERT_FILE: its context loads that bundle
 
-        server, url = _https_api()
-        try:
+        with https_json_api(b'{"ok": true, "user_id": "U0BOT0001"}') as url:
             per_call = WebClient(token="xoxb-bench", base_url=url)  # urllib builds a context per call
             shared = make_web_client("xoxb-bench", url)
             slack_per_call = _cpu_per_call(args.calls, per_call.auth_test)
             slack_shared = _cpu_per_call(args.calls, shared.auth_test)
-        finally:
-            server.shutdown()
-            server.server_close()
         rows += [
             ("Slack auth.test over HTTPS, a context per call (WebClient given none)", f"{slack_per_call:.1f} ms CPU"),
             ("Slack auth.test over HTTPS, the bot's shared context", f"{slack_shared:.1f} ms CPU"),

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import http.server
 import ssl
-import threading
 from collections.abc import Iterator
 
 import pytest
 from slack_sdk.errors import SlackRequestError
 
 from bot.slack.app import make_web_client, slack_tls_context
-from commands.lab.lab import _tls_files
+from commands.lab.https_stub import https_json_api
 
 
 def test_every_client_shares_one_verifying_context() -> None:
@@ -23,29 +21,8 @@ def test_every_client_shares_one_verifying_context() -> None:
 @pytest.fixture
 def https_api() -> Iterator[str]:
     """An HTTPS server on 127.0.0.1 whose certificate no public trust store knows (the lab's CA)."""
-    cert, key, _ca = _tls_files(False)
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(b'{"ok": true}')
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"https://127.0.0.1:{server.server_address[1]}/api/"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with https_json_api() as url:
+        yield url
 
 
 def test_the_shared_context_still_refuses_an_untrusted_certificate(https_api: str) -> None:
