@@ -10,6 +10,8 @@ must not share its interpreter lock); the lab adds the latency to every answer. 
 deployment default, DESIGN 2/7: certificate validated against the lab's CA) is the headline row;
 `http` is NTLM with message encryption. The bot's CPU is this process's CPU time during a sweep,
 the lab's is its process's; both share this machine's cores, so the load average is printed too.
+Over HTTPS it also builds the sweep up in layers and prints what the two goals (cold under 2 s, warm
+at least 3x faster) leave for the work every check does whatever the pool (`budget`).
 """
 
 from __future__ import annotations
@@ -193,12 +195,13 @@ def trust_cost() -> list[tuple[str, str]]:
     return rows
 
 
-def layers(servers: int, latency: float, workers: int) -> list[tuple[str, str]]:
+def layers(servers: int, latency: float, workers: int, measured: dict[str, float] | None = None) -> list[tuple[str, str]]:
     """The same sweep built up layer by layer, cold and warm, in one run: the probe alone over the
     bot's remote path, then with the client view beside it (what a check does before diagnosis and
     recording). Each row gives the wall time and the CPU per check of the bot and of the lab; on a
     machine where both share the cores, (bot + lab) x servers / cores is a floor no worker count
-    or process layout can beat."""
+    or process layout can beat. `measured` receives the bot's CPU seconds per check of each layer
+    (keys like "probe alone, warm")."""
     from concurrent.futures import ThreadPoolExecutor
 
     from commands.clientview import ClientViewSession
@@ -228,7 +231,7 @@ def layers(servers: int, latency: float, workers: int) -> list[tuple[str, str]]:
 
             for label, cold, hot in (("probe alone", cold_probe, warm_probe),
                                      ("probe + client view", cold_view, warm_view)):
-                measured = {}
+                measured_wall = {}
                 for kind, fn in (("cold", cold), ("warm", hot)):
                     list(pool.map(fn, fleet))  # untimed: threads started, caches warm
                     lab_before, cpu, wall = _cpu_seconds(lab_pid), time.process_time(), time.perf_counter()
@@ -236,16 +239,45 @@ def layers(servers: int, latency: float, workers: int) -> list[tuple[str, str]]:
                     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
                     lab_after = _cpu_seconds(lab_pid)
                     lab = (lab_after - lab_before) if lab_before is not None and lab_after is not None else 0.0
-                    measured[kind] = wall
+                    measured_wall[kind] = wall
+                    if measured is not None:
+                        measured[f"{label}, {kind}"] = cpu / servers
                     floor = (cpu + lab) / cores
                     rows.append((f"[https] layers: {label}, {kind}",
                                  f"{wall:.2f} s; per check bot {cpu / servers * 1000:.1f} ms, lab {lab / servers * 1000:.1f} ms"
                                  f"  (CPU floor on {cores} cores: {floor:.2f} s)"))
-                rows.append((f"[https] layers: {label}, warm vs cold", f"{measured['cold'] / measured['warm']:.1f}x"))
+                rows.append((f"[https] layers: {label}, warm vs cold", f"{measured_wall['cold'] / measured_wall['warm']:.1f}x"))
         finally:
             for session in warm.values():
                 session.close()
     return rows
+
+
+def budget(measured: dict[str, float], servers: int) -> list[tuple[str, str]]:
+    """What the two sweep goals leave for the work every check does whatever the pool (client view,
+    diagnosis, recording, the sweep's bookkeeping), while the bot's one interpreter is the bound:
+    then a sweep takes servers x CPU per check. With R the probe alone (cold c, warm w) and F that
+    work: cold under 2 s needs (R_c + F) x servers < 2 s, and 3x needs R_c + F >= 3 (R_w + F), that
+    is F <= (R_c - 3 R_w) / 2. Measured in this run, from the layered and the full sweeps."""
+    try:
+        r_c, r_w = measured["probe alone, cold"], measured["probe alone, warm"]
+        full_c, full_w = measured["full check, cold"], measured["full check, warm"]
+    except KeyError:
+        return []
+    fixed = max(0.0, full_w - r_w)
+    view = max(0.0, measured.get("probe + client view, warm", r_w) - r_w)
+    ms = lambda seconds: f"{seconds * 1000:.1f} ms"  # noqa: E731
+    return [
+        ("[https] bot CPU per check that warm pools cannot remove (full warm check - warm probe)",
+         f"{ms(fixed)}, of which the client view {ms(view)}"),
+        ("[https] most of it the cold goal allows (2 s / servers - cold probe), one interpreter",
+         ms(2.0 / servers - r_c) if 2.0 / servers > r_c
+         else f"none: the cold probe alone takes {ms(r_c)} of the {ms(2.0 / servers)} per server"),
+        ("[https] most of it the 3x goal allows ((cold probe - 3 x warm probe) / 2), one interpreter",
+         f"{ms((r_c - 3 * r_w) / 2)}" if r_c > 3 * r_w else "none: the warm probe is over a third of the cold one"),
+        ("[https] full check, bot CPU cold / warm (the ratio while the bot's CPU is the bound)",
+         f"{ms(full_c)} / {ms(full_w)}: {full_c / full_w:.1f}x"),
+    ]
 
 
 def _service(servers: dict[str, ServerConfig], db: Path, workers: int, factory: object) -> Service:
@@ -266,7 +298,10 @@ def _timed_sweep(service: Service, lab_pid: int) -> tuple[float, float, float | 
     return wall, cpu, lab, [r.status for r in report.results]
 
 
-def sweeps(servers: int, latency: float, workers: int, transport: str) -> list[tuple[str, str]]:
+def sweeps(servers: int, latency: float, workers: int, transport: str,
+           measured: dict[str, float] | None = None) -> list[tuple[str, str]]:
+    """Cold and warm sweeps of the whole use case; `measured` receives the bot's CPU seconds per check
+    ("full check, cold" and "full check, warm")."""
     with lab_process(servers, latency, transport) as (lab_config, lab_pid), tempfile.TemporaryDirectory() as tmp:
         inventory = {n: replace(c, keep_alive_minutes=5) for n, c in lab_config.servers.items()}
         cold_service = _service(inventory, Path(tmp) / "cold.db", workers, RemoteSession)
@@ -286,6 +321,8 @@ def sweeps(servers: int, latency: float, workers: int, transport: str) -> list[t
     errors = sum(status == "error" for status in cold_status + warm_status)
     ratio = cold_s / warm_s
     per_check = {"cold": cold_cpu / servers, "warm": warm_cpu / servers}
+    if measured is not None:
+        measured.update({f"full check, {kind}": cpu for kind, cpu in per_check.items()})
     lab = {"cold": cold_lab, "warm": warm_lab}
     t = f"[{transport}]"
     rows = [
@@ -319,11 +356,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--transports takes https and/or http")
     # The sweeps are CPU-bound on a small machine: say what it was doing, so figures can be compared.
     rows = [("machine", f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start")]
+    measured: dict[str, float] = {}
     for transport in transports:
-        rows += warm_check_requests(transport) + sweeps(args.servers, args.latency, args.workers, transport)
+        https = transport == "https"
+        rows += warm_check_requests(transport)
+        rows += sweeps(args.servers, args.latency, args.workers, transport, measured if https else None)
         rows += library_floor(transport)
-        if transport == "https":
-            rows += layers(args.servers, args.latency, args.workers)
+        if https:
+            rows += layers(args.servers, args.latency, args.workers, measured)
+            rows += budget(measured, args.servers)
             rows += trust_cost()
     rows.append(("load average at the end", f"{os.getloadavg()[0]:.1f}"))
     print_table(rows)
