@@ -21,10 +21,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import IntEnum
 from pathlib import Path
-from typing import IO, Any, NoReturn
+from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 from bot import __version__
 from commands.errors import ConfigError, RemoteError, SnapshotError, SstpBotError, UnknownServer, UsageError
+
+if TYPE_CHECKING:
+    from bot.config import Config
+    from bot.service import Service
 
 
 class ExitStatus(IntEnum):
@@ -105,6 +109,15 @@ def require_database_folder(url: str) -> None:
             f"database.url: the folder {folder} of the SQLite database does not exist "
             "(create it, or run `sstp-bot db upgrade` to create the database there)"
         )
+
+
+def open_service(config: Config, env: Environment) -> Service:
+    """The use case for a CLI command: the database folder checked first (`require_database_folder`),
+    then the production wiring. Every command that reads or writes the history opens it here."""
+    from bot.service import build_service  # the use-case layer; imported here so the CLI starts fast
+
+    require_database_folder(config.database.url)
+    return build_service(config, env.environ, env.clock)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -10,9 +10,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from bot.cli import Environment, ExitStatus, error_kind, require_database_folder
+from bot.cli import Environment, ExitStatus, error_kind, open_service
 from bot.config import load_config
-from bot.service import Actor, CheckOutcome, build_service, resolve_targets
+from bot.service import Actor, CheckOutcome, resolve_targets
 from bot.terminal import make_console, render_check, render_summary, terminal_width
 from commands.errors import ConfigError, UnknownServer, UsageError
 from commands.model import CheckResult
@@ -69,8 +69,7 @@ def _run(args: argparse.Namespace, env: Environment, cleanup: contextlib.ExitSta
     # Resolve every name before anything connects: one unknown name refuses the whole command.
     targets = resolve_targets(config, args.servers, all_servers=args.all, group=args.group)
     snapshot_dir = _snapshot_dir(args.save_snapshot)
-    require_database_folder(config.database.url)
-    service = build_service(config, env.environ, env.clock)  # a bad database.url is a config error too
+    service = open_service(config, env)  # a bad database.url is a config error too
     cleanup.callback(service.close)
     console = make_console(env.stdout, env.width)
     progress = Progress(env, len(targets)) if fleet else None

@@ -14,10 +14,10 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-from bot.cli import Environment, ExitStatus, error_kind, require_database_folder
+from bot.cli import Environment, ExitStatus, error_kind, open_service
 from bot.cli.check import cli_actor, exit_status
 from bot.config import load_config
-from bot.service import Actor, FixOutcome, Service, StepResult, build_service
+from bot.service import Actor, FixOutcome, Service, StepResult
 from bot.terminal import make_console, render_check, say, terminal_width
 from commands.errors import PlanStateError, UsageError
 from commands.model import CheckResult
@@ -47,8 +47,7 @@ def _run(args: argparse.Namespace, env: Environment, cleanup: contextlib.ExitSta
         raise UsageError("fix: standard input is not a terminal; pass --yes to run the plan without asking")
     config = load_config(args.config, env.environ)
     server = config.server(args.server)  # unknown server, bad configuration: nothing connects
-    require_database_folder(config.database.url)
-    service = build_service(config, env.environ, env.clock)
+    service = open_service(config, env)
     cleanup.callback(service.close)
     console = make_console(env.stderr if args.json else env.stdout, terminal_width(env.environ, env.stdout))
     actor = cli_actor()

@@ -11,11 +11,10 @@ import contextlib
 import json
 from pathlib import Path
 
-from bot.cli import Environment, ExitStatus
+from bot.cli import Environment, ExitStatus, open_service
 from bot.cli.sweep import text_width, wrap
 from bot.config import load_config
 from bot.operations import Forecast, forecast
-from bot.service import build_service
 from commands.errors import ConfigError, UsageError
 
 
@@ -27,7 +26,7 @@ def run(args: argparse.Namespace, env: Environment) -> int:
         raise ConfigError(f"forecast --png: the folder {str(png.parent)!r} does not exist")
     with contextlib.ExitStack() as cleanup:
         config = load_config(args.config, env.environ)
-        service = build_service(config, env.environ, env.clock)
+        service = open_service(config, env)
         cleanup.callback(service.close)
         now = env.clock()
         result = forecast(service, now, args.days)

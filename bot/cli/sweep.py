@@ -8,11 +8,10 @@ import json
 import shutil
 import textwrap
 
-from bot.cli import Environment
+from bot.cli import Environment, open_service
 from bot.cli.check import cli_actor, exit_status
 from bot.config import load_config
 from bot.operations import SweepReport, sweep
-from bot.service import build_service
 from commands.errors import ConfigError
 
 
@@ -21,7 +20,7 @@ def run(args: argparse.Namespace, env: Environment) -> int:
         config = load_config(args.config, env.environ)
         if not config.servers:
             raise ConfigError("the inventory has no servers")
-        service = build_service(config, env.environ, env.clock)
+        service = open_service(config, env)
         cleanup.callback(service.close)
         report = sweep(service, cli_actor())
         if args.json:

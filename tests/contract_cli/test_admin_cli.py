@@ -320,7 +320,8 @@ def test_a_sqlite_database_in_a_missing_folder_is_a_config_error(fleet: Fleet, t
     text = re.sub(r'url = "[^"]*"', f'url = "sqlite:///{missing}/x.db"', text)
     config.write_text(text)
     for argv in (["check", "vpn01"], ["history"], ["status"], ["servers", "--json"], ["fix", "vpn01", "--yes"],
-                 ["db", "prune", "--older-than", "1"]):
+                 ["db", "prune", "--older-than", "1"], ["sweep"], ["sweep", "--json"], ["forecast"],
+                 ["forecast", "--json"]):
         err = io.StringIO()
         code = main(["--config", str(config), *argv], Environment(stdout=io.StringIO(), stderr=err, environ={}))
         assert code == ExitStatus.ERROR, argv
