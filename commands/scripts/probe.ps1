@@ -271,19 +271,26 @@ try {
 }
 
 # ---------------------------------------------------------------- endpoint (DESIGN 3 [2], 12)
-# $PSSenderInfo.ConfigurationName names the endpoint a remote client connected to (DOMAIN 14); the
-# default endpoint is reported as null, a JEA endpoint by its name and language mode.
+# $PSSenderInfo.ConfigurationName names the endpoint a remote client connected to, and
+# $ExecutionContext.SessionState.LanguageMode the session's language mode (DOMAIN 14, JEA). The
+# default endpoint is reported as null. On the JEA endpoint this text is the body of the module
+# function Invoke-SstpBotProbe (DESIGN 12): $MyInvocation.MyCommand is that FunctionInfo, and its
+# Module (a PSModuleInfo) is SstpBot, whose Version is the installed ModuleVersion. Run as a script,
+# the command (a ScriptInfo) has no module: module_version stays null.
 $endpointInfo = $null
 try {
     $senderInfo = Get-Variable -Name PSSenderInfo -ValueOnly -ErrorAction SilentlyContinue
     $configurationName = $null
     if ($null -ne $senderInfo) { $configurationName = [string](Get-PropertyValue $senderInfo 'ConfigurationName') }
     if (-not [string]::IsNullOrEmpty($configurationName) -and $configurationName -ne 'Microsoft.PowerShell') {
+        $moduleVersion = $null
+        $module = Get-PropertyValue $MyInvocation.MyCommand 'Module'
+        if ($null -ne $module) { $moduleVersion = [string](Get-PropertyValue $module 'Version') }
+        if ([string]::IsNullOrEmpty($moduleVersion)) { $moduleVersion = $null }
         $endpointInfo = [ordered]@{
             configuration_name = $configurationName
-            module_version     = $null
-            # A script runs here, so this is not a NoLanguage (JEA) session; JEA reports its own.
-            language_mode      = $null
+            module_version     = $moduleVersion
+            language_mode      = [string]$ExecutionContext.SessionState.LanguageMode
         }
     }
 } catch {

@@ -247,3 +247,15 @@ def test_listener_query_errors_and_missing_iis_config_also_give_null() -> None:
     assert "if ($tcpFailed) { $listeners = $null }" in SOURCE
     assert re.search(r"-not \$configFound\) \{\s*\$iis\.https_bindings = \$null", SOURCE)
     assert "if ($eventFailures -eq $eventQueries.Count) { $events = $null }" in SOURCE
+
+
+def test_the_endpoint_reports_its_module_version_and_language_mode() -> None:
+    # DESIGN 12: on the JEA endpoint the probe is the body of Invoke-SstpBotProbe, and `module_version`
+    # comes from the module that function belongs to; a null here would make every check of a JEA
+    # server ENDPOINT_OUTDATED and refuse every fix. DOMAIN 14 names the language mode's source.
+    section = CODE[CODE.index("$endpointInfo = $null"):CODE.index("Add-ProbeError 'endpoint'")]
+    assert "$module = Get-PropertyValue $MyInvocation.MyCommand 'Module'" in section
+    assert "$moduleVersion = [string](Get-PropertyValue $module 'Version')" in section
+    assert re.search(r"module_version\s*=\s*\$moduleVersion\b", section)
+    assert re.search(r"language_mode\s*=\s*\[string\]\$ExecutionContext\.SessionState\.LanguageMode\b", section)
+    assert not re.search(r"(module_version|language_mode)\s*=\s*\$null", section)

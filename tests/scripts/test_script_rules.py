@@ -39,7 +39,8 @@ FORBIDDEN_COMMANDS = {
 FORBIDDEN_TEXT = [
     r"\[scriptblock\]::Create",
     r"\.InvokeScript\(",
-    r"\$ExecutionContext",
+    # $ExecutionContext.InvokeCommand runs text as code; reading the language mode (DOMAIN 14) is all a script may do with it.
+    r"\$ExecutionContext(?!\.SessionState\.LanguageMode\b)",
     r"-EncodedCommand",
     r"ArrayList",  # .Add returns an index that would leak into the output stream
     r"\|\s*Out-Null",
