@@ -137,46 +137,58 @@ class PlanExecutor:
     # --- never worse off (DESIGN 5 [2]) -----------------------------------------------------------
 
     def roll_back(self, deleted: Sequence[str], *, start_remoteaccess: bool) -> None:
-        """Re-add deleted wildcard bindings still missing; start RemoteAccess if it is stopped."""
-        if not deleted and not start_remoteaccess:
+        """Re-add deleted wildcard bindings still missing; start RemoteAccess if it is stopped.
+
+        The two parts stand alone: a probe that fails (so the bindings cannot be judged) still leaves
+        RemoteAccess to be started, since it is never left stopped by a plan (DESIGN 5)."""
+        status: str | None = None  # RemoteAccess's status, when a read of the server gave it
+        if deleted:
+            try:
+                snapshot = self._look()
+            except (RemoteError, StepFailed) as exc:
+                self._add(StepResult("add_sstp_httpsys_binding", False, False,
+                                     f"rollback: cannot read the server's state: {_detail(exc)}", rollback=True))
+            else:
+                self._re_add(deleted, snapshot)
+                found = ((snapshot.get("services") or {}).get("RemoteAccess") or {}).get("status")
+                status = found if isinstance(found, str) else None
+        if not start_remoteaccess:
+            return
+        if status is None:
+            try:
+                status = self._state()["status"]
+            except (RemoteError, StepFailed):
+                status = None  # unknown: the restart sequence reads it again, and says why when it cannot
+        if status == "Running":
             return
         try:
-            # A short probe when bindings may need re-adding; else RemoteAccess's state is enough.
-            snapshot = self._look() if deleted else {"services": {"RemoteAccess": {"status": self._state()["status"]}}}
-        except (RemoteError, StepFailed) as exc:
-            detail = exc.message if isinstance(exc, RemoteError) else exc.detail
-            self._add(StepResult("add_sstp_httpsys_binding" if deleted else "restart_remoteaccess", False, False,
-                                 f"rollback: cannot read the server's state: {detail}", rollback=True))
-            return
-        if deleted:
-            thumbprint = _configured_thumbprint(snapshot)
-            present = _wildcard_bindings(snapshot)
-            for endpoint in deleted:
-                if endpoint.lower() in present:
-                    continue
-                if thumbprint is None:
-                    self._add(StepResult("add_sstp_httpsys_binding", False, False,
-                                         f"rollback: cannot re-add {endpoint}: SSTP's certificate is unknown", rollback=True))
-                    continue
-                try:
-                    output = self.session.run("add_sstp_httpsys_binding", Endpoint=endpoint, Thumbprint=thumbprint)
-                    result = _result("add_sstp_httpsys_binding", output)
-                except RemoteError as exc:
-                    result = StepResult("add_sstp_httpsys_binding", False, False, exc.message)
-                result.rollback = True
-                result.detail = f"rollback: {result.detail}"
-                self._add(result)
-        if start_remoteaccess:
-            status = ((snapshot.get("services") or {}).get("RemoteAccess") or {}).get("status")
-            if status != "Running":
-                try:
-                    notes = self._restart(stop_first=False)
-                    result = StepResult("restart_remoteaccess", True, True, "rollback: " + "; ".join(notes), rollback=True)
-                except StepFailed as exc:
-                    result = StepResult("restart_remoteaccess", False, exc.changed, f"rollback: {exc.detail}", rollback=True)
-                except RemoteError as exc:
-                    result = StepResult("restart_remoteaccess", False, False, f"rollback: {exc.message}", rollback=True)
-                self._add(result)
+            notes = self._restart(stop_first=False)
+            result = StepResult("restart_remoteaccess", True, True, "rollback: " + "; ".join(notes), rollback=True)
+        except StepFailed as exc:
+            result = StepResult("restart_remoteaccess", False, exc.changed, f"rollback: {exc.detail}", rollback=True)
+        except RemoteError as exc:
+            result = StepResult("restart_remoteaccess", False, False, f"rollback: {exc.message}", rollback=True)
+        self._add(result)
+
+    def _re_add(self, deleted: Sequence[str], snapshot: dict[str, Any]) -> None:
+        """Re-add each deleted wildcard binding the snapshot no longer shows, with SSTP's certificate."""
+        thumbprint = _configured_thumbprint(snapshot)
+        present = _wildcard_bindings(snapshot)
+        for endpoint in deleted:
+            if endpoint.lower() in present:
+                continue
+            if thumbprint is None:
+                self._add(StepResult("add_sstp_httpsys_binding", False, False,
+                                     f"rollback: cannot re-add {endpoint}: SSTP's certificate is unknown", rollback=True))
+                continue
+            try:
+                output = self.session.run("add_sstp_httpsys_binding", Endpoint=endpoint, Thumbprint=thumbprint)
+                result = _result("add_sstp_httpsys_binding", output)
+            except RemoteError as exc:
+                result = StepResult("add_sstp_httpsys_binding", False, False, exc.message)
+            result.rollback = True
+            result.detail = f"rollback: {result.detail}"
+            self._add(result)
 
     # --- the sequences ----------------------------------------------------------------------------
 
@@ -186,13 +198,20 @@ class PlanExecutor:
 
     def _bind(self, thumbprint: str) -> StepResult:
         notes: list[str] = []
-        changed = False
+        changed = [False]  # what is done stays done: a step cut short by the connection says so
+        try:
+            return self._bind_sequence(thumbprint, notes, changed)
+        except RemoteError as exc:
+            raise StepFailed("; ".join([*notes, exc.message]), changed[0]) from None
+
+    def _bind_sequence(self, thumbprint: str, notes: list[str], touched: list[bool]) -> StepResult:
         output = self.session.run("set_sstp_certificate", Thumbprint=thumbprint)
         if not output.get("ok"):
             raise StepFailed(str(output.get("detail", "set_sstp_certificate failed")), bool(output.get("changed")))
         notes.append(str(output.get("detail", "")))
-        changed = bool(output.get("changed"))
+        changed = touched[0] = bool(output.get("changed"))
         if changed or _bind_problems(self._look(), thumbprint):
+            touched[0] = True  # the restart stops RemoteAccess (its own errors say changed too)
             try:
                 notes.extend(self._restart(stop_first=True))
             except StepFailed as exc:
@@ -209,6 +228,7 @@ class PlanExecutor:
             endpoint = f"{host}:{port}"
             if endpoint.lower() in present:
                 continue
+            touched[0] = True  # an add cut short may still have reached HTTP.sys
             added = self.session.run("add_sstp_httpsys_binding", Endpoint=endpoint, Thumbprint=thumbprint)
             notes.append(str(added.get("detail", "")))
             if not added.get("ok"):
@@ -223,11 +243,20 @@ class PlanExecutor:
 
     def _restart(self, *, stop_first: bool) -> list[str]:
         """Stop (when asked and not stopped), wait for Stopped, start, wait for Running + registered."""
+        notes: list[str] = []
+        touched = [False]
+        try:
+            return self._restart_sequence(stop_first, notes, touched)
+        except RemoteError as exc:
+            # Cut short by the connection: once Stop or Start was sent, the service may have changed.
+            raise StepFailed("; ".join([*notes, exc.message]), touched[0]) from None
+
+    def _restart_sequence(self, stop_first: bool, notes: list[str], touched: list[bool]) -> list[str]:
         t = self.timing
         deadline = t.monotonic() + t.restart_timeout
-        notes: list[str] = []
         state = self._state()
         if stop_first and state["status"] not in ("Stopped", "StopPending"):
+            touched[0] = True
             stopped = self.session.run("control_remoteaccess", Action="Stop")
             if not stopped.get("ok"):
                 raise StepFailed(f"could not stop RemoteAccess: {stopped.get('detail')}", False)
@@ -240,6 +269,7 @@ class PlanExecutor:
                 raise StepFailed(
                     f"RemoteAccess is still {waited['status']} after {t.restart_timeout:g} s "
                     "(restart_timeout_seconds)", True)
+            touched[0] = True
             started = self.session.run("control_remoteaccess", Action="Start")
             if not started.get("ok"):
                 raise StepFailed(f"could not start RemoteAccess: {started.get('detail')}", True)
@@ -286,6 +316,10 @@ class PlanExecutor:
     def _look(self) -> dict[str, Any]:
         """The server's state now: a probe without events (one short pipeline)."""
         return self.session.run("probe", EventHours=1, MaxEvents=1)
+
+
+def _detail(exc: RemoteError | StepFailed) -> str:
+    return exc.message if isinstance(exc, RemoteError) else exc.detail
 
 
 def _result(action: str, output: dict[str, Any]) -> StepResult:

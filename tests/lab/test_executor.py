@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from commands.errors import RemoteError
 from commands.executor import PlanExecutor, Timing
 from commands.lab.lab import LAB_PASSWORD, Lab
 from commands.psrp import RemoteSession
@@ -77,3 +78,77 @@ def test_a_stopped_remoteaccess_is_only_started(lab):
     assert result.ok, result.detail
     assert [p["Action"] for a, p in twin.actions if a == "control_remoteaccess"] == ["Start"]
     assert twin.remoteaccess_history == ["StartPending", "Running"]
+
+
+class _ProbeFailsAfterAStep:
+    """The lab session, except that the server cannot be probed once a step has failed (a probe that
+    times out on a busy server): the rollback must still start RemoteAccess."""
+
+    def __init__(self, session: RemoteSession) -> None:
+        self.session = session
+        self.probes = 0
+
+    def run(self, script: str, **params: Any) -> dict[str, Any]:
+        if script == "probe":
+            self.probes += 1
+            raise RemoteError("timeout", "vpn-slow-stop", "the probe did not answer within operation_timeout")
+        return self.session.run(script, **params)
+
+
+def test_a_rollback_that_cannot_probe_still_starts_remoteaccess(lab):
+    """DESIGN 5: RemoteAccess is never left stopped by a plan. The wildcard binding deleted by the
+    plan cannot be judged without a probe, but that must not keep the service stopped."""
+    twin, _clock, timing = _setup(lab, "vpn-slow-stop", stop_seconds=30.0, restart_timeout=20.0)
+    recorded: list[Any] = []
+    with RemoteSession(lab.server_config("vpn-slow-stop"), LAB_PASSWORD) as real:
+        session = _ProbeFailsAfterAStep(real)
+        error = PlanExecutor(session, timing=timing, record=lambda i, r: recorded.append(r)).run([  # type: ignore[arg-type]
+            {"action": "delete_httpsys_binding", "params": {"Endpoint": "0.0.0.0:443"}},
+            {"action": "restart_remoteaccess", "params": {}},
+        ])
+    assert error is not None and "still StopPending" in error
+    assert session.probes == 1
+    assert [(r.action, r.ok, r.rollback) for r in recorded] == [
+        ("delete_httpsys_binding", True, False),
+        ("restart_remoteaccess", False, False),
+        ("add_sstp_httpsys_binding", False, True),  # cannot re-add what it cannot see: said, not guessed
+        ("restart_remoteaccess", True, True),
+    ]
+    assert "cannot read the server's state" in recorded[2].detail
+    assert twin.copy_state().services["RemoteAccess"].status == "Running"
+
+
+class _CutOff:
+    """The lab session, except that the connection is lost when `script` (with `action`) is sent."""
+
+    def __init__(self, session: RemoteSession, script: str, action: str | None = None) -> None:
+        self.session, self.script, self.action = session, script, action
+
+    def run(self, script: str, **params: Any) -> dict[str, Any]:
+        if script == self.script and (self.action is None or params.get("Action") == self.action):
+            raise RemoteError("unreachable", "vpn-renewal", "the connection was reset")
+        return self.session.run(script, **params)
+
+
+@pytest.mark.parametrize(("script", "action", "changed"), [
+    ("set_sstp_certificate", None, False),  # nothing done yet
+    ("control_remoteaccess", "Stop", True),  # the certificate is set; the Stop may have reached the server
+    ("control_remoteaccess", "Start", True),  # RemoteAccess was stopped
+])
+def test_a_bind_cut_short_by_the_connection_says_whether_it_changed_the_server(script, action, changed):
+    from datetime import UTC, datetime
+
+    from commands.engine import evaluate
+
+    with Lab(["renewal-not-bound"]) as lab:
+        name = next(iter(lab.servers))
+        config = lab.server_config(name)
+        _twin, _clock, timing = _setup(lab, name, stop_seconds=1.0)
+        with RemoteSession(config, LAB_PASSWORD) as real:
+            plan = evaluate(real.probe(), config, datetime.now(UTC)).plan
+            assert plan is not None
+            bind = next(s for s in plan.steps if s.action == "bind_sstp_certificate")
+            result = PlanExecutor(_CutOff(real, script, action), timing=timing).run_step(  # type: ignore[arg-type]
+                {"action": "bind_sstp_certificate", "params": dict(bind.params)})
+    assert result.ok is False and result.changed is changed
+    assert "the connection was reset" in result.detail
