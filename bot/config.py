@@ -311,6 +311,16 @@ def _parse_service(table: Mapping[str, Any]) -> ServiceConfig:
     return cfg
 
 
+def check_public_name(name: str, where: str) -> str:
+    """The name VPN clients connect to, as the configuration and `diagnose --public-name` take it."""
+    if name.endswith("."):
+        # DESIGN 4 [2]: TLS clients refuse a trailing dot on either side; say so rather than mis-match.
+        raise ConfigError(f"{where}: {name!r} ends with a dot; write the name without it")
+    if "*" in name or not name.strip() or any(c.isspace() for c in name):
+        raise ConfigError(f"{where}: {name!r} is not a host name (clients connect to a name, not a pattern)")
+    return name
+
+
 def _parse_server(name: str, table: Mapping[str, Any], where: str | None = None) -> ServerConfig:
     where = where or f"servers.{name}"
     values = {k: _typed(where, k, v, _SERVER_KEYS[k]) for k, v in table.items()}
@@ -350,9 +360,8 @@ def _parse_server(name: str, table: Mapping[str, Any], where: str | None = None)
             raise ConfigError(f"{where}.{key}: must be positive")
     if server.cert_expiry_warning_days < 0:
         raise ConfigError(f"{where}.cert_expiry_warning_days: must be 0 or more")
-    if server.public_name is not None and server.public_name.endswith("."):
-        # DESIGN 4 [2]: TLS clients refuse a trailing dot on either side; say so rather than mis-match.
-        raise ConfigError(f"{where}.public_name: {server.public_name!r} ends with a dot; write the name without it")
+    if server.public_name is not None:
+        check_public_name(server.public_name, f"{where}.public_name")
     if not CONFIGURATION_NAME_RE.match(server.configuration_name):
         raise ConfigError(
             f"{where}.configuration_name: {server.configuration_name!r} is not a PowerShell session "

@@ -56,6 +56,7 @@ def test_defaults_are_inherited_and_a_server_overrides_them() -> None:
         ({"servers": {"vpn01": {"host": "h", "client_endpoint": "h:70000"}}}, "client_endpoint"),
         ({"servers": {"vpn01": {"host": "h", "configuration_name": "a b;"}}}, "configuration_name"),
         ({"servers": {"vpn01": {"host": "h", "public_name": "vpn.example.com."}}}, "public_name"),
+        ({"servers": {"vpn01": {"host": "h", "public_name": "*.example.com"}}}, "public_name"),
         ({"servers": {"vpn01": {"host": "h", "restart_timeout_seconds": 0}}}, "restart_timeout_seconds"),
         ({"servers": {"vpn01": {"host": "h", "keep_alive_minutes": -1}}}, "keep_alive_minutes"),
         ({"servers": {"vpn01": {"host": "h", "client_view": "yes"}}}, "client_view"),

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.cli import Environment, ExitStatus, error_kind
-from bot.config import Config, load_config, resolve_config_path
+from bot.config import Config, check_public_name, load_config, resolve_config_path
 from bot.terminal import make_console, render_check
 from commands.engine import evaluate_snapshot
 from commands.errors import SnapshotError
@@ -50,7 +50,7 @@ def _server_settings(name: str, args: argparse.Namespace, env: Environment) -> S
     config = load_config(path, env.environ) if named else Config()
     server = config.offline_server(name)
     if args.public_name:
-        server = replace(server, public_name=args.public_name)
+        server = replace(server, public_name=check_public_name(args.public_name, "--public-name"))
     return server
 
 
@@ -86,9 +86,9 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     if snapshot is None:
         result = CheckResult(server=name, checked_at=now, error_kind="bad_output", error_message=error)
     else:
-        result = evaluate_snapshot(snapshot, server, now)
-        # The report is about the moment the snapshot was taken, not the moment it was read (DESIGN 7 [2]).
-        result.checked_at = snapshot.collected_at
+        # The report is about the moment the snapshot was taken, not the moment it was read (DESIGN 7
+        # [2]): certificate dates and the event window are judged then, so a replay is the check.
+        result = evaluate_snapshot(snapshot, server, snapshot.collected_at)
     _emit(result, args, env)
     if result.status == "error":
         if not args.json:

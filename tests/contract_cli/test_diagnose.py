@@ -337,3 +337,29 @@ def test_windows_encodings(cli, tmp_path, encoding):
     p = diag(cli, path, "--json")
     assert p.returncode == 1, p.stdout + p.stderr
     assert "SSTP_HASH_MISMATCH" in ids(parse_json(p))
+
+
+@pytest.mark.parametrize(("collected_at", "expected"), [
+    ("2035-12-15T00:00:00Z", {"SSTP_CERT_EXPIRING"}),  # 17 days before the certificate's end
+    ("2036-02-01T00:00:00Z", {"SSTP_CERT_EXPIRED"}),
+    ("2025-12-15T00:00:00Z", {"SSTP_CERT_EXPIRED"}),  # not yet valid then
+    ("2030-06-01T00:00:00Z", set()),
+])
+def test_a_replay_judges_certificates_when_the_snapshot_was_taken(cli, tmp_path, collected_at, expected):
+    """DESIGN 3/7: `diagnose --snapshot` replays the check, reported at the snapshot's `collected_at`;
+    certificate dates are judged at that moment too, whatever day the file is read."""
+    snapshot = json.loads((EXAMPLES / "healthy.json").read_text())
+    snapshot["collected_at"] = collected_at
+    path = tmp_path / "replay.json"
+    path.write_text(json.dumps(snapshot))
+    obj = parse_json(diag(cli, path, "--json"))
+    assert obj["checked_at"] == collected_at
+    assert {i for i in ids(obj) if i.startswith("SSTP_CERT_")} == expected
+
+
+@pytest.mark.parametrize("name", ["vpn.example.com.", "*.example.com", "vpn example.com"])
+def test_a_public_name_option_that_is_not_a_host_name_is_refused(cli, name):
+    p = diag(cli, EXAMPLES / "healthy.json", "--public-name", name, "--json")
+    assert p.returncode == 2
+    obj = parse_json(p)
+    assert obj["error"]["kind"] == "config" and "--public-name" in obj["error"]["message"]
