@@ -12,6 +12,7 @@ block checks it again on the server. `tests/scripts/` proves the two declaration
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from functools import cache
@@ -65,15 +66,27 @@ class ParamSpec:
 
 
 def _port_ok(port: str) -> bool:
-    return 0 < int(port) < 65536
+    # As netsh prints a port: 1 to 65535, no leading zero.
+    return not port.startswith("0") and 0 < int(port) < 65536
 
 
 def _endpoint_ok(value: str) -> bool:
-    m = IPV4_ENDPOINT_RE.fullmatch(value)
-    if m:
-        return all(int(part) <= 255 for part in m.groups()[:4]) and _port_ok(m.group(5))
-    m = IPV6_ENDPOINT_RE.fullmatch(value) or HOSTNAME_ENDPOINT_RE.fullmatch(value)
-    return bool(m) and _port_ok(value.rsplit(":", 1)[1])
+    """`IP:port`, `[IPv6]:port` or `hostname:port` as netsh lists HTTP.sys bindings (DESIGN 2)."""
+    host, _, port = value.rpartition(":")
+    if IPV4_ENDPOINT_RE.fullmatch(value):
+        address: type[ipaddress.IPv4Address | ipaddress.IPv6Address] = ipaddress.IPv4Address
+    elif IPV6_ENDPOINT_RE.fullmatch(value):
+        address, host = ipaddress.IPv6Address, host[1:-1]
+    elif HOSTNAME_ENDPOINT_RE.fullmatch(value):
+        # A name of digits and dots only (`1.2.3.4.5`, `123`) is neither an address nor a host name.
+        return _port_ok(port) and not all(label.isdigit() for label in host.split("."))
+    else:
+        return False
+    try:
+        address(host)  # no leading zeros, each part in range, `::` at most once
+    except ValueError:
+        return False
+    return _port_ok(port)
 
 
 SCRIPTS: dict[str, tuple[ParamSpec, ...]] = {

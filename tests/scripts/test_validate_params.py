@@ -65,6 +65,8 @@ def test_normalise_thumbprint() -> None:
         "VPN01:443",
         "*:443",
         "255.255.255.255:65535",
+        "[2001:db8::5]:443",
+        "[::ffff:10.0.0.5]:443",
     ],
 )
 def test_good_endpoints(value: str) -> None:
@@ -99,6 +101,15 @@ def test_good_endpoints(value: str) -> None:
         "'0.0.0.0:443'",
         "ipport=0.0.0.0:443",
         "",
+        # Shaped like an address but not one (DESIGN 2: IP:443, [IPv6]:443 or hostname:443).
+        "[.]:443",
+        "[:::::]:443",
+        "[1.2.3.4]:443",
+        "[1::2::3]:443",
+        "1.2.3.4.5:443",
+        "123:443",
+        "010.0.0.5:443",
+        "[::]:08443",
     ],
 )
 def test_bad_endpoints(value: str) -> None:
