@@ -78,12 +78,14 @@ class Cards:
         except (SlackApiError, SlackRequestError, OSError) as exc:
             logger.warning("chat.postEphemeral failed: %s", api_error(exc))
 
-    def retire(self, outcome: CheckOutcome) -> None:
+    def retire(self, outcome: CheckOutcome, line: str = messages.PLAN_STATE_LINES["SUPERSEDED"]) -> None:
         """Take the buttons off the cards of the proposals this check replaced (DESIGN 6), so nobody
-        clicks a plan that can no longer be approved. Best effort: a click on one is refused anyway."""
+        clicks a plan that can no longer be approved; `line` says why on each card. Best effort: a
+        click on one is refused anyway. Every check that supersedes (a slash check, a fleet check, a
+        scheduled sweep, the App Home's Check button) retires the cards through here."""
         for plan in outcome.superseded:
             if plan.channel and plan.message_ts:
-                self.update(plan.channel, plan.message_ts, blocks.plan_card(plan, [messages.PLAN_STATE_LINES["SUPERSEDED"]]))
+                self.update(plan.channel, plan.message_ts, blocks.plan_card(plan, [line]))
 
 
 class CardStore(Protocol):
