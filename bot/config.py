@@ -188,6 +188,7 @@ def parse_config(data: Mapping[str, Any], path: Path | None = None) -> Config:
     slack = _parse_slack(_table(data, "slack"))
     database = _parse_database(_table(data, "database"))
     schedule = _parse_schedule(_table(data, "schedule"))
+    _check_alert_channel_allowed(slack, schedule)
     service = _parse_service(_table(data, "service"))
     defaults = _table(data, "defaults")
     _reject_unknown("defaults", defaults, set(_SERVER_KEYS) - _DEFAULTS_ONLY)
@@ -298,6 +299,18 @@ def _parse_schedule(table: Mapping[str, Any]) -> ScheduleConfig:
     if not 0 <= cfg.digest_hour_utc <= 23:
         raise ConfigError(f"schedule.digest_hour_utc: expected 0 to 23, got {cfg.digest_hour_utc}")
     return replace(cfg, digest_weekday=cfg.digest_weekday.lower())
+
+
+def _check_alert_channel_allowed(slack: SlackConfig, schedule: ScheduleConfig) -> None:
+    """An alert card carries Approve/Reject buttons (DESIGN 8), and the channel gate refuses every
+    click outside `allowed_channels`: an alert channel the gate refuses would show plans nobody can
+    ever decide. Empty `allowed_channels` means anywhere, so any alert channel is fine."""
+    if schedule.alert_channel and slack.allowed_channels and schedule.alert_channel not in slack.allowed_channels:
+        raise ConfigError(
+            f"schedule.alert_channel: {schedule.alert_channel!r} is not in slack.allowed_channels "
+            f"({', '.join(slack.allowed_channels)}), so every Approve/Reject click on its alert cards would be "
+            f"refused; add {schedule.alert_channel!r} to slack.allowed_channels (or leave allowed_channels empty)"
+        )
 
 
 def _parse_service(table: Mapping[str, Any]) -> ServiceConfig:

@@ -179,11 +179,14 @@ class Service:
         on_result: Callable[[CheckOutcome], None] | None = None,
         wait: bool = True,
         on_busy: Callable[[ServerConfig], None] | None = None,
+        propose: bool = True,
     ) -> list[CheckOutcome]:
         """Probe each server once (bounded pool), diagnose, record, and propose a plan where one exists.
 
         With `wait=False` a server that another operation of this process holds (a fix, another
-        check) is skipped, not waited for: `on_busy(server)` is called and it has no outcome.
+        check) is skipped, not waited for: `on_busy(server)` is called and it has no outcome. With
+        `propose=False` the check is recorded (and supersedes older proposals, DESIGN 6) but proposes
+        no plan: for a caller with nowhere to show one (the App Home tab).
         """
         self.repo.expire_due()
 
@@ -195,7 +198,7 @@ class Service:
 
         results = run_fleet(
             list(servers),
-            lambda server: self._check_one(server, actor),
+            lambda server: self._check_one(server, actor, propose=propose),
             max_workers=self.max_workers,
             on_result=report,
             wait=wait,
@@ -210,7 +213,7 @@ class Service:
             outcomes.append(item)
         return outcomes
 
-    def _check_one(self, server: ServerConfig, actor: Actor) -> CheckOutcome:
+    def _check_one(self, server: ServerConfig, actor: Actor, *, propose: bool = True) -> CheckOutcome:
         started = self.clock()
         raw: dict[str, Any] | None = None
         try:
@@ -224,7 +227,7 @@ class Service:
         except ConfigError as exc:
             result = CheckResult(server=server.name, checked_at=self.clock(), error_kind="config", error_message=str(exc))
         result.server = server.name
-        return self._record(result, raw, actor, started, propose=True)
+        return self._record(result, raw, actor, started, propose=propose)
 
     def _record(
         self,

@@ -10,7 +10,7 @@ from typing import Any, cast
 
 from sqlalchemy import Connection, CursorResult, Row, Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from commands.errors import PlanStateError, SstpBotError
 from commands.model import as_utc
@@ -481,6 +481,30 @@ class PlanStore(AuditLog):
                 .order_by(PlanRow.id)
                 .limit(limit)
             ).all()
+            return [self._plan_record(r) for r in rows]
+
+    def expired_cards(self, limit: int = 50, plan_id: int | None = None) -> list[PlanRecord]:
+        """EXPIRED plans whose Slack card does not say so yet (newest first), or plan `plan_id` if it is one.
+
+        A card that now shows a newer plan is left alone: a scheduled sweep moves a server's alert card
+        from its undecided plan to the newest one (`bot.slack.alerts`), so the older plan expiring says
+        nothing about what the card shows."""
+        newer = aliased(PlanRow)
+        card_moved_on = (
+            select(newer.id)
+            .where(newer.channel == PlanRow.channel, newer.message_ts == PlanRow.message_ts, newer.id > PlanRow.id)
+            .exists()
+        )
+        statement = select(PlanRow).where(
+            PlanRow.state == PlanState.EXPIRED.value,
+            PlanRow.message_ts.is_not(None),
+            (PlanRow.card_state.is_(None)) | (PlanRow.card_state != PlanState.EXPIRED.value),
+            ~card_moved_on,
+        )
+        if plan_id is not None:
+            statement = statement.where(PlanRow.id == plan_id)
+        with self._read() as session:
+            rows = session.scalars(statement.order_by(PlanRow.id.desc()).limit(limit)).all()
             return [self._plan_record(r) for r in rows]
 
     @retried

@@ -97,3 +97,14 @@ def test_a_reader_that_leaves_ends_the_command_with_141_not_1() -> None:
     code = main(["lab", "--list"], env=Environment(stdout=out, stderr=io.StringIO(), stdin=io.StringIO(), environ={}))
     assert code == ExitStatus.BROKEN_PIPE == 141
     assert out.getvalue().count("\n") == 1
+
+
+def test_an_alert_channel_the_channel_gate_refuses_stops_every_command(tmp_path: Path) -> None:
+    config = tmp_path / "sstp-bot.toml"
+    config.write_text(
+        "[slack]\nallowed_channels = ['C0OPS0001']\n[schedule]\nalert_channel = 'C0ALERT01'\n"
+        "[servers.vpn01]\nhost='vpn01.corp.example.com'\n"
+    )
+    code, out, err = run(["--config", str(config), "servers"])
+    assert code == ExitStatus.ERROR and out == ""
+    assert "schedule.alert_channel" in err and "slack.allowed_channels" in err

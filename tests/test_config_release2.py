@@ -71,3 +71,21 @@ def test_defaults_are_inherited_and_a_server_overrides_them() -> None:
 def test_bad_values_are_refused_naming_the_key(data: dict[str, object], named: str) -> None:
     with pytest.raises(ConfigError, match=named):
         parse_config(data)
+
+
+def test_an_alert_channel_outside_the_allowed_channels_is_refused_naming_both_keys() -> None:
+    # Its alert cards would carry Approve/Reject buttons that the channel gate refuses on every click.
+    with pytest.raises(ConfigError) as refused:
+        parse_config(_config(slack={"allowed_channels": ["C0OPS0001"]}, schedule={"alert_channel": "C0ALERT01"}))
+    message = str(refused.value)
+    assert "schedule.alert_channel" in message and "slack.allowed_channels" in message
+    assert "C0ALERT01" in message and "add" in message.lower()
+
+
+@pytest.mark.parametrize(
+    ("allowed", "alert"),
+    [([], "C0ALERT01"), (["C0OPS0001", "C0ALERT01"], "C0ALERT01"), (["C0OPS0001"], "")],
+)
+def test_an_alert_channel_anywhere_allowed_is_accepted(allowed: list[str], alert: str) -> None:
+    config = parse_config(_config(slack={"allowed_channels": allowed}, schedule={"alert_channel": alert}))
+    assert config.schedule.alert_channel == alert

@@ -34,7 +34,7 @@ from bot.slack import blocks, grammar, messages
 from bot.slack.approvals import Approvals, read_click
 from bot.slack.auth import Authoriser
 from bot.slack.blocks import APPROVE_ACTION, REJECT_ACTION
-from bot.slack.cards import Cards, InterruptedCards
+from bot.slack.cards import Cards, CardSweep, expired_card
 from bot.slack.home import register_home
 from bot.slack.ports import ServicePort
 from bot.slack.slash import MAX_CHECKS_PER_USER, Replier, SlashCommands, attempted_target
@@ -165,7 +165,7 @@ class SstpSlackBot:
         self.cards = Cards(client)
         self.slash = SlashCommands(self, per_user=checks_per_user)
         self.approvals = Approvals(self)
-        self.card_sweep: InterruptedCards | None = None
+        self.card_sweep: CardSweep | None = None
 
     # --- wiring ------------------------------------------------------------------------------
     def register(self, app: App) -> None:
@@ -177,11 +177,20 @@ class SstpSlackBot:
         app.error(self._on_error)
 
     def start_card_sweep(self, interval: float) -> None:
-        """Bring the cards of INTERRUPTED plans up to date now and every `interval` seconds (needs the
-        real service's repository; a test double without one has no cards to sweep)."""
+        """Bring the cards of INTERRUPTED and EXPIRED plans up to date now and every `interval` seconds
+        (needs the real service's repository; a test double without one has no cards to sweep)."""
         store = getattr(self.service, "repo", None)
-        if interval > 0 and all(hasattr(store, m) for m in ("release_abandoned", "interrupted_cards", "mark_card")):
-            self.card_sweep = InterruptedCards(self.cards, store, interval).start()  # type: ignore[arg-type]
+        needs = ("release_abandoned", "interrupted_cards", "expire_due", "expired_cards", "mark_card")
+        if interval > 0 and all(hasattr(store, m) for m in needs):
+            self.card_sweep = CardSweep(self.cards, store, interval).start()  # type: ignore[arg-type]
+
+    def show_expired(self, plan: Any) -> None:
+        """A click found `plan` EXPIRED: take the buttons off its card (the card sweep's way when there
+        is one: it leaves alone a card that now shows a newer plan, and remembers the card is done)."""
+        if self.card_sweep is not None:
+            self.card_sweep.show_expired(int(plan.id))
+        elif plan.channel and plan.message_ts:
+            self.cards.update(str(plan.channel), str(plan.message_ts), expired_card(plan))
 
     def _channel_gate_command(self, body: dict[str, Any], context: BoltContext, next: Callable[[], None]) -> BoltResponse | None:
         """Listener middleware: `/sstp` outside the allowed channels is refused (audited) and runs nothing.

@@ -133,8 +133,12 @@ class Approvals:
             bot.cards.ephemeral(click.channel, click.user, messages.REFUSED_OWN_REQUEST if authorised else messages.REFUSED_NOT_APPROVER)
             return
         except PlanStateError as exc:
-            # A refusal never touches the card (it may be someone else's view of a plan still in use).
+            # A refusal never touches the card (it may be someone else's view of a plan still in use),
+            # except for an expired plan: nothing can decide it any more, so its card (this one: checked
+            # above) loses the buttons that would only be refused, like a superseded plan's.
             bot.cards.ephemeral(click.channel, click.user, messages.refused_plan_state(plan_id, exc.state, str(exc)))
+            if exc.state == "EXPIRED" and plan is not None:
+                bot.show_expired(plan)
             return
         except SstpBotError:  # e.g. the plan does not exist
             bot.cards.ephemeral(click.channel, click.user, messages.REFUSED_BAD_BUTTON)
@@ -217,7 +221,7 @@ class Approvals:
     def _after_unexpected(self, plan: Any, approved: str, card_channel: str, card_ts: str) -> None:
         """The fix raised (a bug, or a database that could not record it): the card says what the
         record says. A plan still RUNNING here is one whose end could not be written: the card sweep
-        (`cards.InterruptedCards`) shows INTERRUPTED once the database has it."""
+        (`cards.CardSweep`) shows INTERRUPTED once the database has it."""
         try:
             recorded = self.bot.service.get_plan(int(plan.id))
             state = str(recorded.state)

@@ -1,9 +1,11 @@
 """Cards: the bot's messages in channels (posted, edited in place, ephemeral answers), and the sweep
-that brings the cards of INTERRUPTED plans to their final state.
+that brings the cards of INTERRUPTED and EXPIRED plans to their final state.
 
 A card always reaches a final state (issue 14, items 1 and 12): a fix whose end could not be written
 (the database locked or full) or a bot that crashed leaves a card saying "Running step 3 of 5"; the
-sweep updates it once the plan is INTERRUPTED in the database, and remembers that it did.
+sweep updates it once the plan is INTERRUPTED in the database, and remembers that it did. Likewise a
+plan nobody decided within `plan_ttl_minutes` (DESIGN 6): the sweep expires it and its card loses
+the buttons that would only be refused.
 """
 
 from __future__ import annotations
@@ -78,12 +80,19 @@ class Cards:
         except (SlackApiError, SlackRequestError, OSError) as exc:
             logger.warning("chat.postEphemeral failed: %s", api_error(exc))
 
-    def retire(self, outcome: CheckOutcome) -> None:
+    def retire(self, outcome: CheckOutcome, line: str = messages.PLAN_STATE_LINES["SUPERSEDED"]) -> None:
         """Take the buttons off the cards of the proposals this check replaced (DESIGN 6), so nobody
-        clicks a plan that can no longer be approved. Best effort: a click on one is refused anyway."""
+        clicks a plan that can no longer be approved; `line` says why on each card. Best effort: a
+        click on one is refused anyway. Every check that supersedes (a slash check, a fleet check, a
+        scheduled sweep, the App Home's Check button) retires the cards through here."""
         for plan in outcome.superseded:
             if plan.channel and plan.message_ts:
-                self.update(plan.channel, plan.message_ts, blocks.plan_card(plan, [messages.PLAN_STATE_LINES["SUPERSEDED"]]))
+                self.update(plan.channel, plan.message_ts, blocks.plan_card(plan, [line]))
+
+
+def expired_card(plan: PlanRecord) -> SlackMessage:
+    """The card of a plan that expired undecided: the plan, the state line, no buttons."""
+    return blocks.plan_card(plan, [messages.PLAN_STATE_LINES["EXPIRED"]])
 
 
 class CardStore(Protocol):
@@ -93,12 +102,17 @@ class CardStore(Protocol):
 
     def interrupted_cards(self, limit: int = 50) -> list[PlanRecord]: ...
 
+    def expire_due(self) -> list[int]: ...
+
+    def expired_cards(self, limit: int = 50, plan_id: int | None = None) -> list[PlanRecord]: ...
+
     def mark_card(self, plan_id: int, state: str) -> None: ...
 
 
-class InterruptedCards:
+class CardSweep:
     """Every `interval` seconds (and once at start): plans this process abandoned during a database
-    outage are released (INTERRUPTED, with the reason) and every INTERRUPTED plan's card says so."""
+    outage are released (INTERRUPTED, with the reason) and every INTERRUPTED plan's card says so;
+    PROPOSED plans past their time are expired and every EXPIRED plan's card says so."""
 
     def __init__(self, cards: Cards, store: CardStore, interval: float = 15.0) -> None:
         self.cards, self.store, self.interval = cards, store, interval
@@ -107,24 +121,43 @@ class InterruptedCards:
 
     def sweep(self) -> int:
         """One pass; returns the number of cards brought up to date."""
+        return self._interrupted() + self._expired()
+
+    def _interrupted(self) -> int:
         try:
             self.store.release_abandoned()
             plans = self.store.interrupted_cards()
         except Exception as exc:  # the database is still away: next time
             logger.warning("cards of interrupted plans: database unavailable (%s)", type(exc).__name__)
             return 0
-        done = 0
-        for plan in plans:
-            if not (plan.channel and plan.message_ts):
-                continue
-            card = blocks.plan_card(plan, [messages.PLAN_STATE_LINES["INTERRUPTED"], messages.interrupted_hint(str(plan.server))])
-            if self.cards.update(plan.channel, plan.message_ts, card):
-                try:
-                    self.store.mark_card(plan.id, "INTERRUPTED")
-                    done += 1
-                except Exception as exc:
-                    logger.warning("could not remember the card of plan %s: %s", plan.id, type(exc).__name__)
-        return done
+        lines = [messages.PLAN_STATE_LINES["INTERRUPTED"]]
+        return sum(self._show(plan, "INTERRUPTED", blocks.plan_card(plan, [*lines, messages.interrupted_hint(str(plan.server))]))
+                   for plan in plans)
+
+    def _expired(self, plan_id: int | None = None) -> int:
+        try:
+            if plan_id is None:
+                self.store.expire_due()
+            plans = self.store.expired_cards(plan_id=plan_id)
+        except Exception as exc:  # the database is still away: next time
+            logger.warning("cards of expired plans: database unavailable (%s)", type(exc).__name__)
+            return 0
+        return sum(self._show(plan, "EXPIRED", expired_card(plan)) for plan in plans)
+
+    def show_expired(self, plan_id: int) -> None:
+        """A click found plan `plan_id` EXPIRED: its card says so now (unless it shows a newer plan)."""
+        self._expired(plan_id)
+
+    def _show(self, plan: PlanRecord, state: str, card: SlackMessage) -> bool:
+        """Put `card` on the plan's card and remember that it shows `state`."""
+        if not (plan.channel and plan.message_ts) or not self.cards.update(plan.channel, plan.message_ts, card):
+            return False
+        try:
+            self.store.mark_card(plan.id, state)
+        except Exception as exc:
+            logger.warning("could not remember the card of plan %s: %s", plan.id, type(exc).__name__)
+            return False
+        return True
 
     def _loop(self) -> None:
         while True:
@@ -132,7 +165,7 @@ class InterruptedCards:
             if self._stop.wait(self.interval):
                 return
 
-    def start(self) -> InterruptedCards:
+    def start(self) -> CardSweep:
         self._thread = threading.Thread(target=self._loop, name="sstp-cards", daemon=True)
         self._thread.start()
         return self
@@ -141,3 +174,7 @@ class InterruptedCards:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+
+
+#: The sweep's name before it also brought EXPIRED cards up to date.
+InterruptedCards = CardSweep

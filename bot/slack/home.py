@@ -27,7 +27,7 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 from bot.operations import FleetRow, ForecastCache, fleet_rows
-from bot.slack.messages import STATUS_EMOJI, escape
+from bot.slack.messages import STATUS_EMOJI, escape, superseded_from_home
 from bot.slack.ports import slack_actor
 from commands.model import format_time
 
@@ -175,7 +175,12 @@ class FleetHome:
                                details={"source": "slack", "from": "app_home", "server": name[:255]})
             self.publish(user)
             return
-        self.service.check([server], slack_actor(user))
+        # The Home tab is a personal view: no approver sees it and a plan shown there could not be
+        # clicked on its own card (DESIGN 8, `approvals`). So this check proposes nothing; it still
+        # supersedes older proposals (DESIGN 6), and their cards lose their buttons like after
+        # `/sstp check`, pointing to the command that makes a fresh plan in the channel.
+        for outcome in self.service.check([server], slack_actor(user), propose=False):
+            self.bot.cards.retire(outcome, superseded_from_home(server.name))
         self.publish(user)
 
 

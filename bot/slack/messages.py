@@ -232,6 +232,14 @@ PLAN_STATE_LINES = {
 }
 
 
+def superseded_from_home(server: str) -> str:
+    """On the card of a plan that a check from the App Home replaced: that check proposes no plan."""
+    return (
+        ":arrows_counterclockwise: A newer check (from the App Home) replaced this plan; it can no longer be "
+        f"approved. Run `/sstp check {escape(server)}` here for a fresh plan."
+    )
+
+
 def interrupted_hint(server: str) -> str:
     """Under an INTERRUPTED card: what the operator should do now."""
     return f"The server may be half-fixed: run `/sstp check {escape(server)}` before anything else."

@@ -32,6 +32,7 @@ class ServicePort(Protocol):
         on_result: Callable[[CheckOutcome], None] | None = None,
         wait: bool = True,
         on_busy: Callable[[ServerConfig], None] | None = None,
+        propose: bool = True,
     ) -> Sequence[CheckOutcome]: ...
 
     def attach_message(self, plan_id: int, channel: str, ts: str) -> None: ...

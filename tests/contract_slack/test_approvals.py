@@ -179,13 +179,60 @@ def test_two_person_rule_off_lets_the_requester_approve(tmp_path: Path, slack_ap
             stack.close()
 
 
-def test_click_after_plan_ttl_is_refused_audited_and_the_card_is_untouched(stack: LabStack, clock: FakeClock) -> None:
+def test_click_after_plan_ttl_is_refused_audited_and_the_card_says_expired(stack: LabStack, clock: FakeClock) -> None:
     plan_id, ts = check(stack)
     report = stack.updates_of(ts)[-1]
     assert "expires" in all_text(report).lower()  # the card says until when it can be approved
     clock.advance(minutes=15, seconds=1)
     stack.harness.click(plan_id, user=APPROVER, message_ts=ts)
-    assert_refused(stack, plan_id, APPROVER, ("expired",), ts, state="EXPIRED", card_untouched=True)
+    assert_refused(stack, plan_id, APPROVER, ("expired",), ts, state="EXPIRED", card_untouched=False)
+    card = stack.updates_of(ts)[-1]
+    assert buttons(card) == [], "the expired card still offers Approve"
+    assert "This plan expired" in all_text(card) and IIS in all_text(card)
+    updates = len(stack.updates_of(ts))
+    stack.harness.click(plan_id, approve=False, user=APPROVER2, message_ts=ts)  # a client that had not refreshed
+    assert_refused(stack, plan_id, APPROVER2, ("expired",), ts, state="EXPIRED", card_untouched=False)
+    assert len(stack.updates_of(ts)) == updates, "an expired card is updated once"
+    sweep = stack.harness.app.sstp.card_sweep
+    assert sweep is not None
+    sweep.sweep()
+    assert len(stack.updates_of(ts)) == updates, "the card sweep updated the expired card again"
+
+
+def test_an_expired_plan_s_card_loses_its_buttons_without_a_click(stack: LabStack, clock: FakeClock) -> None:
+    plan_id, ts = check(stack)
+    sweep = stack.harness.app.sstp.card_sweep
+    assert sweep is not None
+    sweep.sweep()
+    assert buttons(stack.updates_of(ts)[-1]), "a plan within its time lost its buttons"
+    clock.advance(minutes=15, seconds=1)
+    sweep.sweep()  # the bot's own pass, every 15 s in `serve`: it expires due plans and shows it
+    assert stack.service.get_plan(plan_id).state == "EXPIRED"
+    card = stack.updates_of(ts)[-1]
+    assert buttons(card) == [] and "This plan expired" in all_text(card)
+    updates = len(stack.updates_of(ts))
+    sweep.sweep()
+    assert len(stack.updates_of(ts)) == updates, "an expired card is updated once"
+    assert stack.slack_api.calls_to("chat.postEphemeral") == []
+
+
+def test_an_expired_plan_does_not_touch_a_card_that_moved_to_a_newer_plan(stack: LabStack, clock: FakeClock) -> None:
+    # A scheduled sweep moves a server's alert card from its undecided plan to the newest plan's
+    # (`SweepAlerts._carry_card`); the older plan expiring must not take the newer plan's buttons away.
+    old_id, ts = check(stack)
+    clock.advance(minutes=15, seconds=1)
+    stack.harness.command(f"check {IIS}", user=OPERATOR2)
+    new_id, new_ts = stack.plan_from_last_report()
+    assert stack.service.get_plan(old_id).state == "EXPIRED" and new_ts != ts
+    stack.service.attach_message(new_id, CHANNEL, ts)  # what the alert card's move records
+    stack.harness.app.client.chat_update(channel=CHANNEL, ts=ts, text="the newer plan's report")
+    updates = len(stack.updates_of(ts))
+    sweep = stack.harness.app.sstp.card_sweep
+    assert sweep is not None
+    sweep.sweep()
+    stack.harness.click(old_id, user=APPROVER, message_ts=ts)  # the old plan's button, from a stale client
+    assert_refused(stack, old_id, APPROVER, ("expired",), ts, state="EXPIRED", card_untouched=False)
+    assert len(stack.updates_of(ts)) == updates, "the card of the newer plan was overwritten"
 
 
 def test_click_just_before_plan_ttl_is_accepted(stack: LabStack, clock: FakeClock) -> None:

@@ -20,8 +20,8 @@ from bot.service import build_service
 from bot.slack.home import HOME_CHECK_ACTION, MAX_VIEW_BLOCKS, home_view
 from commands.lab import Lab
 from tests.fakes import payloads
-from tests.fakes.blockkit import all_text
-from tests.fakes.harness import OPERATOR, OUTSIDER, Harness, build_harness
+from tests.fakes.blockkit import all_text, buttons
+from tests.fakes.harness import APPROVER, CHANNEL, OPERATOR, OUTSIDER, Harness, build_harness
 from tests.fakes.slack_api import TEAM_ID, FakeSlackApi
 
 NOW = datetime(2026, 12, 8, 9, 0, tzinfo=UTC)
@@ -144,3 +144,47 @@ def payloads_actor() -> Any:
     from bot.slack.ports import slack_actor
 
     return slack_actor(OPERATOR)
+
+
+def home_check(harness: Harness, server: str, user: str = OPERATOR) -> None:
+    """The Home tab's Check button as Slack sends it: a `block_actions` click in a view, no channel."""
+    click = payloads.block_actions(HOME_CHECK_ACTION, server, user=user)
+    click["container"] = {"type": "view", "view_id": "V0HOME001"}
+    click.pop("channel")
+    click.pop("message")
+    click["view"] = {"id": "V0HOME001", "type": "home", "blocks": []}
+    response = harness.app.dispatch(BoltRequest(body=payloads.actions_body(click),
+                                                headers={"content-type": ["application/x-www-form-urlencoded"]}))
+    assert response.status == 200
+    harness.drain()
+
+
+def test_a_home_check_retires_the_channel_card_it_supersedes_and_leaves_no_plan_without_a_card(
+    tmp_path: Path, slack_api: FakeSlackApi
+) -> None:
+    with Lab(["iis-binding"]) as lab:
+        config = load_config(lab.write_config(tmp_path / "lab.toml"), {})
+        config = replace(config, slack=replace(config.slack, operators=(OPERATOR,), approvers=(APPROVER,)))
+        service = build_service(config, {}, lambda: datetime.now(UTC))
+        harness = build_harness(service, config, slack_api)
+        try:
+            harness.command("check vpn-iis", user=OPERATOR)
+            (card,) = [c.body for c in slack_api.calls_to("chat.update") if buttons(c.body)]
+            plan_id = int(buttons(card)[0]["value"])
+            card_ts = card["ts"]
+
+            home_check(harness, "vpn-iis")
+
+            # The channel card of the plan the Home check replaced no longer offers Approve/Reject.
+            assert service.get_plan(plan_id).state == "SUPERSEDED"
+            retired = [c.body for c in slack_api.calls_to("chat.update") if c.body["ts"] == card_ts][-1]
+            assert retired["channel"] == CHANNEL and buttons(retired) == []
+            assert "replaced this plan" in all_text(retired) and "/sstp check vpn-iis" in all_text(retired)
+            # No plan is left PROPOSED where no card can approve it.
+            plans = [e.plan for e in service.history("vpn-iis", 50) if e.plan is not None]
+            assert [p.id for p in plans if p.state == "PROPOSED" and p.message_ts is None] == []
+            # The Home tab shows the new result.
+            assert "IIS_HTTPS_BINDING" in all_text(slack_api.views[OPERATOR])
+        finally:
+            harness.close()
+            service.close()

@@ -129,6 +129,7 @@ class FakeService:
         on_result: Callable[[CheckOutcome], None] | None = None,
         wait: bool = True,  # the fake has no server locks: nothing is ever busy
         on_busy: Callable[[ServerConfig], None] | None = None,
+        propose: bool = True,
     ) -> list[CheckOutcome]:
         self._call("check", tuple(s.name for s in servers), actor)
         from concurrent.futures import ThreadPoolExecutor
@@ -148,7 +149,7 @@ class FakeService:
                     if plan.server == server.name and plan.state == "PROPOSED" and result.status != "error":
                         self.plans[pid] = replace(plan, state="SUPERSEDED")
                         superseded.append(self.plans[pid])
-                if result.plan is not None:
+                if result.plan is not None and propose:
                     plan_id = next(self._ids)
                     self.plans[plan_id] = PlanRecord(
                         id=plan_id, check_id=check_id, server=server.name, state="PROPOSED",

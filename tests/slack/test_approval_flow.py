@@ -107,10 +107,14 @@ def test_own_request_under_two_person_rule(slack_api: FakeSlackApi) -> None:
 
 
 def test_expired_plan(service: FakeService, harness: Harness, slack_api: FakeSlackApi, card: tuple[int, str]) -> None:
+    plan_id, ts = card
     service.now = lambda: T0 + timedelta(minutes=16)
-    harness.click(card[0])
-    assert_refused(slack_api, service, APPROVER, "expired")
-    assert service.plans[card[0]].state == "EXPIRED"
+    harness.click(plan_id)
+    (eph,) = slack_api.wait_for("chat.postEphemeral")
+    assert eph.body["user"] == APPROVER and "expired" in eph.body["text"]
+    assert service.plans[plan_id].state == "EXPIRED" and service.count("execute") == 0
+    (expired,) = card_updates(slack_api, ts)  # the card says so and loses its buttons
+    assert "This plan expired" in all_text(expired) and buttons(expired) == []
 
 
 def test_superseded_plan(service: FakeService, harness: Harness, slack_api: FakeSlackApi, card: tuple[int, str]) -> None:
