@@ -174,7 +174,3 @@ class CardSweep:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
-
-
-#: The sweep's name before it also brought EXPIRED cards up to date.
-InterruptedCards = CardSweep
