@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -21,6 +21,7 @@ from slack_sdk.errors import SlackApiError, SlackRequestError
 from bot.operations import CertificateForecast, Change, Forecast, PeriodicJobs, SweepReport
 from bot.slack import blocks, messages
 from bot.slack.blocks import SlackMessage
+from bot.slack.cards import Cards, api_error
 from commands.errors import ConfigError, SstpBotError
 from commands.model import as_utc
 
@@ -62,6 +63,7 @@ class SweepAlerts:
         self.client = client
         self.service = service
         self.channel = channel
+        self.cards = Cards(client)
 
     # --- sweeps ----------------------------------------------------------------------------------
     def publish_sweep(self, report: SweepReport) -> None:
@@ -71,9 +73,11 @@ class SweepAlerts:
             try:
                 change = changes.get(outcome.result.server)
                 if change is None:
-                    self._carry_card(outcome, report)
+                    carried = self._carry_card(outcome, report)
+                    self.cards.retire(outcome, keep=carried)
                 else:
                     self._post_change(change, outcome)
+                    self.cards.retire(outcome)
             except Exception:
                 logger.exception("could not post the sweep result of %s", outcome.result.server)
 
@@ -88,31 +92,23 @@ class SweepAlerts:
             ts = self._post(self._report(outcome))
             if ts is not None and outcome.plan_id is not None:
                 self.service.attach_message(outcome.plan_id, self.channel, ts)
-        self._retire(outcome)
 
-    def _carry_card(self, outcome: CheckOutcome, report: SweepReport) -> None:
-        """Nothing changed: move the server's alert card (if any) to this sweep's plan, unposted."""
+    def _carry_card(self, outcome: CheckOutcome, report: SweepReport) -> tuple[str, str] | None:
+        """Nothing changed: move the server's alert card (if any) to this sweep's plan, unposted.
+        Returns the card (channel, ts) when it now shows the new plan."""
         previous = report.previous.get(outcome.result.server)
         if outcome.plan_id is None or previous is None or previous.plan_id is None:
-            return
+            return None
         try:
             old = self.service.get_plan(previous.plan_id)
         except SstpBotError:
-            return
+            return None
         if old.channel != self.channel or not old.message_ts or old.state not in _UNDECIDED:
-            return
-        if self._update(old.message_ts, self._report(outcome)):
-            self.service.attach_message(outcome.plan_id, self.channel, old.message_ts)
-
-    def _retire(self, outcome: CheckOutcome) -> None:
-        """Take the buttons off the cards of the proposals this sweep's check replaced (DESIGN 6)."""
-        for plan in outcome.superseded:
-            if plan.channel and plan.message_ts:
-                card = blocks.plan_card(plan, [messages.PLAN_STATE_LINES["SUPERSEDED"]])
-                try:
-                    self.client.chat_update(channel=plan.channel, ts=plan.message_ts, **card.payload())
-                except (SlackApiError, SlackRequestError, OSError) as exc:
-                    logger.warning("chat.update failed: %s", _api_error(exc))
+            return None
+        if not self.cards.update(self.channel, old.message_ts, self._report(outcome)):
+            return None
+        self.service.attach_message(outcome.plan_id, self.channel, old.message_ts)
+        return self.channel, old.message_ts
 
     def _report(self, outcome: CheckOutcome) -> SlackMessage:
         expires_at = None
@@ -125,26 +121,7 @@ class SweepAlerts:
         return blocks.report(outcome.result, plan_id, expires_at)
 
     def _post(self, message: SlackMessage) -> str | None:
-        try:
-            response = self.client.chat_postMessage(channel=self.channel, **message.payload())
-        except (SlackApiError, SlackRequestError, OSError) as exc:
-            logger.warning("alert: chat.postMessage failed: %s", _api_error(exc))
-            return None
-        ts = str(response["ts"])
-        for reply in message.thread:
-            try:
-                self.client.chat_postMessage(channel=self.channel, thread_ts=ts, **reply.payload())
-            except (SlackApiError, SlackRequestError, OSError) as exc:
-                logger.warning("alert: thread reply failed: %s", _api_error(exc))
-        return ts
-
-    def _update(self, ts: str, message: SlackMessage) -> bool:
-        try:
-            self.client.chat_update(channel=self.channel, ts=ts, **message.payload())
-            return True
-        except (SlackApiError, SlackRequestError, OSError) as exc:
-            logger.warning("alert: chat.update failed: %s", _api_error(exc))
-            return False
+        return self.cards.post_quietly(self.channel, message)
 
     # --- the weekly digest -------------------------------------------------------------------------
     def publish_digest(self, result: Forecast, now: datetime | None = None) -> None:
@@ -173,7 +150,7 @@ class SweepAlerts:
                 initial_comment=text,
             )
         except (SlackApiError, SlackRequestError, OSError) as exc:
-            logger.warning("digest: files_upload_v2 failed: %s", _api_error(exc))
+            logger.warning("digest: files_upload_v2 failed: %s", api_error(exc))
 
 
 def start_schedule(client: WebClient, service: Service, stop: threading.Event,
@@ -183,18 +160,22 @@ def start_schedule(client: WebClient, service: Service, stop: threading.Event,
     if schedule.sweep_every_minutes <= 0 and not schedule.alert_channel:
         return None
     alerts = SweepAlerts(client, service, schedule.alert_channel) if schedule.alert_channel else None
-    jobs = PeriodicJobs(
-        service,
-        on_sweep=alerts.publish_sweep if alerts else None,
-        on_digest=alerts.publish_digest if alerts else None,
-    )
+    jobs = PeriodicJobs(service, on_sweep=sweep_publisher(client, alerts),
+                        on_digest=alerts.publish_digest if alerts else None)
     jobs.start(stop, poll_seconds)
     return jobs
 
 
-def _api_error(exc: Exception) -> str:
-    if isinstance(exc, SlackApiError):
-        return str(exc.response.get("error", "unknown error"))
-    return type(exc).__name__
+def sweep_publisher(client: WebClient, alerts: SweepAlerts | None) -> Callable[[SweepReport], None]:
+    """What `serve` does after each scheduled sweep: post its changes in the alert channel, if there
+    is one. Without one nothing is posted, but the cards the sweep's checks superseded (a `/sstp
+    check` card, say) still lose their buttons, as after any other check (DESIGN 6)."""
+    if alerts is not None:
+        return alerts.publish_sweep
+    cards = Cards(client)
 
+    def retire(report: SweepReport) -> None:
+        for outcome in report.outcomes:
+            cards.retire(outcome)
 
+    return retire

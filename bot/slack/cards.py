@@ -80,13 +80,15 @@ class Cards:
         except (SlackApiError, SlackRequestError, OSError) as exc:
             logger.warning("chat.postEphemeral failed: %s", api_error(exc))
 
-    def retire(self, outcome: CheckOutcome, line: str = messages.PLAN_STATE_LINES["SUPERSEDED"]) -> None:
+    def retire(self, outcome: CheckOutcome, line: str = messages.PLAN_STATE_LINES["SUPERSEDED"],
+               *, keep: tuple[str, str] | None = None) -> None:
         """Take the buttons off the cards of the proposals this check replaced (DESIGN 6), so nobody
         clicks a plan that can no longer be approved; `line` says why on each card. Best effort: a
         click on one is refused anyway. Every check that supersedes (a slash check, a fleet check, a
-        scheduled sweep, the App Home's Check button) retires the cards through here."""
+        scheduled sweep, the App Home's Check button) retires the cards through here; `keep` is a
+        card (channel, ts) that now shows the newer plan (a sweep's alert card moved on)."""
         for plan in outcome.superseded:
-            if plan.channel and plan.message_ts:
+            if plan.channel and plan.message_ts and (plan.channel, plan.message_ts) != keep:
                 self.update(plan.channel, plan.message_ts, blocks.plan_card(plan, [line]))
 
 

@@ -104,3 +104,41 @@ def test_sweeps_post_only_changes_with_plan_buttons(tmp_path: Path, slack_api: F
         finally:
             harness.close()
             service.close()
+
+
+@pytest.mark.parametrize("alert_channel", ["", ALERTS])
+def test_a_scheduled_sweep_takes_the_buttons_off_the_cards_it_superseded(
+        tmp_path: Path, slack_api: FakeSlackApi, alert_channel: str) -> None:
+    """DESIGN 6: a newer check supersedes older proposals, whoever ran it. A `/sstp check` card whose
+    plan a scheduled sweep replaced loses its buttons, with or without an alert channel (where
+    nothing is posted for a server that did not change)."""
+    from bot.slack.alerts import sweep_publisher
+    from tests.fakes.harness import CHANNEL
+
+    with Lab(["iis-binding"]) as lab:
+        config = load_config(lab.write_config(tmp_path / "lab.toml"), {})
+        config = replace(config, schedule=ScheduleConfig(sweep_every_minutes=5, alert_channel=alert_channel),
+                         slack=replace(config.slack, approvers=(APPROVER,)))
+        service = build_service(config, {}, lambda: datetime.now(UTC))
+        harness = build_harness(service, config, slack_api)
+        alerts = SweepAlerts(harness.app.client, service, alert_channel) if alert_channel else None
+        jobs = PeriodicJobs(service, on_sweep=sweep_publisher(harness.app.client, alerts), holder="test-bot")
+        try:
+            if alert_channel:
+                jobs.run_due(T0)  # the server's first check: an alert card in the alert channel
+                assert len(posts(slack_api)) == 1
+            harness.command("check vpn-iis")
+            slash_plan = {r.server: r for r in service.status()}["vpn-iis"].plan_id
+            assert slash_plan is not None
+            card_ts = service.get_plan(slash_plan).message_ts
+            assert card_ts is not None and buttons(slack_api.messages[(CHANNEL, card_ts)])
+
+            jobs.run_due(T0 + timedelta(minutes=5))  # nothing changed since the slash check
+
+            assert service.get_plan(slash_plan).state == "SUPERSEDED"
+            card = slack_api.messages[(CHANNEL, card_ts)]
+            assert not buttons(card) and "replaced" in all_text(card).lower()
+            assert len(posts(slack_api)) == (1 if alert_channel else 0)  # no change: nothing new posted
+        finally:
+            harness.close()
+            service.close()
