@@ -78,6 +78,7 @@ class Analysis:
     public_name: str | None
     sstp_certificate: StoredCertificate | None
     sstp_thumbprints: frozenset[str]  # SHA-1 values that identify the SSTP certificate
+    sstp_sha256: str | None  # the configured SHA256CertificateHash (HTTPS mode), even when not in the store
     ip_bindings: tuple[SslBinding, ...]  # on the SSTP port
     sni_bindings: tuple[SslBinding, ...]  # on the SSTP port
     url_conflicts: tuple[UrlReservation, ...]  # root reservations of the SSTP port (DESIGN 4 [2])
@@ -87,14 +88,46 @@ class Analysis:
     directaccess: bool
     current_valid: bool
     renewal: StoredCertificate | None
-    target: StoredCertificate | None  # the certificate a fix binds (None: no valid candidate)
+    preferred: StoredCertificate | None  # the certificate SSTP should use (DESIGN 5), bindable or not
+    target: StoredCertificate | None  # the certificate a fix binds (None: no valid candidate, or DirectAccess)
 
     @property
     def sstp_identity_known(self) -> bool:
-        return bool(self.sstp_thumbprints)
+        return bool(self.sstp_thumbprints) or self.sstp_sha256 is not None
 
     def is_sstp_certificate(self, thumbprint: str | None) -> bool:
         return thumbprint is not None and normalise_hex(thumbprint) in self.sstp_thumbprints
+
+    def is_other_certificate(self, thumbprint: str | None) -> bool:
+        """A binding with this certificate hash is known not to serve the SSTP certificate.
+
+        HTTP.sys bindings carry SHA-1 hashes. When SSTP is configured by SHA-256 alone and that
+        certificate is not in the store, no SHA-1 value identifies it: a bound certificate found in the
+        store with another SHA-256 is still known to be another one; one the store lacks may be SSTP's.
+        """
+        if self.is_sstp_certificate(thumbprint):
+            return False
+        if self.sstp_thumbprints or thumbprint is None:
+            return self.sstp_identity_known
+        if self.sstp_sha256 is None:
+            return False
+        bound = self.certificate(thumbprint)
+        return bound is not None and bound.sha256 != self.sstp_sha256
+
+    @property
+    def held_back_by_directaccess(self) -> bool:
+        """SSTP should use another certificate, but DirectAccess forbids the bot to change it (DESIGN 4 [2])."""
+        preferred, current = self.preferred, self.sstp_certificate
+        return (
+            self.directaccess
+            and preferred is not None
+            and (current is None or preferred.thumbprint != current.thumbprint)
+        )
+
+    @property
+    def replacement_names(self) -> tuple[str, ...] | None:
+        """The names a replacement certificate must be valid for; None when unknown."""
+        return replacement_names(self.sstp_certificate, self.public_name)
 
     def ip_binding(self, host: str) -> SslBinding | None:
         return next((b for b in self.ip_bindings if b.host == host), None)
@@ -178,6 +211,22 @@ def _covers(candidate: CertificateInfo, names: Iterable[str]) -> bool:
     return all(candidate.matches(name) for name in names)
 
 
+def replacement_names(sstp_certificate: StoredCertificate | None, public_name: str | None) -> tuple[str, ...] | None:
+    """The names another certificate must be valid for to stand in for the SSTP certificate: the public
+    name; without one, the names the SSTP certificate is valid for (its `identities`: the DNS SANs when
+    it has any, else the CN, plus IP SANs; a CN beside DNS SANs is often a display name such as "VPN
+    Server" that no client matches, RFC 6125). None when neither is known (no public name, and the SSTP
+    certificate is missing, unreadable or names nothing): then the bot cannot tell which certificate is
+    meant for VPN clients.
+    """
+    if public_name is not None:
+        return (public_name,)
+    info = sstp_certificate.info if sstp_certificate is not None else None
+    if info is None or not info.identities:
+        return None
+    return info.identities
+
+
 def _best(certs: Iterable[StoredCertificate]) -> StoredCertificate | None:
     def rank(cert: StoredCertificate) -> tuple[Any, ...]:
         info = cert.info
@@ -226,9 +275,10 @@ def _renewal(
     candidates: list[StoredCertificate], sstp_certificate: StoredCertificate | None
 ) -> StoredCertificate | None:
     """A valid candidate for the same names that lasts longer than the certificate SSTP uses, whether or
-    not that one is still valid (DOMAIN 6, renewal pitfall)."""
+    not that one is still valid (DOMAIN 6, renewal pitfall). "The same names" are the names the SSTP
+    certificate is valid for as clients match it (`CertificateInfo.identities`), not its display CN."""
     current = sstp_certificate.info if sstp_certificate is not None else None
-    if sstp_certificate is None or current is None:
+    if sstp_certificate is None or current is None or not current.identities:
         return None
     return _best(
         c
@@ -236,8 +286,15 @@ def _renewal(
         if c.thumbprint != sstp_certificate.thumbprint
         and c.info is not None
         and c.info.not_after > current.not_after
-        and _covers(c.info, current.names)
+        and _covers(c.info, current.identities)
     )
+
+
+@dataclass(frozen=True)
+class _Choice:
+    renewal: StoredCertificate | None  # a newer certificate for the same names (SSTP_CERT_RENEWAL_NOT_BOUND)
+    preferred: StoredCertificate | None  # the certificate SSTP should use (DESIGN 5)
+    target: StoredCertificate | None  # the one a fix binds
 
 
 def _choose_target(
@@ -245,19 +302,25 @@ def _choose_target(
     sstp_certificate: StoredCertificate | None,
     public_name: str | None,
     current_valid: bool,
+    directaccess: bool,
     now: datetime,
-) -> tuple[StoredCertificate | None, StoredCertificate | None]:
-    """(renewal, target): the newer certificate SSTP should use, and the one a fix binds."""
+) -> _Choice:
+    """DESIGN 5: the current certificate if valid (its renewal when there is one), else the best valid
+    candidate for the public name (without one: for the SSTP certificate's names, else none at all)."""
     candidates = [c for c in snapshot.certificates or () if is_valid_candidate(c, public_name, now)]
     renewal = _renewal(candidates, sstp_certificate)
+    preferred: StoredCertificate | None
     if current_valid and sstp_certificate is not None:
-        return renewal, renewal or sstp_certificate
-    current_names = sstp_certificate.info.names if sstp_certificate is not None and sstp_certificate.info else ()
-    if public_name is None and current_names:
-        # No public name configured: a replacement must carry the names of the certificate it replaces,
-        # or the bot would be guessing which certificate is meant for VPN clients.
-        candidates = [c for c in candidates if c.info is not None and _covers(c.info, current_names)]
-    return renewal, _best(candidates)
+        preferred = renewal or sstp_certificate
+    else:
+        # A replacement must carry the names clients dial, or the bot would be guessing which
+        # certificate is meant for VPN clients (a web server's, an AD FS one): none when they are unknown.
+        names = replacement_names(sstp_certificate, public_name)
+        preferred = _best(c for c in candidates if names is not None and c.info is not None and _covers(c.info, names))
+    # DirectAccess ties the certificate to its own settings (DESIGN 4 [2], DOMAIN 14): a fix may bind
+    # only the certificate SSTP already uses, and only while that one is valid.
+    target = (sstp_certificate if current_valid else None) if directaccess else preferred
+    return _Choice(renewal, preferred, target)
 
 
 @dataclass(frozen=True)
@@ -303,10 +366,11 @@ def analyse(snapshot: Snapshot, server: ServerConfig, now: datetime) -> Analysis
     sstp_certificate, thumbprints = _sstp_certificate(snapshot, https)
     on_port = _on_port(snapshot, port, https)
     current_valid = sstp_certificate is not None and is_valid_candidate(sstp_certificate, public_name, now)
-    renewal, target = (None, None)
-    if https:
-        renewal, target = _choose_target(snapshot, sstp_certificate, public_name, current_valid, now)
     remote_access = sstp.remote_access if sstp is not None else None
+    directaccess = bool(remote_access is not None and remote_access.directaccess)
+    choice = _Choice(None, None, None)
+    if https:
+        choice = _choose_target(snapshot, sstp_certificate, public_name, current_valid, directaccess, now)
     return Analysis(
         snapshot=snapshot,
         server=server,
@@ -316,16 +380,18 @@ def analyse(snapshot: Snapshot, server: ServerConfig, now: datetime) -> Analysis
         public_name=public_name,
         sstp_certificate=sstp_certificate,
         sstp_thumbprints=thumbprints,
+        sstp_sha256=sstp.sha256_hash if sstp is not None and https else None,
         ip_bindings=on_port.ip_bindings,
         sni_bindings=on_port.sni_bindings,
         url_conflicts=on_port.url_conflicts,
         iis_bindings=on_port.iis_bindings,
         listeners=on_port.listeners,
         sstp_registered=_sstp_registered(snapshot, port, https),
-        directaccess=bool(remote_access is not None and remote_access.directaccess),
+        directaccess=directaccess,
         current_valid=current_valid,
-        renewal=renewal,
-        target=target,
+        renewal=choice.renewal,
+        preferred=choice.preferred,
+        target=choice.target,
     )
 
 

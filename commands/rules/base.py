@@ -151,6 +151,15 @@ def cannot_restart_guidance(a: Analysis) -> str:
 
 
 def no_candidate_guidance(a: Analysis) -> str:
+    if a.replacement_names is None:
+        # Without a public name and a readable SSTP certificate, nothing says which name VPN clients
+        # dial: binding whatever certificate is in the store could serve a web server's name to them.
+        return (
+            "No automatic fix: the certificate SSTP is configured with is not in LocalMachine\\My (or cannot be "
+            "read, or names no host) and this server has no public_name, so the bot cannot tell which certificate VPN clients "
+            "expect. Set public_name for this server in the configuration (or bind the right certificate in "
+            "the Remote Access Management console), then check again."
+        )
     return (
         "No automatic fix: no certificate in LocalMachine\\My has a usable private key, the Server "
         "Authentication EKU, a current validity period, a key and signature Windows clients accept"
@@ -171,11 +180,9 @@ def rebind_guidance(a: Analysis) -> str | None:
     if not a.https:
         return "No automatic fix with TLS offload (UseHttps = 0): remove the binding by hand."
     if a.target is None:
-        return no_candidate_guidance(a)
+        return DIRECTACCESS_GUIDANCE if a.held_back_by_directaccess else no_candidate_guidance(a)
     if not a.can_restart:
         return cannot_restart_guidance(a)
-    if a.directaccess and a.replaces_certificate:
-        return DIRECTACCESS_GUIDANCE
     return None
 
 

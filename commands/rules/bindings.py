@@ -73,7 +73,8 @@ def sstp_evidence(a: Analysis) -> dict[str, Any]:
 
 
 def _sstp_description(a: Analysis) -> str:
-    return describe_certificate(a.sstp_certificate, next(iter(sorted(a.sstp_thumbprints)), None))
+    configured = next(iter(sorted(a.sstp_thumbprints)), None) or (f"SHA-256 {a.sstp_sha256}" if a.sstp_sha256 else None)
+    return describe_certificate(a.sstp_certificate, configured)
 
 
 def detect(a: Analysis, prior: Sequence[Detected] = ()) -> list[Detected]:
@@ -99,7 +100,7 @@ def _hash_mismatch(a: Analysis, out: Collected) -> None:
     """The certificate HTTP.sys presents on 0.0.0.0/[::] is not the one SSTP checks (the seed's error)."""
     if not a.sstp_identity_known:
         return
-    wrong = [b for b in a.ip_bindings if b.host in WILDCARD_HOSTS and not a.is_sstp_certificate(b.cert_hash)]
+    wrong = [b for b in a.ip_bindings if b.host in WILDCARD_HOSTS and a.is_other_certificate(b.cert_hash)]
     if not wrong:
         return
     endpoints = ", ".join(b.endpoint for b in wrong)
@@ -130,7 +131,7 @@ def _ip_binding_mismatch(a: Analysis, out: Collected) -> None:
     if not a.sstp_identity_known:
         return
     for b in a.ip_bindings:
-        if b.host in WILDCARD_HOSTS or not is_sstp_app_id(b.app_id) or a.is_sstp_certificate(b.cert_hash):
+        if b.host in WILDCARD_HOSTS or not is_sstp_app_id(b.app_id) or not a.is_other_certificate(b.cert_hash):
             continue
         out.add(
             finding(

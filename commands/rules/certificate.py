@@ -18,7 +18,15 @@ from typing import Any
 from commands.analysis import Analysis, certificate_evidence
 from commands.certs import CertificateInfo
 from commands.model import Subject, format_time
-from commands.rules.base import Collected, Detected, Remedy, finding, rebind, rebind_guidance
+from commands.rules.base import (
+    DIRECTACCESS_GUIDANCE,
+    Collected,
+    Detected,
+    Remedy,
+    finding,
+    rebind,
+    rebind_guidance,
+)
 from commands.snapshot import StoredCertificate, normalise_hex
 
 RENEW_GUIDANCE = "Renew or replace the certificate, then check again: the bot offers to bind the new one."
@@ -65,7 +73,7 @@ def _replace(a: Analysis) -> Remedy:
     """Bind the chosen certificate instead of the SSTP certificate (or say why the bot cannot)."""
     if a.replaces_certificate:
         return rebind(a)
-    return Remedy(guidance=rebind_guidance(a) or RENEW_GUIDANCE)
+    return Remedy(guidance=rebind_guidance(a) or _kept_guidance(a))
 
 
 def _replace_if(a: Analysis, better: Callable[[CertificateInfo], bool]) -> Remedy:
@@ -73,17 +81,24 @@ def _replace_if(a: Analysis, better: Callable[[CertificateInfo], bool]) -> Remed
     target = a.target
     if a.replaces_certificate and target is not None and target.info is not None and better(target.info):
         return rebind(a)
-    if a.target is None:
+    if a.target is None or not a.can_restart:
         return Remedy(guidance=rebind_guidance(a) or RENEW_GUIDANCE)
-    if not a.can_restart:
-        return Remedy(guidance=rebind_guidance(a) or RENEW_GUIDANCE)
+    preferred = a.preferred
+    if a.held_back_by_directaccess and preferred is not None and preferred.info is not None and better(preferred.info):
+        return Remedy(guidance=DIRECTACCESS_GUIDANCE)
     return Remedy(guidance=RENEW_GUIDANCE)
+
+
+def _kept_guidance(a: Analysis) -> str:
+    """Why the SSTP certificate stays although a fix could bind: a better one is in the store but
+    DirectAccess forbids the change, or there is none (renew)."""
+    return DIRECTACCESS_GUIDANCE if a.held_back_by_directaccess else RENEW_GUIDANCE
 
 
 def _base(a: Analysis, cert: StoredCertificate) -> dict[str, Any]:
     return {
         "certificate": certificate_evidence(cert),
-        "candidate": certificate_evidence(a.target if a.target is not cert else None),
+        "candidate": certificate_evidence(a.preferred if a.preferred is not cert else None),
     }
 
 
@@ -107,7 +122,7 @@ def _not_found(a: Analysis, out: Collected) -> None:
             sstp_sha1_hash=sstp.sha1_hash,
             remote_access_thumbprint=sstp.remote_access.thumbprint if sstp.remote_access else None,
             store_thumbprints=[c.thumbprint for c in a.snapshot.certificates],
-            candidate=certificate_evidence(a.target),
+            candidate=certificate_evidence(a.preferred),
         ),
         _replace(a),
     )

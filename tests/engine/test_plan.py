@@ -337,3 +337,99 @@ def test_a_wrong_specific_ip_binding_owned_by_sstp_is_deleted_without_rebinding(
     result = plan(parse_snapshot(snap), findings, server(), NOW)
     assert result is not None and finding.fixable
     assert [(s.action, s.params) for s in result.steps] == [("delete_httpsys_binding", {"Endpoint": "10.0.0.5:443"})]
+
+
+# --- which certificate a renewal must cover: the names it is valid for (DESIGN 4 [2], RFC 6125) -----
+
+
+def _display_name_cert(**kwargs: Any) -> Any:
+    """A certificate whose CN is a display name and whose DNS SAN is the host name clients dial."""
+    return cert(common_name="VPN Server", dns_names=("vpn.example.com",), **kwargs)
+
+
+def test_renewal_of_a_certificate_with_a_display_name_cn_is_found() -> None:
+    current = _display_name_cert(not_after=NOW + timedelta(days=200))
+    renewal = _display_name_cert(not_after=NOW + timedelta(days=600))
+    snap = add_cert(use_sstp_cert(healthy(), current), renewal)
+    p, findings = _plan(snap)
+    assert only(findings, "SSTP_CERT_RENEWAL_NOT_BOUND").fixable
+    assert p is not None and p.steps[-1].params == {"Thumbprint": renewal.thumbprint}
+
+
+def test_expired_display_name_certificate_without_public_name_is_replaced_by_its_renewal() -> None:
+    current = _display_name_cert(not_before=NOW - timedelta(days=400), not_after=NOW - timedelta(days=1))
+    renewal = _display_name_cert(not_after=NOW + timedelta(days=400))
+    snap = add_cert(use_sstp_cert(healthy(), current), renewal)
+    p, findings = _plan(snap, public_name=None)
+    assert only(findings, "SSTP_CERT_EXPIRED").fixable and only(findings, "SSTP_CERT_RENEWAL_NOT_BOUND").fixable
+    assert p is not None and p.steps[-1].params == {"Thumbprint": renewal.thumbprint}
+
+
+def test_a_renewal_must_cover_the_dns_names_not_the_display_name() -> None:
+    """Near misses: the same display name with another DNS name, or the host name only in the CN of a
+    certificate whose DNS SAN says otherwise (clients ignore that CN), is no renewal."""
+    current = _display_name_cert(not_before=NOW - timedelta(days=400), not_after=NOW - timedelta(days=1))
+    snap = use_sstp_cert(healthy(), current)
+    add_cert(snap, cert(common_name="VPN Server", dns_names=("mail.example.com",), not_after=NOW + timedelta(days=400)))
+    add_cert(snap, cert(common_name="vpn.example.com", dns_names=("mail.example.com",), not_after=NOW + timedelta(days=400)))
+    p, findings = _plan(snap, public_name=None)
+    assert p is None and "SSTP_CERT_RENEWAL_NOT_BOUND" not in {f.id for f in findings}
+    assert not only(findings, "SSTP_CERT_EXPIRED").fixable
+
+
+def test_a_certificate_without_dns_sans_is_renewed_on_its_cn() -> None:
+    current = cert(common_name="vpn.example.com", dns_names=(), not_after=NOW + timedelta(days=200))
+    renewal = cert(common_name="VPN Server", dns_names=("vpn.example.com",), not_after=NOW + timedelta(days=600))
+    snap = add_cert(use_sstp_cert(healthy(), current), renewal)
+    p, findings = _plan(snap)
+    assert only(findings, "SSTP_CERT_RENEWAL_NOT_BOUND").fixable
+    assert p is not None and p.steps[-1].params == {"Thumbprint": renewal.thumbprint}
+
+
+# --- SSTP identified by its SHA-256 alone (DESIGN 4: "SSTP certificate") --------------------------------
+
+
+def _sha256_only_certificate_gone(snap: Snap) -> Snap:
+    """SSTP names its certificate by SHA-256 only and that certificate left the store; both wildcard
+    bindings carry the IIS certificate, which is in the store."""
+    snap["sstp"]["sha1_hash"] = None
+    snap["sstp"]["remote_access"]["thumbprint"] = None
+    snap["certificates"] = [e for e in snap["certificates"] if e["thumbprint"] != sstp_cert().thumbprint]
+    add_cert(snap, iis_cert())
+    snap["http_sys"]["ip_bindings"] = [binding("0.0.0.0:443", iis_cert()), binding("[::]:443", iis_cert())]
+    return snap
+
+
+def test_hash_mismatch_is_found_by_sha256_when_no_sha1_is_configured() -> None:
+    findings = diagnose(parse_snapshot(_sha256_only_certificate_gone(healthy())), server(), NOW)
+    f = only(findings, "SSTP_HASH_MISMATCH")
+    assert f.severity == "critical" and f.evidence["sstp_sha256_hash"] == sstp_cert().sha256
+    assert [b["endpoint"] for b in f.evidence["bindings"]] == ["0.0.0.0:443", "[::]:443"]
+    assert "SSTP_CERT_NOT_FOUND" in {x.id for x in findings}
+
+
+def test_binding_of_an_unknown_certificate_is_no_mismatch_when_only_sha256_is_known() -> None:
+    """Near miss: a binding whose certificate is not in the store either may be SSTP's own (deleted)
+    certificate; by its SHA-1 alone the bot cannot tell, so it does not claim a mismatch."""
+    snap = _sha256_only_certificate_gone(healthy())
+    snap["http_sys"]["ip_bindings"] = [binding("0.0.0.0:443", sstp_cert()), binding("[::]:443", sstp_cert())]
+    findings = diagnose(parse_snapshot(snap), server(), NOW)
+    assert "SSTP_HASH_MISMATCH" not in {f.id for f in findings}
+
+
+def test_without_public_name_or_sstp_certificate_no_certificate_for_another_name_is_bound() -> None:
+    p, findings = _plan(_sha256_only_certificate_gone(healthy()), public_name=None)
+    assert p is None
+    for fid in ("SSTP_CERT_NOT_FOUND", "SSTP_HASH_MISMATCH"):
+        f = only(findings, fid)
+        assert not f.fixable and "public_name" in f.detail
+
+
+def test_sha256_only_mismatch_with_public_name_binds_a_certificate_for_that_name() -> None:
+    snap = _sha256_only_certificate_gone(healthy())
+    good = cert(not_after=NOW + timedelta(days=400))
+    add_cert(snap, good)
+    p, findings = _plan(snap)
+    assert only(findings, "SSTP_HASH_MISMATCH").fixable and only(findings, "SSTP_CERT_NOT_FOUND").fixable
+    assert _actions(p) == ["delete_httpsys_binding", "delete_httpsys_binding", "bind_sstp_certificate"]
+    assert p is not None and p.steps[-1].params == {"Thumbprint": good.thumbprint}

@@ -11,6 +11,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from commands.analysis import analyse
 from commands.diagnosis import ALL_FINDING_IDS, IIS_APP_ID, SSTP_APP_ID, diagnose
 from commands.engine import evaluate
 from commands.lab.pki import IssuedCertificate
@@ -189,7 +190,10 @@ def snapshots(draw: st.DrawFn) -> dict[str, Any]:
                         "listener_port": st.sampled_from([443, 443, 8443, None]),
                         "remote_access": st.one_of(
                             st.none(),
-                            st.fixed_dictionaries({"vpn_status": st.just("Installed"), "thumbprint": _thumbprints()}),
+                            st.fixed_dictionaries(
+                                {"vpn_status": st.just("Installed"), "thumbprint": _thumbprints()},
+                                optional={"directaccess": st.sampled_from([None, False, True])},
+                            ),
                         ),
                     }
                 ),
@@ -254,6 +258,19 @@ def test_diagnose_and_plan_are_total_and_grounded(raw: dict[str, Any], srv: Any)
             assert step.params["Url"] in urls
         elif step.action == "bind_sstp_certificate":
             assert step.params["Thumbprint"] in keyed
+    # Never worse off (DESIGN 5 [2]): a plan that deletes a wildcard binding of the SSTP port binds a
+    # certificate afterwards (RRAS recreates the wildcard bindings); under DirectAccess only the one
+    # SSTP already uses (DESIGN 4 [2]).
+    sstp = raw["sstp"] or {}
+    port = sstp.get("listener_port") or 443
+    if any(s.action == "delete_httpsys_binding" and s.params["Endpoint"] in (f"0.0.0.0:{port}", f"[::]:{port}")
+           for s in p.steps):
+        assert "bind_sstp_certificate" in actions
+    if (sstp.get("remote_access") or {}).get("directaccess"):
+        current = analyse(snapshot, srv, NOW).sstp_certificate
+        assert "delete_url_reservation" not in actions
+        assert all(current is not None and s.params["Thumbprint"] == current.thumbprint
+                   for s in p.steps if s.action == "bind_sstp_certificate")
     json.dumps(p.to_json())
 
 

@@ -5,11 +5,12 @@ a near miss (run by tests/engine/test_findings.py's cases too)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
-from commands.diagnosis import diagnose
+from commands.diagnosis import IIS_APP_ID, diagnose
 from commands.remediation import assess
 from commands.snapshot import parse_snapshot
 from commands.version import bot_version
@@ -17,6 +18,7 @@ from tests.engine.builder import (
     NOW,
     Snap,
     add_cert,
+    binding,
     cert,
     healthy,
     iis_cert,
@@ -217,6 +219,48 @@ def test_directaccess_never_changes_the_certificate_or_deletes_reservations() ->
     snap["sstp"]["remote_access"]["directaccess"] = False
     findings, p = _assess(snap)
     assert p is not None and {"bind_sstp_certificate", "delete_url_reservation"} <= {s.action for s in p.steps}
+
+
+def _directaccess_iis(*, both_wildcards: bool) -> Snap:
+    """The classic IIS error (IIS owns 0.0.0.0:443, and [::]:443 too when `both_wildcards`) on a
+    DirectAccess server whose store holds a valid renewal of the SSTP certificate."""
+    snap = with_iis_binding(healthy())
+    if both_wildcards:
+        snap["http_sys"]["ip_bindings"][1] = binding("[::]:443", iis_cert(), IIS_APP_ID)
+    add_cert(snap, cert(not_after=sstp_cert().not_after + timedelta(days=400)))
+    snap["sstp"]["remote_access"]["directaccess"] = True
+    return snap
+
+
+@pytest.mark.parametrize("both_wildcards", [True, False], ids=["both-wildcards", "ipv4-only"])
+def test_directaccess_with_a_renewal_binds_the_current_certificate_again(both_wildcards: bool) -> None:
+    """DESIGN 4 [2] and 5 [2]: the renewal is not bound (DirectAccess), but every wildcard binding the
+    plan deletes is restored with the certificate SSTP already uses."""
+    findings, p = _assess(_directaccess_iis(both_wildcards=both_wildcards))
+    assert p is not None
+    deleted = ["0.0.0.0:443", "[::]:443"] if both_wildcards else ["0.0.0.0:443"]
+    assert [(s.action, s.params) for s in p.steps] == [
+        ("remove_iis_binding", {"Site": "Default Web Site", "BindingInformation": "*:443:"}),
+        ("restart_iis", {}),
+        *[("delete_httpsys_binding", {"Endpoint": e}) for e in deleted],
+        ("bind_sstp_certificate", {"Thumbprint": sstp_cert().thumbprint}),
+    ]
+    assert only(findings, "SSTP_HASH_MISMATCH").fixable and only(findings, "IIS_HTTPS_BINDING").fixable
+    renewal = only(findings, "SSTP_CERT_RENEWAL_NOT_BOUND")
+    assert not renewal.fixable and "DirectAccess" in renewal.detail
+
+
+def test_directaccess_without_a_valid_certificate_to_keep_deletes_nothing() -> None:
+    """The SSTP certificate expired: binding the renewal would change it (DirectAccess), binding the
+    expired one again would not help, so the plan deletes no binding it could not restore."""
+    snap = _directaccess_iis(both_wildcards=True)
+    use_sstp_cert(snap, cert(not_before=NOW - timedelta(days=400), not_after=NOW - timedelta(days=1)), rebind=False)
+    findings, p = _assess(snap)
+    assert p is None
+    for fid in ("SSTP_HASH_MISMATCH", "IIS_HTTPS_BINDING", "SSTP_CERT_EXPIRED", "SSTP_CERT_RENEWAL_NOT_BOUND"):
+        f = only(findings, fid)
+        assert not f.fixable and "DirectAccess" in f.detail, fid
+    assert {f.id for f in findings if f.id == "HTTPSYS_FOREIGN_BINDING" and f.fixable} == set()
 
 
 # ---------------------------------------------------------------------------------------------- events, endpoint

@@ -109,6 +109,23 @@ def test_a_directaccess_server_gets_no_certificate_change(lab_factory):
     assert run.code in (0, 1), (run.stdout, run.stderr)
 
 
+def test_a_directaccess_server_with_the_iis_error_is_repaired_with_its_own_certificate(lab_factory):
+    """DESIGN 4 [2], 5 [2]: the renewal in the store is not bound (DirectAccess), but the plan that
+    removes IIS's binding and deletes both wildcard bindings binds the certificate SSTP already uses, so
+    both wildcard endpoints end with SSTP's binding of that certificate and the plan succeeds."""
+    setup: LabSetup = lab_factory(["directaccess-iis-binding"])
+    twin = setup.server("vpn-da-iis").twin
+    before = twin.copy_state()
+    run = setup.cli("fix", "vpn-da-iis", "--yes", "--json")
+    doc = run.json()
+    after = twin.copy_state()
+    assert doc["state"] == "SUCCEEDED", (run.stdout, run.stderr)
+    assert after.sha1_hash == before.sha1_hash and after.sha256_hash == before.sha256_hash
+    assert _wildcards(twin) == {"0.0.0.0:443": (before.sha1_hash, SSTP_APP_ID), "[::]:443": (before.sha1_hash, SSTP_APP_ID)}
+    assert [f["id"] for f in doc["after"]["findings"] if f["severity"] != "info"] == ["SSTP_CERT_RENEWAL_NOT_BOUND"]
+    assert [p["thumbprint"] for a, p in twin.actions if a == "set_sstp_certificate"] == [before.sha1_hash]
+
+
 def test_a_2_mb_probe_is_reassembled_from_several_receives(lab_factory):
     setup: LabSetup = lab_factory(["large-probe"])
     server = setup.server("vpn-large")
