@@ -9,10 +9,9 @@ exercises it (DESIGN 9 [2], DOMAIN 14):
   `Running` with SSTP's URL registered, all within the server's `restart_timeout_seconds`. Each poll is
   one short PSRP call, so no call outlasts `operation_timeout` and nothing is left running in a WinRM
   shell that is about to close (whose job object would end it, DOMAIN 14).
-- `bind_sstp_certificate(thumbprint)`: `set_sstp_certificate` (on a DirectAccess server the script
-  refuses even the certificate SSTP already uses; binding that one again goes on without it), the restart
-  above, then `add_sstp_httpsys_binding` for each wildcard endpoint still without a binding, then a
-  last look.
+- `bind_sstp_certificate(thumbprint)`: `set_sstp_certificate` (which answers "already configured",
+  unchanged, for the certificate SSTP uses, DirectAccess or not), the restart above, then
+  `add_sstp_httpsys_binding` for each wildcard endpoint still without a binding, then a last look.
 - Never worse off (DESIGN 5 [2]): after a failed step, every wildcard binding the plan deleted that is
   still missing is re-added with the certificate SSTP is configured with at that moment, and
   RemoteAccess is started if it is stopped. Both are recorded as steps of the plan (`rollback`).
@@ -209,14 +208,7 @@ class PlanExecutor:
     def _bind_sequence(self, thumbprint: str, notes: list[str], touched: list[bool]) -> StepResult:
         output = self.session.run("set_sstp_certificate", Thumbprint=thumbprint)
         if not output.get("ok"):
-            detail = str(output.get("detail", "set_sstp_certificate failed"))
-            # The script refuses on a DirectAccess server before it compares (DOMAIN 14), also for the
-            # certificate SSTP already uses; binding that one again needs no Set-RemoteAccess, only the
-            # restart and the wildcard bindings below (DESIGN 4 [2]: the certificate does not change).
-            look = {} if output.get("changed") else self._look()
-            if not _directaccess(look) or _configured_thumbprint(look) != thumbprint:
-                raise StepFailed(detail, bool(output.get("changed")))
-            output = {"ok": True, "changed": False, "detail": f"SSTP is already configured with certificate {thumbprint}"}
+            raise StepFailed(str(output.get("detail", "set_sstp_certificate failed")), bool(output.get("changed")))
         notes.append(str(output.get("detail", "")))
         changed = touched[0] = bool(output.get("changed"))
         if changed or _bind_problems(self._look(), thumbprint):
@@ -368,12 +360,6 @@ def _configured_thumbprint(snapshot: dict[str, Any]) -> str | None:
         if isinstance(value, str) and len(value) == 40:
             return value.upper()
     return None
-
-
-def _directaccess(snapshot: dict[str, Any]) -> bool:
-    """The probe reports DirectAccess enabled (DESIGN 3 [2])."""
-    sstp = snapshot.get("sstp") or {}
-    return (sstp.get("remote_access") or {}).get("directaccess") is True
 
 
 def _bind_problems(snapshot: dict[str, Any], thumbprint: str) -> list[str]:

@@ -495,11 +495,11 @@ class RrasTwin:
                 return _fix(False, False, f"certificate {thumb} is not in Cert:\\LocalMachine\\My")
             if not cert.has_private_key:
                 return _fix(False, False, f"certificate {thumb} has no private key; SSTP cannot use it")
-            if model.directaccess:
-                return _fix(False, False, "DirectAccess is enabled on this server: its certificate is tied to the "
-                            "DirectAccess settings")
             if s.remote_access_thumbprint == thumb and s.sha256_hash in (None, cert.sha256):
                 return _fix(True, False, f"SSTP is already configured with certificate {thumb}")
+            if model.directaccess:  # after the comparison, as set_sstp_certificate.ps1 does
+                return _fix(False, False, "DirectAccess is enabled on this server: its certificate is tied to the "
+                            "DirectAccess settings")
             if model.set_certificate_error:
                 return _fix(False, False, f"Set-RemoteAccess failed: {model.set_certificate_error}")
             s.sha256_hash = cert.sha256

@@ -5,8 +5,9 @@
 # Restarts nothing: the executor restarts RemoteAccess afterwards and waits for it (DESIGN 9).
 # Refuses, changing nothing, when: not elevated; the RemoteAccess module is missing (Server Core without
 # RSAT-RemoteAccess-PowerShell); the certificate is missing or has no private key; DirectAccess is
-# enabled (its certificate is tied to the DirectAccess settings: Set-RemoteAccess checks the subject
-# against ConnectTo, DOMAIN 14). Re-reads Get-RemoteAccess to decide.
+# enabled and the certificate is not the one SSTP already uses (its certificate is tied to the
+# DirectAccess settings: Set-RemoteAccess checks the subject against ConnectTo, DOMAIN 14). Re-reads
+# Get-RemoteAccess to decide; the certificate already configured is "ok, unchanged" in every case.
 # Writes exactly one JSON document: {"ok", "changed", "detail", "exit_code"}.
 [CmdletBinding()]
 param(
@@ -53,10 +54,12 @@ try {
             $result = New-FixResult $false $false ('certificate {0} is not in Cert:\LocalMachine\My' -f $Thumbprint) $null
         } elseif (-not $certificate.HasPrivateKey) {
             $result = New-FixResult $false $false ('certificate {0} has no private key; SSTP cannot use it' -f $Thumbprint) $null
+        } elseif ((Get-ConfiguredThumbprint $remoteAccess) -eq $Thumbprint) {
+            # Before the DirectAccess rule: keeping the certificate SSTP uses changes no setting, so it
+            # is allowed there too (a plan rebinding it after IIS took port 443, DESIGN 4 [2]).
+            $result = New-FixResult $true $false ('SSTP is already configured with certificate {0}' -f $Thumbprint) $null
         } elseif ($null -ne $daStatus -and [string]$daStatus.Value -eq 'Installed') {
             $result = New-FixResult $false $false 'DirectAccess is enabled on this server: its certificate is tied to the DirectAccess settings; change it in the Remote Access Management console' $null
-        } elseif ((Get-ConfiguredThumbprint $remoteAccess) -eq $Thumbprint) {
-            $result = New-FixResult $true $false ('SSTP is already configured with certificate {0}' -f $Thumbprint) $null
         } else {
             $null = Set-RemoteAccess -SslCertificate $certificate -Force -ErrorAction Stop
             $after = Get-ConfiguredThumbprint (Get-RemoteAccess -ErrorAction Stop)

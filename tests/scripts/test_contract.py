@@ -193,3 +193,14 @@ def test_docs_describe_every_script_and_parameter() -> None:
         assert f"## {name}" in docs, name
         for spec in specs:
             assert f"`{spec.name}`" in docs, (name, spec.name)
+
+
+def test_set_sstp_certificate_keeps_the_configured_certificate_even_on_directaccess() -> None:
+    """Keeping the certificate SSTP already uses changes no setting, so the comparison comes before
+    the DirectAccess refusal (DOMAIN 14): a plan that rebinds it after IIS took port 443 can run on a
+    DirectAccess server. The lab's twin answers in the same order (tests/scenarios)."""
+    source = script_source("set_sstp_certificate")
+    already = source.index("(Get-ConfiguredThumbprint $remoteAccess) -eq $Thumbprint")
+    directaccess = source.index("[string]$daStatus.Value -eq 'Installed'")
+    setting = source.index("Set-RemoteAccess -SslCertificate $certificate")
+    assert already < directaccess < setting
