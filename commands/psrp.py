@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import heapq
+import importlib.util
 import itertools
 import json
 import logging
@@ -20,6 +21,7 @@ import math
 import os
 import socket
 import ssl
+import sys
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -502,6 +504,8 @@ class RemoteSession:
                 ) from None
         if s.auth == "credssp":
             _require_credssp(s.name)
+        elif s.auth == "kerberos":
+            _require_kerberos(s.name)
         op_timeout = max(1, min(MAX_WSMAN_POLL, math.ceil(s.operation_timeout)))
         with _WSMAN_BUILD_LOCK:
             wsman = self._new_wsman(s, ssl_on, cert_validation, op_timeout)
@@ -778,6 +782,19 @@ def _require_credssp(name: str) -> None:
             f"servers.{name}.auth = \"credssp\" needs the requests-credssp package: install sstp-bot with the "
             "credssp extra (pip install 'sstp-bot[credssp]')"
         ) from None
+
+
+def _require_kerberos(name: str) -> None:
+    """Kerberos outside Windows goes through GSSAPI: pyspnego needs the `gssapi` package (pypsrp's
+    `kerberos` extra, and the system's Kerberos library). Without it the exchange would fail deep in
+    pyspnego; say what to install instead. (`negotiate` falls back to NTLM without it.)"""
+    if sys.platform == "win32" or importlib.util.find_spec("gssapi") is not None:
+        return
+    raise ConfigError(
+        f"servers.{name}.auth = \"kerberos\" needs the gssapi package on this system: install sstp-bot with the "
+        "kerberos extra (pip install 'sstp-bot[kerberos]', which needs the system's Kerberos library, e.g. "
+        "libkrb5-dev), or use auth = \"negotiate\""
+    ) from None
 
 
 def _caused_by(exc: BaseException, cls: type[BaseException]) -> bool:

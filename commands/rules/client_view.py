@@ -95,7 +95,8 @@ def _unreachable(view: ClientView, out: Collected) -> None:
             Id.CLIENT_UNREACHABLE,
             "warning",
             f"The bot could not connect to {view.endpoint or 'the SSTP endpoint'} as a VPN client would",
-            f"Every connection attempt failed before TLS ({errors}). The server may be down, or only a "
+            f"No attempt got as far as a TLS answer: each was refused, found no route, or timed out ({errors}). "
+            "The server may be down, or only a "
             "firewall between the bot and the server may block the bot: check from a client network.",
             Subject(endpoint=view.endpoint),
             endpoint=view.endpoint,
