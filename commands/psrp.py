@@ -662,6 +662,10 @@ class RemoteSession:
             document = json.loads(output[0])
         except json.JSONDecodeError as exc:
             raise RemoteError("bad_output", name, f"{script} on {name} wrote invalid JSON ({exc.msg} at {exc.pos})") from None
+        except RecursionError:
+            # Nesting deeper than Python's decoder goes (no probe writes more than -Depth 8): this
+            # server's check is bad output, and the rest of a fleet check goes on.
+            raise RemoteError("bad_output", name, f"{script} on {name} wrote JSON nested too deeply to read") from None
         if not isinstance(document, dict):
             raise RemoteError("bad_output", name, f"{script} on {name} wrote JSON that is not an object")
         return document

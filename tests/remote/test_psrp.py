@@ -185,3 +185,37 @@ def test_a_script_past_its_timeout_is_stopped_so_the_session_stays_usable(lab):
     actions = [r.action for r in server.requests]
     assert "Signal" in actions and actions.index("Signal") > actions.index("Command")
     assert actions[-1] == "Delete"
+
+
+def test_json_nested_too_deeply_is_bad_output_for_that_server_only(monkeypatch, tmp_path):
+    """A server answering with JSON deeper than Python's decoder goes must not abort a fleet check:
+    its own check is bad_output, the others go on."""
+    from datetime import UTC, datetime
+
+    from bot.config import Config
+    from bot.service import Actor, Service
+    from commands.lab.runtime import ScriptOutcome, ScriptRuntime
+    from storage import Repository
+
+    real = ScriptRuntime.__call__
+    with Lab(["healthy", "iis-binding"]) as deep_lab:
+        evil = deep_lab.servers["vpn-iis"].twin
+
+        def deep_for_one(self, text, params, *, local_scope=True):  # type: ignore[no-untyped-def]
+            if self.twin is evil:
+                return ScriptOutcome(output=["[" * 200_000 + "]" * 200_000])
+            return real(self, text, params, local_scope=local_scope)
+
+        monkeypatch.setattr(ScriptRuntime, "__call__", deep_for_one)
+        secret = tmp_path / "password"
+        secret.write_text(LAB_PASSWORD)
+        secret.chmod(0o600)
+        servers = {n: deep_lab.server_config(n, password_file=str(secret)) for n in deep_lab.servers}
+        service = Service(Config(servers=servers), Repository("sqlite://"), environ={},
+                          clock=lambda: datetime.now(UTC), session_factory=RemoteSession)
+        try:
+            outcomes = {o.result.server: o.result for o in service.check(list(servers.values()), Actor("t", "cli"))}
+        finally:
+            service.close()
+    assert outcomes["vpn-iis"].error_kind == "bad_output" and "nested too deeply" in str(outcomes["vpn-iis"].error_message)
+    assert outcomes["vpn-healthy"].status == "healthy"
