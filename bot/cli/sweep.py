@@ -12,6 +12,7 @@ from bot.cli import Environment, open_service
 from bot.cli.check import cli_actor, exit_status
 from bot.config import load_config
 from bot.operations import SweepReport, sweep
+from bot.terminal import visible
 from commands.errors import ConfigError
 
 
@@ -26,7 +27,7 @@ def run(args: argparse.Namespace, env: Environment) -> int:
         if args.json:
             print(json.dumps(report.to_json(), indent=2), file=env.stdout)
         else:
-            print(render_text(report, text_width(env)), file=env.stdout)
+            print(visible(render_text(report, text_width(env))), file=env.stdout)
         return exit_status(report.results)
 
 

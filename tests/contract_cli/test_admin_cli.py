@@ -446,3 +446,32 @@ def test_one_edge_turns_errors_into_exit_codes_and_the_json_document() -> None:
     assert code == 2 and out == "" and "Did you mean 'vpn01'?" in err
     code, out, err = edge(RuntimeError("postgresql://u:hunter2@db/x"), True)
     assert code == 2 and out == "" and "hunter2" not in err and "unexpected RuntimeError" in err
+
+
+def test_text_from_a_server_cannot_drive_the_terminal() -> None:
+    """A compromised server controls site names, certificate subjects and error records: printed,
+    their escape sequences would clear the screen, rewrite lines, retitle the window or hide the fix
+    confirmation. Every character a terminal acts on is shown as U+FFFD instead (JSON escapes them)."""
+    from datetime import UTC, datetime
+
+    from bot.cli.forecast import render_text
+    from bot.operations import CertificateForecast, Forecast
+    from bot.terminal import make_console, render_check, visible
+    from commands.model import CheckResult, Finding
+
+    evil = "Default Web Site\x1b[2K\x1b[1A\x1b]0;owned\x1b\\ \x9b2J \u202eexe.txt\x07\r"
+    result = CheckResult(server="vpn01", checked_at=datetime(2026, 12, 6, tzinfo=UTC), findings=[
+        Finding(id="IIS_HTTPS_BINDING", severity="critical", title=f"IIS site {evil!s}", detail=evil,
+                evidence={"site": evil})])
+    out = io.StringIO()
+    render_check(result, make_console(out, 80))
+    printed = out.getvalue()
+    assert "Default Web Site" in printed and "\ufffd" in printed
+    for control in ("\x1b", "\x9b", "\u202e", "\x07", "\r"):
+        assert control not in printed, repr(control)
+    cert = CertificateForecast(server="vpn01", thumbprint="A" * 40, subject=f"CN=vpn.example.com{evil}",
+                               not_after=datetime(2027, 1, 1, tzinfo=UTC), days_left=26, renewal_in_store=False,
+                               warning_days=30)
+    text = visible(render_text(Forecast(certificates=[cert], unknown=[]), None))
+    assert "\x1b" not in text and "CN=vpn.example.com" in text
+    assert visible("tab\tand\nnewline") == "tab\tand\nnewline"
