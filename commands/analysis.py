@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import Any, TypeVar
 
 from commands.certs import CertificateInfo
@@ -133,10 +134,31 @@ class Analysis:
         return next((b for b in self.ip_bindings if b.host == host), None)
 
     def certificate(self, thumbprint: str | None) -> StoredCertificate | None:
-        if thumbprint is None or not self.snapshot.certificates:
+        if thumbprint is None:
             return None
-        wanted = normalise_hex(thumbprint)
-        return next((c for c in self.snapshot.certificates if c.thumbprint == wanted), None)
+        return self._certificates.get(normalise_hex(thumbprint))
+
+    @cached_property
+    def _certificates(self) -> dict[str, StoredCertificate]:
+        # Looked up once per binding and finding: a dict, so a server listing thousands of bindings
+        # and certificates costs linear time, not their product. The first of a thumbprint wins.
+        found: dict[str, StoredCertificate] = {}
+        for cert in self.snapshot.certificates or ():
+            found.setdefault(cert.thumbprint, cert)
+        return found
+
+    def rank(self, item: object) -> int:
+        """Where a binding, reservation or IIS binding of this analysis stands in its list (plan order
+        within a phase); 0 for one that is not in them."""
+        return self._ranks.get(id(item), 0)
+
+    @cached_property
+    def _ranks(self) -> dict[int, int]:
+        ranks: dict[int, int] = {}
+        for items in (self.ip_bindings, self.sni_bindings, self.url_conflicts, self.iis_bindings):
+            for index, item in enumerate(items):
+                ranks.setdefault(id(item), index)
+        return ranks
 
     @property
     def bindings_known(self) -> bool:

@@ -44,8 +44,9 @@ def plan_findings(detected: Sequence[Detected]) -> tuple[list[Finding], tuple[St
     chosen = [d for d in detected if d.remedy.steps]
     if not any(d.finding.severity != "info" for d in chosen):
         chosen = []
+    planned = {id(d) for d in chosen}  # by identity: comparing findings deeply made this quadratic
     findings = [
-        replace(d.finding, fixable=True) if d in chosen else _with_guidance(d.finding, d.remedy.guidance)
+        replace(d.finding, fixable=True) if id(d) in planned else _with_guidance(d.finding, d.remedy.guidance)
         for d in detected
     ]
     return findings, order_steps(chosen)

@@ -39,6 +39,9 @@ MAX_CONFIRM_TEXT = 300
 MAX_FALLBACK_TEXT = 3000
 EVIDENCE_INLINE = 700  # longer evidence is cut in the card and posted whole in the thread
 MAX_FINDING_SECTIONS = 30  # leaves room for header, status, plan and buttons under 50 blocks
+#: Thread replies under one card at most: a server listing thousands of bindings must not make the bot
+#: post thousands of messages (and spend its Slack rate limit); the rest is in the CLI and history.
+MAX_THREAD_REPLIES = 50
 APPROVE_ACTION = "sstp_approve"
 REJECT_ACTION = "sstp_reject"
 
@@ -268,6 +271,9 @@ def _findings_blocks(server: str, findings: Sequence[Finding], max_sections: int
             body = json.dumps(finding.evidence, indent=2, default=str)
             if len(body) > EVIDENCE_INLINE:
                 thread.extend(_code_replies(messages.evidence_reply(server, finding.title), body))
+    if len(thread) > MAX_THREAD_REPLIES:
+        left_out = len(thread) - (MAX_THREAD_REPLIES - 1)
+        thread = [*thread[:MAX_THREAD_REPLIES - 1], notice(messages.thread_cut(server, left_out))]
     return blocks, thread
 
 

@@ -304,6 +304,11 @@ def more_in_thread(count: int) -> str:
     return f"_…and {count} more in the thread._"
 
 
+def thread_cut(server: str, count: int) -> str:
+    return (f"_{count} more message(s) of findings and evidence are not posted here. Everything is in "
+            f"`sstp-bot check {escape(server)}` and in the check's history._")
+
+
 def evidence_reply(server: str, title: str) -> str:
     return f"Evidence for *{escape(title)}* on *{escape(server)}*:"
 

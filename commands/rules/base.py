@@ -118,11 +118,9 @@ def delete_binding(a: Analysis, binding: SslBinding, phase: Phase = Phase.DELETE
     cert = describe_certificate(a.certificate(binding.cert_hash), binding.cert_hash)
     if phase is Phase.DELETE_SNI_BINDINGS:
         text = f"Delete the SNI binding {binding.endpoint} (owner: {owner}, certificate {cert}), which overrides SSTP's binding."
-        rank = a.sni_bindings.index(binding) if binding in a.sni_bindings else 0
     else:
         text = f"Delete the HTTP.sys certificate binding on {binding.endpoint} (owner: {owner}, certificate {cert})."
-        rank = a.ip_bindings.index(binding) if binding in a.ip_bindings else 0
-    return step(phase, Action.DELETE_HTTPSYS_BINDING, {"Endpoint": binding.endpoint}, text, rank=rank)
+    return step(phase, Action.DELETE_HTTPSYS_BINDING, {"Endpoint": binding.endpoint}, text, rank=a.rank(binding))
 
 
 def restart_remoteaccess(a: Analysis) -> Remedy:

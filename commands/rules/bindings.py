@@ -250,7 +250,7 @@ def _url_conflict(a: Analysis, r: UrlReservation, out: Collected) -> None:
     if a.directaccess:
         remedy = Remedy(guidance=DIRECTACCESS_GUIDANCE)
     else:
-        rank = a.url_conflicts.index(r)
+        rank = a.rank(r)
         delete = step(
             Phase.DELETE_URL_RESERVATIONS,
             Action.DELETE_URL_RESERVATION,
@@ -327,7 +327,7 @@ def _remove_iis_binding(a: Analysis, ib: IisBinding, cert_hash: str | None) -> R
             {"Site": ib.site, "BindingInformation": ib.binding_information},
             f"Remove the https binding {ib.binding_information} from IIS site '{ib.site}' "
             f"(it serves {describe_certificate(a.certificate(cert_hash), cert_hash)} on the SSTP port).",
-            rank=a.iis_bindings.index(ib),
+            rank=a.rank(ib),
         ),
         step(
             Phase.RESTART_IIS,
