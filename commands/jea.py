@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from commands.errors import UsageError
+from commands.files import write_file
 from commands.scripts import SCRIPTS, load_script
 from commands.version import is_bot_module
 from commands.version import module_version as _module_version
@@ -391,6 +392,6 @@ def export_endpoint(folder: str | Path, group: str = DEFAULT_GROUP, version: str
     for relative, text in contents.items():
         path = root / relative
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8-sig", newline="\n")
+        write_file(path, text.encode("utf-8-sig"))  # \n line ends as written; a BOM for Windows PowerShell 5.1
         written.append(path)
     return ExportedEndpoint(root, tuple(written), tuple(function_names()), version, group)

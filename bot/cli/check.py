@@ -15,6 +15,7 @@ from bot.config import load_config
 from bot.service import Actor, CheckOutcome, resolve_targets
 from bot.terminal import make_console, render_check, render_summary, terminal_width
 from commands.errors import ConfigError, UnknownServer, UsageError
+from commands.files import write_file
 from commands.model import CheckResult
 
 
@@ -128,7 +129,7 @@ def save_snapshot(result: CheckResult, folder: Path) -> Path | None:
     if result.snapshot is None:
         return None
     path = folder / f"{result.server}.json"
-    path.write_text(json.dumps(result.snapshot, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_file(path, (json.dumps(result.snapshot, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
     return path
 
 

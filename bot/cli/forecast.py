@@ -17,6 +17,7 @@ from bot.config import load_config
 from bot.operations import Forecast, forecast
 from bot.terminal import visible
 from commands.errors import ConfigError, UsageError
+from commands.files import write_file
 
 
 def run(args: argparse.Namespace, env: Environment) -> int:
@@ -34,7 +35,7 @@ def run(args: argparse.Namespace, env: Environment) -> int:
         if png is not None:
             from bot.chart import expiry_chart  # matplotlib is optional and slow to import
 
-            png.write_bytes(expiry_chart(result.certificates, now))
+            write_file(png, expiry_chart(result.certificates, now))
         if args.json:
             print(json.dumps([c.to_json() for c in result.certificates], indent=2), file=env.stdout)
         else:
