@@ -415,6 +415,11 @@ class Service:
             # A failed step stays the reason; a re-check that fails after it is added, not swapped in.
             outcome.error = f"{outcome.error}; the re-check failed: {exc}" if outcome.error else str(exc)
             return self._finish(outcome, PlanState.FAILED, actor, {"error": outcome.error})
+        except KeyboardInterrupt:
+            # Ctrl-C in `sstp-bot fix`: the executor has rolled back what it could; the plan ends here.
+            outcome.error = "interrupted by the operator (Ctrl-C); the server may be partly changed"
+            self._finish(outcome, PlanState.FAILED, actor, {"error": outcome.error})
+            raise
         except BaseException as exc:
             # Whatever happened (a bug, the database, an interrupted progress callback), the plan
             # must not stay RUNNING: that would block every later fix of this server.

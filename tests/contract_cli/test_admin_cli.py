@@ -257,6 +257,8 @@ def test_ctrl_c_during_a_fix_says_where_it_stopped_and_is_audited(fleet: Fleet) 
     trail = fleet.cli("history", "--plan", str(plan_id), "--json").json()
     [event] = [e for e in trail if e["outcome"] == "interrupted"]
     assert event["action"] == "fix" and event["details"]["step"] == int(said.group(1))
+    [failed] = [e for e in trail if e["action"] == "fail"]  # the plan's end says why, not "internal error"
+    assert "interrupted by the operator" in failed["details"]["error"]
     assert event["details"]["of"] == 5 and event["details"]["action"] == said.group(2)
     text = fleet.cli("history", "vpn-ctrlc").out
     assert "/5 steps ok" in text and "1/1 steps ok" not in text
