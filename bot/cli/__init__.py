@@ -139,6 +139,15 @@ EXIT_CODES_HELP = """exit status:
   130  interrupted (Ctrl-C)
   141  the reader of the output went away (broken pipe)"""
 
+#: The commands that do not judge servers (no "findings" status): their exit codes.
+PLAIN_EXIT_CODES_HELP = """exit status:
+  0    done
+  2    error: refused, or a configuration error
+  3    usage error: a malformed command line
+  130  interrupted (Ctrl-C)
+  141  the reader of the output went away (broken pipe)"""
+_JUDGING = {"main", "check", "diagnose", "fix", "sweep"}
+
 _EXAMPLES = {
     "main": """examples:
   sstp-bot check vpn01                 check one server
@@ -178,23 +187,39 @@ _EXAMPLES = {
   sstp-bot lab --list""",
     "demo": """examples:
   sstp-bot demo""",
+    "sweep": """examples:
+  sstp-bot sweep
+  sstp-bot sweep --json""",
+    "forecast": """examples:
+  sstp-bot forecast --days 60
+  sstp-bot forecast --json
+  sstp-bot forecast --png expiry.png""",
+    "endpoint": """examples:
+  sstp-bot endpoint export jea/
+  sstp-bot endpoint export jea/ --group 'CORP\\VPN Operators'""",
 }
 
 
 def _help(name: str) -> dict[str, Any]:
-    """Keyword arguments of a parser with examples and the exit codes after its options."""
-    epilog = (_EXAMPLES[name] + "\n\n" if name in _EXAMPLES else "") + EXIT_CODES_HELP
-    return {"epilog": epilog, "formatter_class": argparse.RawDescriptionHelpFormatter}
+    """Keyword arguments of a parser with examples and the exit codes after its options. `name` is the
+    command (`db`, or `db prune` for an action, which shows its command's examples)."""
+    command = name.split()[0]
+    examples = _EXAMPLES.get(name) or _EXAMPLES.get(command)
+    codes = EXIT_CODES_HELP if command in _JUDGING else PLAIN_EXIT_CODES_HELP
+    return {"epilog": (examples + "\n\n" if examples else "") + codes,
+            "formatter_class": argparse.RawDescriptionHelpFormatter}
 
 
-def with_help_texts(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Every command's `--help` ends with its examples (`_EXAMPLES`) and the exit codes; a command
-    added to `build_parser` gets the exit codes without further ado."""
+def with_help_texts(parser: argparse.ArgumentParser, prefix: str = "") -> argparse.ArgumentParser:
+    """Every command's and action's `--help` ends with its examples (`_EXAMPLES`) and its exit codes; a
+    command added to `build_parser` gets the exit codes without further ado."""
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for name, command in action.choices.items():
-                for key, value in _help(name).items():
+                qualified = f"{prefix} {name}".strip()
+                for key, value in _help(qualified).items():
                     setattr(command, key, value)
+                with_help_texts(command, qualified)
     return parser
 
 

@@ -340,11 +340,15 @@ def test_a_sqlite_database_in_a_missing_folder_is_a_config_error(fleet: Fleet, t
 
 
 def test_help_shows_examples_and_exit_codes() -> None:
-    for argv in (["--help"], *([name, "--help"] for name in ("check", "diagnose", "fix", "status", "history", "servers",
-                                                          "serve", "db", "lab", "demo"))):
+    commands = ("check", "diagnose", "fix", "status", "history", "servers", "serve", "db", "lab", "demo", "sweep",
+                "forecast", "endpoint", "db upgrade", "db prune", "db interrupt", "endpoint export")
+    for argv in (["--help"], *([*name.split(), "--help"] for name in commands)):
         out = io.StringIO()
         assert main(argv, Environment(stdout=out, stderr=io.StringIO(), environ={})) == 0
-        assert "examples:" in out.getvalue() and "130" in out.getvalue() and "exit status" in out.getvalue()
+        assert "examples:" in out.getvalue() and "130" in out.getvalue() and "exit status" in out.getvalue(), argv
+        # Only the commands that judge servers can end with 1 (findings).
+        judging = argv[0] in ("--help", "check", "diagnose", "fix", "sweep")
+        assert ("1    findings" in out.getvalue()) is judging, argv
 
 
 def test_a_mistyped_command_or_server_gets_a_suggestion(fleet: Fleet) -> None:
