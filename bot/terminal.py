@@ -54,7 +54,9 @@ def terminal_width(environ: Mapping[str, str], stream: IO[str] | None = None) ->
         return max(int(raw), MIN_WIDTH)
     try:
         if stream is not None and stream.isatty():
-            return max(os.get_terminal_size(stream.fileno()).columns, MIN_WIDTH)
+            columns = os.get_terminal_size(stream.fileno()).columns
+            if columns > 0:  # a terminal whose size was never set says 0: that is "unknown"
+                return max(columns, MIN_WIDTH)
     except (AttributeError, OSError, ValueError):
         pass
     return DEFAULT_WIDTH

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from bot.cli import Environment, ExitStatus, open_service
-from bot.cli.sweep import text_width, wrap
+from bot.cli.sweep import wrap
 from bot.config import load_config
 from bot.operations import Forecast, forecast
 from bot.terminal import visible
@@ -39,7 +39,7 @@ def run(args: argparse.Namespace, env: Environment) -> int:
         if args.json:
             print(json.dumps([c.to_json() for c in result.certificates], indent=2), file=env.stdout)
         else:
-            print(visible(render_text(result, args.days, text_width(env))), file=env.stdout)
+            print(visible(render_text(result, args.days, env.width)), file=env.stdout)
             if png is not None:
                 print(f"chart written to {png}", file=env.stdout)
     return ExitStatus.OK

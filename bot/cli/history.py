@@ -33,6 +33,7 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     config = load_config(args.config, env.environ)
     require_database_folder(config.database.url)
     with Repository(config.database.url, clock=env.clock, auto_upgrade=config.database.auto_upgrade) as repo:
+        repo.expire_due()  # a plan past plan_ttl_minutes reads as EXPIRED, not PROPOSED (DESIGN 6)
         if args.plan is not None:
             return _plan_trail(repo, args.plan, as_json=args.json, env=env)
         server = _stored_name(config, args.server)

@@ -24,6 +24,7 @@ def latest_checks(args: argparse.Namespace, env: Environment) -> tuple[list[Chec
     config = load_config(args.config, env.environ)
     require_database_folder(config.database.url)
     with Repository(config.database.url, clock=env.clock, auto_upgrade=config.database.auto_upgrade) as repo:
+        repo.expire_due()  # a plan past plan_ttl_minutes is not offered as open (DESIGN 6)
         records = repo.latest_checks()
     checked = {r.server.lower() for r in records}
     never = [name for name in config.servers if name.lower() not in checked]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import shutil
 import textwrap
 
 from bot.cli import Environment, open_service
@@ -27,21 +26,8 @@ def run(args: argparse.Namespace, env: Environment) -> int:
         if args.json:
             print(json.dumps(report.to_json(), indent=2), file=env.stdout)
         else:
-            print(visible(render_text(report, text_width(env))), file=env.stdout)
+            print(visible(render_text(report, env.width)), file=env.stdout)
         return exit_status(report.results)
-
-
-def text_width(env: Environment) -> int:
-    """DESIGN 7: `COLUMNS`, else the terminal's width, else 80 when output is not a terminal."""
-    columns = env.environ.get("COLUMNS", "")
-    if columns.isdigit() and int(columns) > 0:
-        return int(columns)
-    try:
-        if env.stdout.isatty():
-            return shutil.get_terminal_size().columns
-    except (AttributeError, ValueError, OSError):
-        pass
-    return 80
 
 
 def wrap(line: str, width: int) -> list[str]:

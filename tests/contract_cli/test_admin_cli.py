@@ -82,7 +82,8 @@ class Fleet:
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     tmp = tmp_path_factory.mktemp("admin-cli")
-    with Lab(["fleet", "iis-binding", "remoteaccess-stopped"], extra_servers=[("vpn-ctrlc", "iis-binding")]) as lab:
+    with Lab(["fleet", "iis-binding", "remoteaccess-stopped"], extra_servers=[("vpn-ctrlc", "iis-binding"),
+                                                                                ("vpn-ttl", "iis-binding")]) as lab:
         db = tmp / "data" / "history.db"
         db.parent.mkdir()
         config = lab.write_config(tmp / "lab.toml", database_url=f"sqlite:///{db}")
@@ -481,3 +482,39 @@ def test_text_from_a_server_cannot_drive_the_terminal() -> None:
     text = visible(render_text(Forecast(certificates=[cert], unknown=[]), None))
     assert "\x1b" not in text and "CN=vpn.example.com" in text
     assert visible("tab\tand\nnewline") == "tab\tand\nnewline"
+
+
+def test_a_terminal_that_reports_no_size_gets_80_columns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pty whose size was never set reports 0 columns: that is unknown, not 20 (the minimum)."""
+    import os as _os
+
+    from bot.terminal import DEFAULT_WIDTH, terminal_width
+
+    class Pty(Tty):
+        def fileno(self) -> int:
+            return 1
+
+    monkeypatch.setattr(_os, "get_terminal_size", lambda fd=0: _os.terminal_size((0, 0)))
+    assert terminal_width({}, Pty()) == DEFAULT_WIDTH
+    monkeypatch.setattr(_os, "get_terminal_size", lambda fd=0: _os.terminal_size((132, 40)))
+    assert terminal_width({}, Pty()) == 132
+    assert terminal_width({"COLUMNS": "60"}, Pty()) == 60
+
+
+def test_a_plan_past_its_time_reads_as_expired_without_waiting_for_a_check(fleet: Fleet) -> None:
+    """DESIGN 6: a plan expires after plan_ttl_minutes. Reading the history after that shows it
+    EXPIRED (with its audit event), not still PROPOSED until some later check."""
+    from datetime import UTC, datetime, timedelta
+
+    fleet.cli("check", "vpn-ttl")  # a server with findings, this test's own: one plan
+    plan_id = next(e for e in fleet.cli("history", "vpn-ttl", "--json").json() if e["kind"] == "plan")["id"]
+    later = datetime.now(UTC) + timedelta(hours=2)
+    out = io.StringIO()
+    code = main(["--config", str(fleet.config), "history", "--plan", str(plan_id), "--json"],
+                Environment(stdout=out, stderr=io.StringIO(), environ={}, clock=lambda: later))
+    assert code == 0
+    assert [e for e in json.loads(out.getvalue()) if e["action"] == "expire"]
+    text = io.StringIO()
+    main(["--config", str(fleet.config), "history", "--plan", str(plan_id)],
+         Environment(stdout=text, stderr=io.StringIO(), environ={"COLUMNS": "200"}, clock=lambda: later))
+    assert f"Plan {plan_id} for vpn-ttl: EXPIRED" in text.getvalue()
