@@ -6,6 +6,7 @@ refused with a message naming the key, so a typo never silently falls back to a 
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
@@ -215,6 +216,13 @@ def parse_config(data: Mapping[str, Any], path: Path | None = None) -> Config:
             servers[name] = _parse_server(name, merged)
         except ConfigError as exc:
             raise _blame_defaults(exc, name, table, defaults) from None
+    for key, value in defaults.items():
+        _typed("defaults", key, value, _SERVER_KEYS[key])  # a wrong type, whether inherited or not
+    if not servers:
+        # No server inherits them yet, but `diagnose` applies `[defaults]` to a snapshot of a server
+        # the inventory does not list: a bad default is reported now, not at that use.
+        # (A user name may come with each server: only the values are judged here.)
+        _parse_server("defaults", {"username": "any", **defaults, "host": "localhost"}, where="defaults")
     return Config(
         slack=slack,
         database=database,
@@ -251,12 +259,22 @@ def _reject_unknown(where: str, table: Mapping[str, Any], allowed: set[str]) -> 
             raise ConfigError(f"unknown configuration key {place!r} (allowed: {', '.join(sorted(allowed))})")
 
 
+#: The largest number any setting takes (seconds, minutes, days, ports): far above a sensible value.
+MAX_NUMBER = 1_000_000
+
+
 def _typed(where: str, key: str, value: Any, expected: type | tuple[type, ...]) -> Any:
     # bool is an int in Python: never accept true/false where a number is expected, or the reverse.
     bad_bool = isinstance(value, bool) and expected is not bool and expected != (bool,)
     if bad_bool or not isinstance(value, expected):
         names = expected.__name__ if isinstance(expected, type) else " or ".join(t.__name__ for t in expected)
         raise ConfigError(f"{where}.{key}: expected {names}, got {type(value).__name__} {value!r}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and not (
+        math.isfinite(value) and abs(value) <= MAX_NUMBER
+    ):
+        # TOML has nan and inf, and integers past what a timeout or a number of days can mean: each would
+        # pass a `<= 0` test and fail later, deep in a check (a timeout, a date).
+        raise ConfigError(f"{where}.{key}: {value!r} is out of range (a finite number up to {MAX_NUMBER:,})")
     return value
 
 
@@ -271,6 +289,8 @@ def _parse_slack(table: Mapping[str, Any]) -> SlackConfig:
         raise ConfigError(f"slack.http_port: {cfg.http_port} is not a TCP port")
     if cfg.plan_ttl_minutes < 1:
         raise ConfigError("slack.plan_ttl_minutes: must be at least 1")
+    if not cfg.http_host:
+        raise ConfigError("slack.http_host: must not be empty (an empty host listens on every interface)")
     if cfg.api_url and not re.match(r"^https?://", cfg.api_url):
         raise ConfigError(f"slack.api_url: expected an http(s) URL, got {cfg.api_url!r}")
     for key, pattern in (("allowed_channels", CHANNEL_ID_RE), ("operators", SLACK_ID_RE), ("approvers", SLACK_ID_RE)):

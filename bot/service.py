@@ -329,7 +329,12 @@ class Service:
         # Wait for any other operation on this server *before* the plan becomes RUNNING: a second plan
         # approved while a fix runs then queues behind it (and finds the server changed) instead of
         # failing on the database's one-RUNNING-plan-per-server rule and staying APPROVED.
-        server = self.repo.get_plan(plan_id).server
+        try:
+            server = self.repo.get_plan(plan_id).server
+        except NotFound:
+            # Every attempt is audited (DESIGN 6), as for approve and reject of a plan that does not exist.
+            self.repo.audit(actor=actor.id, action="execute", outcome="refused: plan not found", plan_id=plan_id)
+            raise
         with exclusive(server):
             return self._execute(plan_id, server, actor, progress, waiting, step_done)
 

@@ -89,3 +89,26 @@ def test_an_alert_channel_outside_the_allowed_channels_is_refused_naming_both_ke
 def test_an_alert_channel_anywhere_allowed_is_accepted(allowed: list[str], alert: str) -> None:
     config = parse_config(_config(slack={"allowed_channels": allowed}, schedule={"alert_channel": alert}))
     assert config.schedule.alert_channel == alert
+
+
+@pytest.mark.parametrize(
+    ("data", "named"),
+    [
+        ({"defaults": {"connect_timeout": float("nan")}, "servers": {"vpn01": {"host": "h"}}}, "connect_timeout"),
+        ({"defaults": {"operation_timeout": float("inf")}, "servers": {"vpn01": {"host": "h"}}}, "operation_timeout"),
+        ({"servers": {"vpn01": {"host": "h", "restart_timeout_seconds": float("nan")}}}, "restart_timeout_seconds"),
+        ({"servers": {"vpn01": {"host": "h", "cert_expiry_warning_days": 99999999999}}}, "cert_expiry_warning_days"),
+        ({"slack": {"plan_ttl_minutes": 99999999999999}}, "plan_ttl_minutes"),
+        ({"slack": {"http_host": ""}}, "http_host"),
+        # [defaults] no server inherits yet: still judged (diagnose applies them to unlisted servers)
+        ({"defaults": {"transport": "ftp"}}, "transport"),
+        ({"defaults": {"port": "x"}}, "port"),
+    ],
+)
+def test_values_that_would_fail_later_are_refused_when_loaded(data: dict[str, object], named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        parse_config(data)
+
+
+def test_defaults_without_servers_need_no_user_name_yet() -> None:
+    assert parse_config({"defaults": {"auth": "ntlm"}}).servers == {}

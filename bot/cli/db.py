@@ -15,11 +15,15 @@ from storage.runner import describe_runner, runner_is_dead
 ACTIONS = ("upgrade", "prune", "interrupt")
 
 
+#: A century: any more is a typo (and past what a date can hold).
+MAX_PRUNE_DAYS = 36_500
+
+
 def run(args: argparse.Namespace, env: Environment) -> int:
     if args.db_command not in ACTIONS:
         raise UsageError("sstp-bot db: choose an action: upgrade, prune --older-than DAYS or interrupt --plan ID")
-    if args.db_command == "prune" and args.older_than < 0:
-        raise UsageError("sstp-bot db prune: --older-than must be 0 or more days")
+    if args.db_command == "prune" and not 0 <= args.older_than <= MAX_PRUNE_DAYS:
+        raise UsageError(f"sstp-bot db prune: --older-than takes 0 to {MAX_PRUNE_DAYS} days")
     config = load_config(args.config, env.environ)
     url = config.database.url
     if args.db_command == "upgrade":

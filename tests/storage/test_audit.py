@@ -72,3 +72,22 @@ def test_audit_records_time_from_the_clock_and_redacts(repo: Repository, clock: 
     event = repo.plan_audit(plan_id)[-1]
     assert (event.at, event.actor, event.outcome) == (clock(), "U0CCCC3", "refused")
     assert event.details == {"reason": "two-person rule (token [REDACTED])", "slack_token": "[REDACTED]"}
+
+
+@pytest.mark.parametrize("attempt", ["approve", "reject", "execute"])
+def test_every_attempt_on_a_plan_that_does_not_exist_is_audited(repo: Repository, clock: FakeClock, attempt: str) -> None:
+    """DESIGN 6: every attempt, allowed or refused, is an audit event: running a plan id that does not
+    exist too, as approving or rejecting one does."""
+    from bot.config import Config
+    from bot.service import Actor, Service
+    from storage.repository import NotFound
+
+    service = Service(Config(), repo, environ={}, clock=clock)
+    actor = Actor("U0AAAA1", "slack")
+    with pytest.raises(NotFound):
+        if attempt == "execute":
+            service.execute(9999, actor)
+        else:
+            getattr(service, attempt)(9999, actor, authorised=True)
+    [event] = repo.plan_audit(9999)
+    assert (event.actor, event.action, event.outcome) == ("U0AAAA1", attempt, "refused: plan not found")

@@ -133,6 +133,7 @@ def test_errors_and_usage(setup: tuple[Path, str, FakeClock]) -> None:
     assert cli(config, "history", "vpn01", "--plan", "1").code == 3
     assert cli(config, "db").code == 3
     assert cli(config, "db", "prune", "--older-than", "-1").code == 3
+    assert cli(config, "db", "prune", "--older-than", "99999999999").code == 3  # not an OverflowError
     assert cli(config.parent / "missing.toml", "history").code == 2
 
 
