@@ -270,7 +270,8 @@ def _typed(where: str, key: str, value: Any, expected: type | tuple[type, ...]) 
         names = expected.__name__ if isinstance(expected, type) else " or ".join(t.__name__ for t in expected)
         raise ConfigError(f"{where}.{key}: expected {names}, got {type(value).__name__} {value!r}")
     if isinstance(value, (int, float)) and not isinstance(value, bool) and not (
-        math.isfinite(value) and abs(value) <= MAX_NUMBER
+        abs(value) <= MAX_NUMBER  # first: math.isfinite would overflow on a huge TOML integer
+        and (isinstance(value, int) or math.isfinite(value))
     ):
         # TOML has nan and inf, and integers past what a timeout or a number of days can mean: each would
         # pass a `<= 0` test and fail later, deep in a check (a timeout, a date).

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.text import Text
 
 from commands.clientview import client_view_line
+from commands.errors import visible
 from commands.model import CheckResult, Finding, Plan, format_time, sort_findings
 
 SEVERITY_STYLES = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
@@ -28,19 +29,6 @@ STATUS_WORDS = {"healthy": "HEALTHY", "unhealthy": "UNHEALTHY", "error": "COULD 
 DEFAULT_WIDTH = 80
 #: Below this, indented text cannot be laid out sensibly; narrower COLUMNS values are raised to it.
 MIN_WIDTH = 20
-
-#: What a terminal acts on instead of showing: C0 controls but tab and newline, DEL, C1 (0x9B is a CSI
-#: on its own), and the Unicode controls that reorder or split a line. Text from a server (IIS site
-#: names, certificate subjects, error records) must not clear the screen, rewrite earlier lines,
-#: retitle the window, add a link or hide what follows (a fix's confirmation, say).
-_TERMINAL_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
-
-
-def visible(text: str) -> str:
-    """`text` with every character a terminal would act on shown as U+FFFD (the length is kept, so a
-    styled `Text`'s spans still fit)."""
-    return _TERMINAL_CONTROL.sub("\ufffd", text)
-
 
 #: A certificate thumbprint (SHA-1, 40 hex) or a SHA-256 hash (64 hex), not part of a longer hex run.
 HASH_RE = re.compile(r"(?<![0-9A-Fa-f])(?:[0-9A-Fa-f]{64}|[0-9A-Fa-f]{40})(?![0-9A-Fa-f])")

@@ -113,7 +113,7 @@ class Analysis:
         if self.sstp_sha256 is None:
             return False
         bound = self.certificate(thumbprint)
-        return bound is not None and bound.sha256 != self.sstp_sha256
+        return bound is not None and bound.sha256 is not None and bound.sha256 != self.sstp_sha256
 
     @property
     def held_back_by_directaccess(self) -> bool:

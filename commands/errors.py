@@ -36,13 +36,23 @@ class UsageError(SstpBotError):
     """A malformed command (CLI exit 3, ephemeral usage text in Slack)."""
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+#: What a terminal acts on instead of showing: C0 controls but tab and newline, DEL, C1 (0x9B is a CSI
+#: on its own), and the Unicode controls that reorder or split a line (bidi marks and overrides).
+TERMINAL_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
+
+
+def visible(text: str) -> str:
+    """`text` as a terminal shows it inertly: every character a terminal would act on
+    (`TERMINAL_CONTROL`) becomes U+FFFD. Text from a server (site names, certificate subjects, error
+    records) must not clear the screen, rewrite lines, retitle the window, add a link or hide what
+    follows. The length is kept, so a styled rich `Text`'s spans still fit."""
+    return TERMINAL_CONTROL.sub("\ufffd", text)
 
 
 def strip_control(text: str) -> str:
     """Text from a server without control characters (tabs and newlines kept): an HTTP 500 body with
     escape sequences must not drive the operator's terminal, now or when `history` replays it."""
-    return _CONTROL.sub("", text)
+    return TERMINAL_CONTROL.sub("", text)
 
 
 class RemoteError(SstpBotError):

@@ -132,7 +132,10 @@ class PlanExecutor:
         except StepFailed as exc:
             return StepResult(action, False, exc.changed, exc.detail)
         except RemoteError as exc:
-            return StepResult(action, False, False, exc.message)
+            # The script was sent: it may have run on the server before the answer was lost. So the
+            # step counts as changed (a wildcard binding it deleted is re-added by the rollback, which
+            # re-adds only what is missing).
+            return StepResult(action, False, True, f"{exc.message} (the server may have been changed)")
         return _result(action, output)
 
     # --- never worse off (DESIGN 5 [2]) -----------------------------------------------------------
@@ -199,20 +202,20 @@ class PlanExecutor:
 
     def _bind(self, thumbprint: str) -> StepResult:
         notes: list[str] = []
-        changed = [False]  # what is done stays done: a step cut short by the connection says so
         try:
-            return self._bind_sequence(thumbprint, notes, changed)
+            return self._bind_sequence(thumbprint, notes)
         except RemoteError as exc:
-            raise StepFailed("; ".join([*notes, exc.message]), changed[0]) from None
+            # Cut short by the connection: from Set-RemoteAccess on, every call may have run before
+            # the answer was lost, so the step says changed.
+            raise StepFailed("; ".join([*notes, exc.message]), True) from None
 
-    def _bind_sequence(self, thumbprint: str, notes: list[str], touched: list[bool]) -> StepResult:
+    def _bind_sequence(self, thumbprint: str, notes: list[str]) -> StepResult:
         output = self.session.run("set_sstp_certificate", Thumbprint=thumbprint)
         if not output.get("ok"):
             raise StepFailed(str(output.get("detail", "set_sstp_certificate failed")), bool(output.get("changed")))
         notes.append(str(output.get("detail", "")))
-        changed = touched[0] = bool(output.get("changed"))
+        changed = bool(output.get("changed"))
         if changed or _bind_problems(self._look(), thumbprint):
-            touched[0] = True  # the restart stops RemoteAccess (its own errors say changed too)
             try:
                 notes.extend(self._restart(stop_first=True))
             except StepFailed as exc:
@@ -229,7 +232,6 @@ class PlanExecutor:
             endpoint = f"{host}:{port}"
             if endpoint.lower() in present:
                 continue
-            touched[0] = True  # an add cut short may still have reached HTTP.sys
             added = self.session.run("add_sstp_httpsys_binding", Endpoint=endpoint, Thumbprint=thumbprint)
             notes.append(str(added.get("detail", "")))
             if not added.get("ok"):
@@ -251,6 +253,10 @@ class PlanExecutor:
         except RemoteError as exc:
             # Cut short by the connection: once Stop or Start was sent, the service may have changed.
             raise StepFailed("; ".join([*notes, exc.message]), touched[0]) from None
+        except StepFailed as exc:
+            # However it failed afterwards (a state that cannot be read, a deadline), a sent Stop or
+            # Start has changed the service: VPN users were dropped.
+            raise StepFailed(exc.detail, exc.changed or touched[0]) from None
 
     def _restart_sequence(self, stop_first: bool, notes: list[str], touched: list[bool]) -> list[str]:
         t = self.timing

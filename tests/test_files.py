@@ -38,3 +38,20 @@ def test_a_failed_write_leaves_neither_a_file_nor_a_temporary(tmp_path: Path) ->
         (tmp_path / "taken").mkdir()
         write_file(tmp_path / "taken", b"x")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
+
+
+def test_an_existing_file_keeps_its_mode_and_a_pipe_is_written_to(tmp_path: Path) -> None:
+    kept = tmp_path / "vpn01.json"
+    kept.write_text("old")
+    kept.chmod(0o600)
+    write_file(kept, b"new")
+    assert kept.read_bytes() == b"new" and stat.S_IMODE(kept.stat().st_mode) == 0o600
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        write_file(fifo, b"through the pipe")  # `forecast --png /dev/stdout` writes to the stream
+        assert os.read(reader, 100) == b"through the pipe"
+    finally:
+        os.close(reader)
+    assert stat.S_ISFIFO(fifo.stat().st_mode)  # still a pipe, not replaced by a file

@@ -24,7 +24,15 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 from bot import __version__
-from commands.errors import ConfigError, RemoteError, SnapshotError, SstpBotError, UnknownServer, UsageError
+from commands.errors import (
+    ConfigError,
+    RemoteError,
+    SnapshotError,
+    SstpBotError,
+    UnknownServer,
+    UsageError,
+    visible,
+)
 
 if TYPE_CHECKING:
     from bot.config import Config
@@ -378,7 +386,7 @@ def fail(exc: BaseException, env: Environment, args: argparse.Namespace | None =
                 os.dup2(devnull, sys.stdout.fileno())
         return ExitStatus.BROKEN_PIPE
     if isinstance(exc, UsageError):
-        print(f"usage error: {exc}", file=env.stderr)
+        print(visible(f"usage error: {exc}"), file=env.stderr)
         return ExitStatus.USAGE
     if not isinstance(exc, SstpBotError):
         logging.getLogger("sstp_bot").debug("unexpected error", exc_info=exc)
@@ -390,5 +398,5 @@ def fail(exc: BaseException, env: Environment, args: argparse.Namespace | None =
         if doc is not None:
             with contextlib.suppress(BrokenPipeError):
                 print(json.dumps(doc, indent=2), file=env.stdout)
-    print(f"error: {message}", file=env.stderr)
+    print(visible(f"error: {message}"), file=env.stderr)
     return ExitStatus.ERROR

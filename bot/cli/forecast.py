@@ -15,8 +15,7 @@ from bot.cli import Environment, ExitStatus, open_service
 from bot.cli.sweep import wrap
 from bot.config import load_config
 from bot.operations import Forecast, forecast
-from bot.terminal import visible
-from commands.errors import ConfigError, UsageError
+from commands.errors import ConfigError, UsageError, visible
 from commands.files import write_file
 
 

@@ -11,8 +11,7 @@ from bot.cli import Environment, open_service
 from bot.cli.check import cli_actor, exit_status
 from bot.config import load_config
 from bot.operations import SweepReport, sweep
-from bot.terminal import visible
-from commands.errors import ConfigError
+from commands.errors import ConfigError, visible
 
 
 def run(args: argparse.Namespace, env: Environment) -> int:

@@ -463,7 +463,8 @@ def test_text_from_a_server_cannot_drive_the_terminal() -> None:
 
     from bot.cli.forecast import render_text
     from bot.operations import CertificateForecast, Forecast
-    from bot.terminal import make_console, render_check, visible
+    from bot.terminal import make_console, render_check
+    from commands.errors import visible
     from commands.model import CheckResult, Finding
 
     evil = "Default Web Site\x1b[2K\x1b[1A\x1b]0;owned\x1b\\ \x9b2J \u202eexe.txt\x07\r"

@@ -151,7 +151,7 @@ def test_fix_renewal_binds_newer_certificate(cli):
 def test_fix_history_records_plan(cli):
     p = cli.run("fix", "fix-stopped", "--yes", "--json")  # healthy by now (or fixed here)
     assert p.returncode == 0
-    h = cli.run("history", "fix-iis", "--json")
+    h = cli.run("history", "fix-stopped", "--json")  # the fix this test just ran
     assert h.returncode == 0, h.stderr
     entries = parse_json(h)
     assert isinstance(entries, list) and entries

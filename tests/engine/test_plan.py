@@ -417,6 +417,20 @@ def test_binding_of_an_unknown_certificate_is_no_mismatch_when_only_sha256_is_kn
     assert "SSTP_HASH_MISMATCH" not in {f.id for f in findings}
 
 
+def test_a_bound_certificate_the_bot_cannot_read_is_no_mismatch_when_only_sha256_is_known() -> None:
+    """Near miss: SSTP named by SHA-256 only, its certificate in the store but sent without DER (so its
+    SHA-256 is unknown), and bound on both wildcards: the bot cannot tell it is another certificate."""
+    snap = healthy()
+    snap["sstp"]["sha1_hash"] = None
+    snap["sstp"]["remote_access"]["thumbprint"] = None
+    for entry in snap["certificates"]:
+        if entry["thumbprint"] == sstp_cert().thumbprint:
+            entry["der"] = None
+    snap["http_sys"]["ip_bindings"] = [binding("0.0.0.0:443", sstp_cert()), binding("[::]:443", sstp_cert())]
+    findings = diagnose(parse_snapshot(snap), server(), NOW)
+    assert "SSTP_HASH_MISMATCH" not in {f.id for f in findings}
+
+
 def test_without_public_name_or_sstp_certificate_no_certificate_for_another_name_is_bound() -> None:
     p, findings = _plan(_sha256_only_certificate_gone(healthy()), public_name=None)
     assert p is None

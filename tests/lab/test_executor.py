@@ -131,7 +131,7 @@ class _CutOff:
 
 
 @pytest.mark.parametrize(("script", "action", "changed"), [
-    ("set_sstp_certificate", None, False),  # nothing done yet
+    ("set_sstp_certificate", None, True),  # Set-RemoteAccess may have run before the answer was lost
     ("control_remoteaccess", "Stop", True),  # the certificate is set; the Stop may have reached the server
     ("control_remoteaccess", "Start", True),  # RemoteAccess was stopped
 ])
@@ -152,3 +152,52 @@ def test_a_bind_cut_short_by_the_connection_says_whether_it_changed_the_server(s
                 {"action": "bind_sstp_certificate", "params": dict(bind.params)})
     assert result.ok is False and result.changed is changed
     assert "the connection was reset" in result.detail
+
+
+class _StateLostAfterStop(_CutOff):
+    """The server stops answering remoteaccess_state once Stop was sent (a StepFailed, not a lost connection)."""
+
+    def __init__(self, session: RemoteSession) -> None:
+        super().__init__(session, "")
+        self.stopped = False
+
+    def run(self, script: str, **params: Any) -> dict[str, Any]:
+        if script == "control_remoteaccess" and params.get("Action") == "Stop":
+            self.stopped = True
+        if script == "remoteaccess_state" and self.stopped:
+            return {"ok": False, "changed": False, "detail": "Get-Service failed (test)", "exit_code": None}
+        return self.session.run(script, **params)
+
+
+def test_a_restart_that_cannot_read_the_state_after_stop_says_it_changed_the_server(lab):
+    _twin, _clock, timing = _setup(lab, "vpn-slow-stop", stop_seconds=1.0)
+    with RemoteSession(lab.server_config("vpn-slow-stop"), LAB_PASSWORD) as real:
+        session = _StateLostAfterStop(real)
+        result = PlanExecutor(session, timing=timing).run_step({"action": "restart_remoteaccess", "params": {}})  # type: ignore[arg-type]
+    assert session.stopped and result.ok is False
+    assert result.changed is True  # RemoteAccess was stopped: VPN users were dropped
+
+
+def test_a_wildcard_delete_cut_short_is_rolled_back_like_a_done_one(lab):
+    """The delete may have run before its answer was lost: the rollback re-adds the binding if it is
+    missing (and only then)."""
+    _twin, _clock, timing = _setup(lab, "vpn-slow-stop", stop_seconds=1.0)
+    twin = lab.servers["vpn-slow-stop"].twin
+
+    class DeletedThenLost(_CutOff):
+        def run(self, script: str, **params: Any) -> dict[str, Any]:
+            if script == "delete_httpsys_binding":
+                self.session.run(script, **params)  # it ran on the server...
+                raise RemoteError("unreachable", "vpn-slow-stop", "the connection was reset")  # ...the answer was lost
+            return self.session.run(script, **params)
+
+    recorded: list[Any] = []
+    with RemoteSession(lab.server_config("vpn-slow-stop"), LAB_PASSWORD) as real:
+        error = PlanExecutor(DeletedThenLost(real, ""), timing=timing, record=lambda i, r: recorded.append(r)).run(  # type: ignore[arg-type]
+            [{"action": "delete_httpsys_binding", "params": {"Endpoint": "0.0.0.0:443"}},
+             {"action": "restart_remoteaccess", "params": {}}])
+    assert error is not None
+    assert [(r.action, r.ok, r.changed, r.rollback) for r in recorded] == [
+        ("delete_httpsys_binding", False, True, False), ("add_sstp_httpsys_binding", True, True, True)]
+    endpoints = {b.endpoint for b in twin.copy_state().ip_bindings}
+    assert "0.0.0.0:443" in endpoints
