@@ -258,7 +258,8 @@ def budget(measured: dict[str, float], servers: int) -> list[tuple[str, str]]:
     diagnosis, recording, the sweep's bookkeeping), while the bot's one interpreter is the bound:
     then a sweep takes servers x CPU per check. With R the probe alone (cold c, warm w) and F that
     work: cold under 2 s needs (R_c + F) x servers < 2 s, and 3x needs R_c + F >= 3 (R_w + F), that
-    is F <= (R_c - 3 R_w) / 2. Measured in this run, from the layered and the full sweeps."""
+    is F <= (R_c - 3 R_w) / 2; both together need F < (2 s / servers - 3 R_w) / 3, whatever R_c.
+    Measured in this run, from the layered and the full sweeps."""
     try:
         r_c, r_w = measured["probe alone, cold"], measured["probe alone, warm"]
         full_c, full_w = measured["full check, cold"], measured["full check, warm"]
@@ -275,6 +276,10 @@ def budget(measured: dict[str, float], servers: int) -> list[tuple[str, str]]:
          else f"none: the cold probe alone takes {ms(r_c)} of the {ms(2.0 / servers)} per server"),
         ("[https] most of it the 3x goal allows ((cold probe - 3 x warm probe) / 2), one interpreter",
          f"{ms((r_c - 3 * r_w) / 2)}" if r_c > 3 * r_w else "none: the warm probe is over a third of the cold one"),
+        # Both at once: R_c < 2 s/servers - F and R_c >= 3 R_w + 2 F give F < (2 s/servers - 3 R_w) / 3,
+        # whatever R_c is: cutting the cold exchange cannot make room for F.
+        ("[https] most of it both goals allow together ((2 s / servers - 3 x warm probe) / 3)",
+         ms((2.0 / servers - 3 * r_w) / 3) if 2.0 / servers > 3 * r_w else "none"),
         ("[https] full check, bot CPU cold / warm (the ratio while the bot's CPU is the bound)",
          f"{ms(full_c)} / {ms(full_w)}: {full_c / full_w:.1f}x"),
     ]
